@@ -1,0 +1,1 @@
+"""handgrad's experiments: configs, datasets, the lockstep runner, metrics, reports, CLI."""

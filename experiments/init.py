@@ -1,0 +1,113 @@
+"""The one shared initialisation: a parameter dict made once, then copied into both sides.
+
+Schemes (config key ``init``):
+    uniform       W, b ~ U(−1/√fan_in, 1/√fan_in), torch.nn.Linear's default, drawn from
+                  the run's ``numpy.random.Generator``.
+    legacy-rand   the seed script's weights: ``np.random.seed(seed)``, then per layer
+                  ``np.random.rand(n_in, n_out)`` laid out (in, out) — its transpose is
+                  ``layers.{i}.weight``; biases 0. Uses a private ``RandomState(seed)``,
+                  which yields the same stream as the global seed without touching it.
+    worked-2-2-2  the classic worked example's published weights and biases.
+    PATH          a ``.npz`` or ``.json`` file holding the parameter dict itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from manual.network import parameter_shapes
+
+SCHEMES = ("uniform", "legacy-rand", "worked-2-2-2")
+
+
+class InitError(ValueError):
+    """A parameter file or scheme that cannot initialise the requested network."""
+
+
+def uniform_params(sizes, bias, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """torch.nn.Linear's default distribution, drawn from ``rng`` layer by layer."""
+    params = {}
+    for key, shape in parameter_shapes(sizes, bias).items():
+        fan_in = sizes[int(key.split(".")[1])]
+        bound = 1.0 / np.sqrt(fan_in)
+        params[key] = rng.uniform(-bound, bound, size=shape)
+    return params
+
+
+def legacy_rand_params(sizes, bias, seed: int) -> dict[str, np.ndarray]:
+    """``np.random.seed(seed); np.random.rand(n_in, n_out)`` per layer, as the seed script."""
+    legacy = np.random.RandomState(seed)  # same stream as np.random.seed(seed)
+    params = {}
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        params[f"layers.{i}.weight"] = legacy.rand(n_in, n_out).T.copy()  # (out, in)
+        if bias is not False:
+            params[f"layers.{i}.bias"] = np.zeros(n_out)
+    return params
+
+
+def worked_example_params(bias=True) -> dict[str, np.ndarray]:
+    """w1..w8 = 0.15 ... 0.55; hidden bias 0.35, output bias 0.60 (a 2-2-2 network).
+
+    w1, w2 feed h1 from i1, i2; w3, w4 feed h2; w5, w6 feed o1 from h1, h2; w7, w8 feed o2.
+    As (out, in) matrices: layers.0.weight = [[w1, w2], [w3, w4]], and so on.
+    """
+    params = {
+        "layers.0.weight": np.array([[0.15, 0.20], [0.25, 0.30]]),
+        "layers.0.bias": np.array([0.35, 0.35]),
+        "layers.1.weight": np.array([[0.40, 0.45], [0.50, 0.55]]),
+        "layers.1.bias": np.array([0.60, 0.60]),
+    }
+    if bias is False:
+        del params["layers.0.bias"], params["layers.1.bias"]
+    return params
+
+
+def load_params_file(path: str | Path) -> dict[str, np.ndarray]:
+    """A parameter dict from ``.npz`` (arrays by key) or ``.json`` ({key: nested lists})."""
+    path = Path(path)
+    if not path.is_file():
+        raise InitError(f"init file {path} does not exist; give a .npz or .json parameter file")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as data:
+                return {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
+        if path.suffix == ".json":
+            raw = json.loads(path.read_text())
+            if not isinstance(raw, dict):
+                raise InitError(f"{path}: expected a JSON object {{key: nested list}}")
+            return {k: np.asarray(v, dtype=np.float64) for k, v in raw.items()}
+    except (ValueError, OSError, TypeError) as err:
+        if isinstance(err, InitError):
+            raise
+        raise InitError(f"{path}: cannot read parameters ({err})") from None
+    raise InitError(f"init file {path}: unknown format; use .npz or .json")
+
+
+def initial_params(scheme: str, sizes, bias, rng: np.random.Generator, seed: int):
+    """The run's initial parameter dict, checked against the network's keys and shapes."""
+    if scheme == "uniform":
+        params = uniform_params(sizes, bias, rng)
+    elif scheme == "legacy-rand":
+        params = legacy_rand_params(sizes, bias, seed)
+    elif scheme == "worked-2-2-2":
+        params = worked_example_params(bias)
+    else:
+        params = load_params_file(scheme)
+    expected = parameter_shapes(sizes, bias)
+    missing = sorted(set(expected) - set(params))
+    extra = sorted(set(params) - set(expected))
+    where = f"init {scheme!r}"
+    if missing or extra:
+        raise InitError(f"{where}: parameter keys do not match sizes {list(sizes)}, bias={bias}: "
+                        f"missing {missing}, unexpected {extra}")
+    for key, shape in expected.items():
+        if params[key].shape != shape:
+            raise InitError(f"{where}: {key} has shape {params[key].shape}, expected {shape} "
+                            f"for sizes {list(sizes)}")
+        if not np.all(np.isfinite(params[key])):
+            raise InitError(f"{where}: {key} contains NaN or inf")
+    return {k: params[k] for k in expected}

@@ -1,0 +1,95 @@
+"""Losses and their derivatives with respect to the network output, by hand.
+
+Notation: A (N, K) the output of the last layer (after ``output_activation``), Y the
+targets, N the batch size, K the number of outputs, M = N·K. The reductions are part of
+each definition; the factors ½, 1/N and 1/M are where hand derivations usually slip.
+
+    half_sse       E = ½ Σ_n Σ_k (A − Y)²                       ∂E/∂A = A − Y
+    mse            E = (1/M) Σ_n Σ_k (A − Y)²                   ∂E/∂A = 2 (A − Y) / M
+    bce            E = −(1/M) Σ [Y log A + (1 − Y) log(1 − A)]  ∂E/∂A = (A − Y) / (A (1 − A)) / M
+    cross_entropy  P = softmax(A) row-wise (A are logits),
+                   E = −(1/N) Σ_n Σ_k T log P                   ∂E/∂A = (P Σ_k T − T) / N
+                   T = one-hot of integer labels, or given rows of probabilities
+                   (then Σ_k T = 1 and ∂E/∂A = (P − T) / N).
+
+bce follows torch.nn.BCELoss at the edges so that outputs of exactly 0 or 1 give finite
+numbers: each log is clamped at −100, and the denominator A(1 − A) at 1e-12.
+"""
+
+from __future__ import annotations
+
+import math
+
+LOG_CLAMP = -100.0   # torch.nn.BCELoss clamps log(x) at -100 (documented in its reference)
+BCE_EPS = 1e-12      # and the backward denominator x(1 - x) at 1e-12
+_TINY = math.exp(LOG_CLAMP)  # log(max(x, e^-100)) never sees 0, so numpy raises no warning
+
+
+def _clamped_log(x, xp):
+    """max(log x, −100) for x ≥ 0, without evaluating log 0."""
+    return xp.clip(xp.log(xp.clip(x, min=_TINY)), min=LOG_CLAMP)
+
+
+def _one_hot(labels, K, dtype, xp):
+    """(N,) integer labels -> (N, K) one-hot of ``dtype``."""
+    classes = xp.arange(K, device=labels.device if hasattr(labels, "device") else None)
+    return xp.astype(labels[:, None] == classes[None, :], dtype)   # (N, K)
+
+
+def targets_for(name, A, Y, xp):
+    """Targets as a float (N, K) array: integer labels become one-hot for cross_entropy."""
+    if name == "cross_entropy" and Y.ndim == 1:
+        return _one_hot(Y, A.shape[1], A.dtype, xp)                 # (N, K)
+    return xp.astype(Y, A.dtype) if Y.dtype != A.dtype else Y       # (N, K)
+
+
+def half_sse(A, T, xp):
+    D = A - T                                     # (N, K)
+    return 0.5 * xp.sum(D * D)                    # ()
+
+
+def half_sse_grad(A, T, xp):
+    return A - T                                  # (N, K)
+
+
+def mse(A, T, xp):
+    D = A - T                                     # (N, K)
+    return xp.sum(D * D) / (A.shape[0] * A.shape[1])  # ()
+
+
+def mse_grad(A, T, xp):
+    return 2 * (A - T) / (A.shape[0] * A.shape[1])    # (N, K)
+
+
+def bce(A, T, xp):
+    log_a = _clamped_log(A, xp)                       # (N, K)  log 0 -> -100
+    log_1a = _clamped_log(1 - A, xp)                  # (N, K)
+    return -xp.sum(T * log_a + (1 - T) * log_1a) / (A.shape[0] * A.shape[1])  # ()
+
+
+def bce_grad(A, T, xp):
+    denom = xp.clip(A * (1 - A), min=BCE_EPS)         # (N, K)  0 at saturated outputs
+    return (A - T) / denom / (A.shape[0] * A.shape[1])  # (N, K)
+
+
+def _log_softmax(A, xp):
+    S = A - xp.max(A, axis=1, keepdims=True)          # (N, K)  shift: exp cannot overflow
+    return S - xp.log(xp.sum(xp.exp(S), axis=1, keepdims=True))  # (N, K)
+
+
+def cross_entropy(A, T, xp):
+    return -xp.sum(T * _log_softmax(A, xp)) / A.shape[0]  # ()
+
+
+def cross_entropy_grad(A, T, xp):
+    P = xp.exp(_log_softmax(A, xp))                   # (N, K)  softmax
+    return (P * xp.sum(T, axis=1, keepdims=True) - T) / A.shape[0]  # (N, K)
+
+
+#: name -> (E(A, T), ∂E/∂A)
+LOSSES = {
+    "half_sse": (half_sse, half_sse_grad),
+    "mse": (mse, mse_grad),
+    "bce": (bce, bce_grad),
+    "cross_entropy": (cross_entropy, cross_entropy_grad),
+}
