@@ -210,10 +210,14 @@ class MLP:
         return {k: grads[k] for k in self.trainable}                     # in key order
 
     def loss_and_gradients(self, X, Y, *, native: bool = False):
-        """One forward and one backward pass: ``(E as float, {key: ∂E/∂param})``."""
-        a = self.forward_cache(X)
+        """One forward and one backward pass: ``(E as float, {key: ∂E/∂param})``.
+
+        The forward pass's activations stay in ``self.last_activations`` and its output in
+        ``self.last_output`` (native arrays).
+        """
+        a = self.last_activations = self.forward_cache(X)
         grads = self.backward(a, Y)
-        A = a[-1]
+        A = self.last_output = a[-1]                                     # (N, K)
         E = float(self._loss(A, targets_for(self.loss_name, A, self._as_target(Y), self.xp),
                              self.xp))
         if not native:

@@ -157,10 +157,15 @@ class MLP:
             return float(self.criterion(self.module(self.as_input(X)), self.as_target(Y)))
 
     def loss_and_gradients(self, X, Y, *, native: bool = False):
-        """Forward, ``loss.backward()``; returns ``(E, {key: .grad})`` (grads reset first)."""
+        """Forward, ``loss.backward()``; returns ``(E, {key: .grad})`` (grads reset first).
+
+        The output of that forward pass stays in ``self.last_output`` (a detached tensor).
+        """
         for p in self.trainable.values():
             p.grad = None
-        E = self.criterion(self.module(self.as_input(X)), self.as_target(Y))
+        out = self.module(self.as_input(X))
+        self.last_output = out.detach()
+        E = self.criterion(out, self.as_target(Y))
         E.backward()
         grads = {k: p.grad for k, p in self.trainable.items()}
         if not native:

@@ -1,0 +1,158 @@
+"""The ``handgrad`` command: a thin layer over importable functions. The library returns
+data; this module parses arguments and prints.
+
+Exit codes: 0 success, 2 bad input (one line on stderr, nothing written), 3 the run
+diverged (its run directory is written up to the divergence), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="handgrad", formatter_class=_Formatter,
+        description="Train one network twice — hand-derived backprop (manual/) and PyTorch "
+                    "autograd (torch_impl/) — in lockstep, and tabulate every difference.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", formatter_class=_Formatter,
+                         help="train both sides in lockstep and write a run directory",
+                         description="Run a named experiment (see `handgrad list`) or a TOML "
+                                     "config; writes config.toml, provenance.json, loss.csv, "
+                                     "grads.csv, summary.csv, report.md and plots.")
+    run.add_argument("experiment", metavar="NAME|CONFIG.toml")
+    run.add_argument("--set", dest="overrides", action="append", default=[],
+                     metavar="KEY=VALUE", help="override a config key (repeatable), "
+                     "e.g. --set lr=0.5 --set sizes=[2,3,1]")
+    run.add_argument("--out", type=Path, default=None,
+                     help="run directory (default: the config's `out`, else runs/NAME)")
+    run.add_argument("--force", action="store_true", help="replace an existing run directory")
+    run.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    run.add_argument("--quiet", action="store_true", help="no progress bar, no summary table")
+
+    sub.add_parser("list", help="list the named experiments", formatter_class=_Formatter)
+
+    plot = sub.add_parser("plot", formatter_class=_Formatter,
+                          help="re-draw a run directory's figures from its CSVs")
+    plot.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+
+    cmp = sub.add_parser("compare", formatter_class=_Formatter,
+                         help="two runs side by side (e.g. float32 vs float64)")
+    cmp.add_argument("run_a", type=Path, metavar="RUN_A")
+    cmp.add_argument("run_b", type=Path, metavar="RUN_B")
+    cmp.add_argument("--out", type=Path, default=None,
+                     help="folder for the comparison figures (default: compare-A-vs-B next "
+                          "to RUN_A)")
+    return parser
+
+
+def cmd_list() -> int:
+    from experiments.config import load_config, named_experiments
+    for name in named_experiments():
+        cfg = load_config(name)
+        first = " ".join(cfg.description.split()).split(". ")[0].rstrip(".")
+        print(f"{name:<22} {first}")
+    return 0
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def cmd_run(args) -> int:
+    import pandas as pd
+
+    from experiments.config import load_config, replace
+    from experiments.report import predictions_text
+    from experiments.rundir import check_out, default_out, write_run
+    from experiments.runner import run_experiment
+
+    cfg = load_config(args.experiment, args.overrides)
+    if args.out is not None:
+        cfg = replace(cfg, out=str(args.out))
+    out = default_out(cfg)
+    check_out(out, args.force)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM ends a run like Ctrl-C
+    result = run_experiment(cfg, progress=not args.quiet)
+    write_run(result, out, force=args.force, plots=not args.no_plots)
+    if not args.quiet:
+        preds = predictions_text(result)
+        if preds:
+            print(preds)
+        cols = ["param", "max_abs_diff", "rel_err", "worst_step", "min_cosine", "verdict"]
+        with pd.option_context("display.float_format", "{:.3g}".format, "display.width", 120):
+            print(f"\nWorst differences over {len(result.loss)} logged steps "
+                  f"({result.config.dtype}; rel_err tolerance "
+                  f"{result.summary['tolerance'].iloc[0]:.2g}):")
+            print(result.summary[cols].to_string(index=False))
+        if not result.loss.empty:
+            print(f"loss: worst |E_manual - E_torch| = {result.loss['abs_diff'].max():.3g} "
+                  f"(relative {result.loss['rel_diff'].max():.3g})")
+    print(f"{result.status}: {result.message}; run directory {out}")
+    if result.status == "diverged":
+        print(f"handgrad: {result.message}", file=sys.stderr)
+        return EXIT_DIVERGED
+    if result.status == "interrupted":
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _require_run_dir(path: Path) -> None:
+    from experiments.config import ConfigError
+    if not (path / "loss.csv").is_file() or not (path / "grads.csv").is_file():
+        raise ConfigError(f"{path} is not a handgrad run directory (no loss.csv/grads.csv); "
+                          f"create one with `handgrad run NAME --out {path}`")
+
+
+def cmd_plot(args) -> int:
+    from experiments.plots import plot_run
+    _require_run_dir(args.run_dir)
+    for path in plot_run(args.run_dir):
+        print(path)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from experiments.compare import compare_runs
+    _require_run_dir(args.run_a)
+    _require_run_dir(args.run_b)
+    out = args.out or args.run_a.parent / f"compare-{args.run_a.name}-vs-{args.run_b.name}"
+    report = compare_runs(args.run_a, args.run_b, out)
+    print(report)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from experiments.config import ConfigError
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return cmd_list()
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "plot":
+            return cmd_plot(args)
+        if args.command == "compare":
+            return cmd_compare(args)
+    except ConfigError as err:
+        print(f"handgrad: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("handgrad: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

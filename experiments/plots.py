@@ -1,0 +1,453 @@
+"""Seaborn figures read from a run directory's CSVs; plotting never runs inside training.
+
+Files read (schemas in DESIGN.md; extra columns are ignored):
+    loss.csv         step, loss_manual, loss_torch, abs_diff, ...        one row per step
+    grads.csv        step, param, max_abs_diff, rel_err, weight_max_abs_diff,
+                     ref_rel_err_manual, ref_rel_err_torch, ...          one row per step x param
+    final_grads.csv  param, row, col, grad_manual, grad_torch, abs_diff  one row per element
+
+Exact zeros on a log axis. A difference of exactly 0 means the two sides were bit-identical;
+log axes cannot show it, and dropping those points would hide the best possible result. So
+zeros are drawn at a floor one decade below the smallest non-zero value (1e-18 when every
+value is 0), marked with an ``x`` on a dotted line, and the legend and title say so. In
+heatmaps zero cells are drawn light grey, below the colour scale, and annotated ``0``.
+
+Figures are made with ``matplotlib.figure.Figure`` (never pyplot), so nothing is displayed,
+no global figure state is touched, and nothing is left open; PNGs use the Agg renderer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+__all__ = ["plot_compare", "plot_run"]
+
+DPI = 100  # keeps committed PNGs small (tens of kB)
+LINE_FIGSIZE = (9.0, 4.5)  # inches; the legend sits outside, to the right
+ALL_ZERO_FLOOR = 1e-18  # where exact zeros go when there is no non-zero value to sit under
+ANNOTATE_MAX = 8  # heatmaps with at most 8 x 8 cells get their values written in
+STEP_LABEL = "step (optimizer updates)"
+SIDE_DASHES = {"manual": "", "torch": (4, 2)}  # manual solid, torch dashed: overlap stays visible
+
+LOSS_COLUMNS = ("step", "loss_manual", "loss_torch", "abs_diff")
+GRADS_COLUMNS = ("step", "param", "max_abs_diff", "rel_err")
+FINAL_COLUMNS = ("param", "row", "col", "abs_diff")
+REF_COLUMNS = ("ref_rel_err_manual", "ref_rel_err_torch")
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Write the run's figures into ``run_dir``; return the PNG paths written, in this order.
+
+    loss.png               loss_manual and loss_torch over steps (log y when all > 0)
+    grad_diff.png          max |g_manual − g_torch| per param over steps (log y)
+    weight_drift.png       max |W_manual − W_torch| per param over steps (log y)
+    grad_heatmap.png       |g_manual − g_torch| per element at the final step, one panel/param
+    float64_reference.png  rel. error of each side against a float64 reference (log y)
+
+    A figure whose source is absent is skipped: no ``final_grads.csv`` -> no heatmap; an
+    empty or missing ``weight_max_abs_diff`` / ``ref_rel_err_*`` column -> no such figure.
+    Raises FileNotFoundError if ``loss.csv`` or ``grads.csv`` is missing, ValueError if
+    either lacks a required column or has no rows.
+    """
+    run_dir = Path(run_dir)
+    loss = _read_csv(run_dir, "loss.csv", LOSS_COLUMNS)
+    grads = _read_csv(run_dir, "grads.csv", GRADS_COLUMNS)
+    final_path = run_dir / "final_grads.csv"
+    final = _read_csv(run_dir, "final_grads.csv", FINAL_COLUMNS) if final_path.is_file() else None
+
+    written = []
+    with _style():
+        written.append(_save(_loss_figure(loss), run_dir / "loss.png"))
+        written.append(
+            _save(
+                _log_line_figure(
+                    grads,
+                    y="max_abs_diff",
+                    hue="param",
+                    title="Gradient difference per parameter: max |g_manual − g_torch|",
+                    ylabel="max |g_manual − g_torch| (absolute, per tensor)",
+                ),
+                run_dir / "grad_diff.png",
+            )
+        )
+        if _has_values(grads, "weight_max_abs_diff"):
+            written.append(
+                _save(
+                    _log_line_figure(
+                        grads,
+                        y="weight_max_abs_diff",
+                        hue="param",
+                        title="Weight drift per parameter after each update: "
+                        "max |W_manual − W_torch|",
+                        ylabel="max |W_manual − W_torch| (absolute, per tensor)",
+                    ),
+                    run_dir / "weight_drift.png",
+                )
+            )
+        if final is not None and len(final):
+            written.append(_save(_heatmap_figure(final), run_dir / "grad_heatmap.png"))
+        if all(c in grads.columns for c in REF_COLUMNS) and _has_values(grads, REF_COLUMNS[0]):
+            written.append(_save(_reference_figure(grads), run_dir / "float64_reference.png"))
+    return written
+
+
+def plot_compare(run_a: str | Path, run_b: str | Path, out: str | Path) -> list[Path]:
+    """Two runs side by side (e.g. float32 vs float64); write into ``out`` and return paths.
+
+    compare_loss.png   |loss_manual − loss_torch| over steps, one colour per run
+    compare_grads.png  rel_err = ‖g_m − g_t‖₂ / max(‖g_m‖₂, ‖g_t‖₂) over steps,
+                       colour = run, line style = param
+
+    Runs are labelled by their directory names (parent/name if the names clash).
+    Raises FileNotFoundError / ValueError as ``plot_run`` for either run.
+    """
+    run_a, run_b, out = Path(run_a), Path(run_b), Path(out)
+    label_a, label_b = _run_labels(run_a, run_b)
+    loss = pd.concat(
+        [
+            _read_csv(run_a, "loss.csv", LOSS_COLUMNS).assign(run=label_a),
+            _read_csv(run_b, "loss.csv", LOSS_COLUMNS).assign(run=label_b),
+        ],
+        ignore_index=True,
+    )
+    grads = pd.concat(
+        [
+            _read_csv(run_a, "grads.csv", GRADS_COLUMNS).assign(run=label_a),
+            _read_csv(run_b, "grads.csv", GRADS_COLUMNS).assign(run=label_b),
+        ],
+        ignore_index=True,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    with _style():
+        loss_fig = _log_line_figure(
+            loss,
+            y="abs_diff",
+            hue="run",
+            title="Loss difference between the sides: |loss_manual − loss_torch|",
+            ylabel="|loss_manual − loss_torch| (absolute)",
+        )
+        grads_fig = _log_line_figure(
+            grads,
+            y="rel_err",
+            hue="run",
+            style="param",
+            title="Gradient relative error: ‖g_manual − g_torch‖₂ / max(‖g_manual‖₂, ‖g_torch‖₂)",
+            ylabel="relative error (dimensionless)",
+        )
+        return [
+            _save(loss_fig, out / "compare_loss.png"),
+            _save(grads_fig, out / "compare_grads.png"),
+        ]
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _read_csv(run_dir: Path, name: str, required: tuple[str, ...]) -> pd.DataFrame:
+    """Read ``run_dir/name``; one clear error when it is missing, columnless or empty."""
+    path = run_dir / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{name} not found in run directory {run_dir} "
+            "(plots read a finished run: run `handgrad run ...` first, or check the path)"
+        )
+    frame = pd.read_csv(path)
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} lacks column(s) {', '.join(missing)}; has {list(frame.columns)}")
+    if name != "final_grads.csv" and frame.empty:
+        raise ValueError(f"{path} has a header but no rows; nothing to plot")
+    return frame
+
+
+def _has_values(frame: pd.DataFrame, column: str) -> bool:
+    return column in frame.columns and bool(frame[column].notna().any())
+
+
+def _run_labels(run_a: Path, run_b: Path) -> tuple[str, str]:
+    """Directory names, made distinct when two runs share a name (e.g. a/run and b/run)."""
+    a, b = run_a.resolve(), run_b.resolve()
+    if a.name != b.name:
+        return a.name, b.name
+    if a.parent.name != b.parent.name:
+        return f"{a.parent.name}/{a.name}", f"{b.parent.name}/{b.name}"
+    return f"A: {a.name}", f"B: {b.name}"
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+@contextlib.contextmanager
+def _style():
+    """Seaborn's whitegrid look for the figures made inside, without touching global rc."""
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+        yield
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    # A Figure not made by pyplot is garbage-collected like any object: nothing to close.
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def _loss_figure(loss: pd.DataFrame) -> Figure:
+    """Both sides' loss over steps, overlaid: manual solid, torch dashed on top."""
+    long = loss.melt(
+        id_vars="step",
+        value_vars=["loss_manual", "loss_torch"],
+        var_name="side",
+        value_name="loss",
+    )
+    long["side"] = long["side"].str.removeprefix("loss_")  # (2 * steps, 3): step, side, loss
+    fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    sns.lineplot(
+        data=long,
+        x="step",
+        y="loss",
+        hue="side",
+        style="side",
+        hue_order=list(SIDE_DASHES),
+        style_order=list(SIDE_DASHES),
+        dashes=SIDE_DASHES,
+        errorbar=None,
+        ax=ax,
+    )
+    finite = long["loss"].dropna()
+    log = len(finite) > 0 and bool((finite > 0).all())
+    if log:
+        ax.set_yscale("log")
+        ax.grid(True, which="minor", axis="y", linewidth=0.4, alpha=0.5)
+    worst = loss["abs_diff"].max()
+    ax.set_title(
+        f"Training loss per step, manual vs torch (max |loss_manual − loss_torch| = {worst:.3g})"
+    )
+    ax.set_xlabel(STEP_LABEL)
+    ax.set_ylabel("loss (the run's loss function" + (", log scale)" if log else ")"))
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    return fig
+
+
+def _log_line_figure(
+    data: pd.DataFrame,
+    *,
+    y: str,
+    hue: str,
+    title: str,
+    ylabel: str,
+    style: str | None = None,
+) -> Figure:
+    """``y`` over steps on a log axis, one line per ``hue`` (and ``style``); zeros at a floor."""
+    fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    _log_lineplot(ax, data, y=y, hue=hue, style=style, title=title)
+    ax.set_xlabel(STEP_LABEL)
+    ax.set_ylabel(ylabel + ", log scale")
+    return fig
+
+
+def _log_lineplot(
+    ax,
+    data: pd.DataFrame,
+    *,
+    y: str,
+    hue: str,
+    title: str,
+    style: str | None = None,
+    dashes=True,
+    style_order=None,
+) -> None:
+    """Draw ``y`` against step on a log axis; exact zeros at a visible, labelled floor."""
+    data = data.dropna(subset=[y]).sort_values("step", kind="stable")
+    if data.empty:  # say so on the figure rather than fail or write a blank axis
+        ax.text(0.5, 0.5, f"no {y} values recorded", transform=ax.transAxes, ha="center")
+        ax.set_title(title)
+        return
+    values = data[y].to_numpy(dtype=float)
+    zero = values <= 0  # non-negative by definition; 0 means bit-identical
+    positive = values[~zero & np.isfinite(values)]
+    floor = (
+        10.0 ** (math.floor(math.log10(positive.min())) - 1) if positive.size else ALL_ZERO_FLOOR
+    )
+    data = data.assign(**{y: np.where(zero, floor, values)})
+    order = list(dict.fromkeys(data[hue]))  # first-seen order: layers.0.weight, layers.0.bias ...
+    palette = dict(zip(order, sns.color_palette(n_colors=len(order)), strict=True))
+    sns.lineplot(
+        data=data,
+        x="step",
+        y=y,
+        hue=hue,
+        hue_order=order,
+        palette=palette,
+        style=style,
+        style_order=style_order,
+        dashes=dashes,
+        errorbar=None,
+        ax=ax,
+    )
+    ax.set_yscale("log")
+    ax.grid(True, which="minor", axis="y", linewidth=0.4, alpha=0.5)  # short ranges: few majors
+    if not positive.size:  # one value on a log axis gives degenerate limits: set them
+        ax.set_ylim(floor / 10, floor * 10)
+    n_zero = int(zero.sum())
+    if n_zero:
+        zeros = data[zero]
+        ax.axhline(floor, color="0.5", linestyle=":", linewidth=1, zorder=1)
+        ax.scatter(
+            zeros["step"],
+            zeros[y],
+            c=zeros[hue].map(palette).tolist(),
+            marker="x",
+            s=25,
+            linewidths=1,
+            zorder=3,
+        )
+        title += (
+            f"\n{n_zero} of {len(values)} values exactly 0 (bit-identical), drawn at {floor:.0e}"
+        )
+    ax.set_title(title)
+    _legend_outside(ax, extra=_zero_handle(floor) if n_zero else None)
+
+
+def _zero_handle(floor: float) -> tuple[Line2D, str]:
+    handle = Line2D([], [], color="0.5", linestyle=":", marker="x", markersize=6)
+    return handle, f"exact 0, drawn at {floor:.0e}"
+
+
+def _legend_outside(ax, extra: tuple[Line2D, str] | None = None) -> None:
+    """Seaborn's legend, moved right of the axes, with an optional extra entry appended."""
+    legend = ax.get_legend()
+    handles = list(legend.legend_handles) if legend else []
+    labels = [t.get_text() for t in legend.get_texts()] if legend else []
+    if extra is not None:
+        handles.append(extra[0])
+        labels.append(extra[1])
+    if handles:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+
+
+def _reference_figure(grads: pd.DataFrame) -> Figure:
+    """Each side's relative error against a float64 reference: the lower side is closer."""
+    long = grads.melt(
+        id_vars=["step", "param"],
+        value_vars=list(REF_COLUMNS),
+        var_name="side",
+        value_name="ref_rel_err",
+    )
+    long["side"] = long["side"].str.removeprefix("ref_rel_err_")  # (2 * rows, 4)
+    fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    _log_lineplot(
+        ax,
+        long,
+        y="ref_rel_err",
+        hue="param",
+        style="side",
+        style_order=list(SIDE_DASHES),
+        dashes=SIDE_DASHES,
+        title="Gradient error of each side against a float64 reference (lower = closer)\n"
+        "‖g_side − g_ref‖₂ / ‖g_ref‖₂; manual solid, torch dashed",
+    )
+    ax.set_xlabel(STEP_LABEL)
+    ax.set_ylabel("relative error vs float64 reference, log scale")
+    return fig
+
+
+def _heatmap_figure(final: pd.DataFrame) -> Figure:
+    """|g_manual − g_torch| per element at the final step: one (row x col) panel per param.
+
+    One shared log colour scale over all panels, so panels compare; exact zeros sit below
+    it (light grey). A bias vector of length n is drawn as an n x 1 column.
+    """
+    matrices = {
+        param: group.pivot(index="row", columns="col", values="abs_diff")  # (out, in)
+        for param, group in final.groupby("param", sort=False)
+    }
+    values = final["abs_diff"].to_numpy(dtype=float)
+    positive = values[np.isfinite(values) & (values > 0)]
+    cmap = colormaps["viridis"].with_extremes(under="0.85")
+    if positive.size:
+        vmax = positive.max()
+        vmin = min(positive.min(), vmax / 10)  # a one-value scale still spans a decade
+        norm = LogNorm(vmin=vmin, vmax=vmax)
+        under = vmin / 10  # any value below vmin takes the "under" colour
+    else:
+        norm = Normalize(vmin=0.0, vmax=1.0)
+        under = -1.0
+
+    n = len(matrices)
+    ncols = min(n, 4)
+    nrows = math.ceil(n / ncols)
+    sizes = [_panel_size(m.shape) for m in matrices.values()]  # (width, height) inches
+    widths = [max(sizes[i][0] for i in range(c, n, ncols)) for c in range(ncols)]
+    heights = [
+        max(sizes[i][1] for i in range(r * ncols, min(n, (r + 1) * ncols))) for r in range(nrows)
+    ]
+    fig = Figure(
+        figsize=(sum(widths) + 1.2, sum(heights) + 0.8),
+        layout="constrained",
+    )
+    axes = fig.subplots(
+        nrows, ncols, squeeze=False, gridspec_kw={"width_ratios": widths, "height_ratios": heights}
+    ).ravel()
+    for ax, (param, matrix) in zip(axes, matrices.items(), strict=False):
+        cells = matrix.to_numpy(dtype=float)  # (rows, cols)
+        small = max(cells.shape) <= ANNOTATE_MAX
+        annot = np.where(cells == 0, "0", np.char.mod("%.1e", cells)) if small else False
+        sns.heatmap(
+            np.where(cells == 0, under, cells),
+            ax=ax,
+            cmap=cmap,
+            norm=norm,
+            cbar=False,
+            annot=annot,
+            fmt="",
+            annot_kws={"fontsize": 7},
+            xticklabels=matrix.columns.tolist() if small else "auto",
+            yticklabels=matrix.index.tolist() if small else "auto",
+            linewidths=0.5 if small else 0,
+            linecolor="white",
+        )
+        ax.set_title(f"{param}  ({cells.shape[0]}×{cells.shape[1]})", fontsize=9)
+        ax.set_xlabel("col (input index)" if cells.shape[1] > 1 else "col")
+        ax.set_ylabel("row (output index)")
+        ax.tick_params(labelsize=7)
+    for ax in axes[n:]:
+        ax.remove()
+    label = "|g_manual − g_torch|, log scale"
+    if positive.size:
+        title = "Final-step gradient difference per element (grey = exactly 0)"
+    else:
+        title = "Final-step gradient difference per element: all exactly 0 (bit-identical)"
+    if positive.size:  # with no non-zero value there is no scale to show
+        fig.colorbar(
+            ScalarMappable(norm=norm, cmap=cmap),
+            ax=axes[:n].tolist(),
+            extend="min",
+            label=label,
+            shrink=0.9,
+        )
+    fig.suptitle(title)
+    return fig
+
+
+def _panel_size(shape: tuple[int, int]) -> tuple[float, float]:
+    """Inches for one heatmap panel: room for written values when small, capped when large."""
+    rows, cols = shape
+    if max(rows, cols) <= ANNOTATE_MAX:
+        return 0.7 * cols + 0.9, 0.45 * rows + 0.9
+    return (1.8 if cols == 1 else 3.5), 3.2  # a long bias vector needs no width

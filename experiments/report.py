@@ -1,0 +1,101 @@
+"""report.md: what ran, the verdict table, the loss comparison, predictions and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments.runner import RunResult
+
+DEFINITIONS = """\
+- `max_abs_diff` = max |g_m − g_t| over the tensor's elements (g_m manual, g_t torch).
+- `rel_err` = ‖g_m − g_t‖₂ / max(‖g_m‖₂, ‖g_t‖₂, tiny); 0 when both are zero.
+- `cosine` = ⟨g_m, g_t⟩ / (‖g_m‖₂‖g_t‖₂); 1 when both are zero.
+- `weight_max_abs_diff` = max |w_m − w_t| after the step's update.
+- `fd_rel_err` = the worse side's `rel_err` to central finite differences (float64).
+- `ref_rel_err_*` (float32 runs) = each side's `rel_err` to a float64 gradient at its weights.
+- verdict: `exact` bit-identical at every logged step; `agree` worst `rel_err` ≤ tolerance;
+  `differ` otherwise (see `worst_step`).
+"""
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-markdown table; floats in 3 significant digits."""
+    def cell(v):
+        if isinstance(v, float | np.floating):
+            return "" if np.isnan(v) else f"{v:.3g}"
+        return str(v)
+    head = "| " + " | ".join(df.columns) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def predictions_text(result: RunResult) -> str | None:
+    """numpy's default print of both sides' last forward pass, for small full-batch runs."""
+    p = result.predictions
+    if p.empty or result.loss.empty:
+        return None
+    n, k = p["sample"].max() + 1, p["output"].max() + 1
+    if n > 16:
+        return None
+    m = p["manual"].to_numpy().reshape(n, k)
+    t = p["torch"].to_numpy().reshape(n, k)
+    step = int(result.loss["step"].iloc[-1])
+    return (f"Last forward pass (at step {step}, i.e. made before update {step + 1}, with the "
+            f"weights after {step} updates):\nmanual:\n{m}\ntorch:\n{t}")
+
+
+def write_report(result: RunResult, folder: Path, figures: list[str]) -> Path:
+    cfg, data = result.config, result.dataset
+    loss = result.loss
+    lines = [f"# handgrad run: {cfg.name}", ""]
+    if cfg.description:
+        lines += [cfg.description, ""]
+    opt = f"SGD lr={cfg.lr}"
+    for key in ("momentum", "dampening", "weight_decay"):
+        if getattr(cfg, key):
+            opt += f", {key}={getattr(cfg, key)}"
+    if cfg.nesterov:
+        opt += ", nesterov"
+    lines += [
+        "## What ran", "",
+        f"- status: **{result.status}** — {result.message}",
+        f"- data: `{cfg.dataset}`, {data.X.shape[0]} examples × {data.X.shape[1]} features"
+        f"{', standardised' if cfg.standardize else ''}",
+        f"- network: sizes {list(cfg.sizes)}, hidden `{cfg.activation}`, output "
+        f"`{cfg.resolved_output_activation}`, bias `{cfg.bias}`, init `{cfg.init}`",
+        f"- loss `{cfg.loss}`, dtype `{cfg.dtype}`, device `{cfg.device}`, manual backend "
+        f"`{cfg.manual_backend}`",
+        f"- {opt}; batch `{cfg.batch_size}`, {result.total_steps} steps, shuffle {cfg.shuffle}, "
+        f"seed {cfg.seed}",
+        f"- mode `{cfg.mode}`; metrics logged every {cfg.log_every} step(s)"
+        f"{f', finite differences every {cfg.fd_every}' if cfg.fd_every else ''}",
+        f"- wall time {result.seconds:.2f} s", "",
+        "## Verdict", "",
+        f"Worst values over the logged steps; tolerance on `rel_err` for `{cfg.dtype}` derived "
+        "from the unit roundoff and the length of the rounding chain "
+        "(`experiments.metrics.gradient_tolerance`).", "",
+        markdown_table(result.summary), "",
+    ]
+    if not loss.empty:
+        lines += [
+            "## Loss", "",
+            f"- first logged step: manual {loss['loss_manual'].iloc[0]!r}, "
+            f"torch {loss['loss_torch'].iloc[0]!r}",
+            f"- last logged step ({int(loss['step'].iloc[-1])}): manual "
+            f"{loss['loss_manual'].iloc[-1]!r}, torch {loss['loss_torch'].iloc[-1]!r}",
+            f"- worst |E_m − E_t| = {loss['abs_diff'].max():.3g}, worst relative "
+            f"{loss['rel_diff'].max():.3g}", "",
+        ]
+    preds = predictions_text(result)
+    if preds:
+        lines += ["## Predictions", "", "```", preds, "```", ""]
+    if figures:
+        lines += ["## Plots", ""] + [f"![{f}]({f})" for f in figures] + [""]
+    lines += ["## Definitions", "", DEFINITIONS]
+    path = folder / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

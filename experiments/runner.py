@@ -1,0 +1,368 @@
+"""The lockstep runner: one init, one batch order, both sides stepped side by side.
+
+Per step s (0-based), on the mini-batch chosen for that step:
+    1. each side evaluates its loss and gradients at its current weights;
+    2. if s is logged, the metrics compare those gradients (``experiments.metrics``);
+    3. each side applies its own SGD update (manual.SGD by hand, torch.optim.SGD);
+    4. if s is logged, ``weight_max_abs_diff`` compares the weights after the update;
+    5. ``synced`` mode then copies the torch side's weights (and momentum buffers) into
+       the manual side, so the next step's gradients are evaluated at the same point.
+
+Metrics go into arrays preallocated for the logged steps (steps × parameter tensors),
+and become DataFrames once, at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+import manual
+import torch_impl
+from experiments.config import ConfigError, RunConfig, replace
+from experiments.datasets import Dataset, load_dataset
+from experiments.init import InitError, initial_params
+from experiments.metrics import TINY, compare, gradient_tolerance, magnitude_gradients, rel_err
+
+LOSS_COLUMNS = ["step", "epoch", "examples_seen", "loss_manual", "loss_torch", "abs_diff",
+                "rel_diff"]
+GRAD_METRICS = ["max_abs_diff", "rel_err", "cosine", "norm_manual", "norm_torch",
+                "weight_max_abs_diff", "fd_rel_err", "ref_rel_err_manual", "ref_rel_err_torch",
+                "rel_tol"]
+GRAD_COLUMNS = ["step", "epoch", "param", *GRAD_METRICS]
+SUMMARY_COLUMNS = ["param", "max_abs_diff", "rel_err", "worst_step", "min_cosine",
+                   "weight_max_abs_diff", "fd_rel_err", "tolerance", "verdict", "worst_ratio"]
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced; ``experiments.rundir.write_run`` puts it on disk."""
+
+    config: RunConfig                 # resolved: sizes filled in from the data
+    dataset: Dataset
+    loss: pd.DataFrame                # LOSS_COLUMNS, one row per logged step
+    grads: pd.DataFrame               # GRAD_COLUMNS, one row per logged step × parameter
+    final_grads: pd.DataFrame         # param, row, col, grad_manual, grad_torch, abs_diff
+    predictions: pd.DataFrame         # the last forward pass of both sides
+    summary: pd.DataFrame             # SUMMARY_COLUMNS
+    status: str                       # completed | diverged | interrupted
+    message: str
+    steps_done: int                   # updates completed
+    total_steps: int
+    seeds: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Diverged(Exception):
+    pass
+
+
+def _to_numpy(x) -> np.ndarray:
+    """A numpy view (CPU) or copy (device) of a numpy array or torch tensor."""
+    if isinstance(x, np.ndarray):
+        return x
+    return x.detach().cpu().numpy()
+
+
+def resolve(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
+    """Load the data and fill in what the config left to it (sizes); check they fit."""
+    try:
+        data = load_dataset(cfg.dataset, loss=cfg.loss, seed=cfg.seed,
+                            standardize=cfg.standardize, target=cfg.target or None)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    N, D = data.X.shape
+    K = data.n_outputs
+    if cfg.sizes:
+        if cfg.sizes[0] != D or cfg.sizes[-1] != K:
+            raise ConfigError(f"sizes = {list(cfg.sizes)} do not fit dataset {cfg.dataset!r}: "
+                              f"it has {D} input features and needs {K} outputs for loss "
+                              f"{cfg.loss!r}; use sizes = [{D}, ..., {K}] or set hidden instead")
+        sizes = cfg.sizes
+    else:
+        sizes = (D, *cfg.hidden, K)
+    if cfg.batch_size != "full" and cfg.batch_size > N:
+        raise ConfigError(f"batch_size = {cfg.batch_size} is larger than dataset "
+                          f"{cfg.dataset!r} ({N} examples); use at most {N} or \"full\"")
+    if cfg.loss == "cross_entropy" and K < 2:
+        raise ConfigError("loss cross_entropy needs at least 2 classes")
+    try:
+        manual.check_spec(sizes, cfg.activation, cfg.resolved_output_activation, cfg.bias,
+                          cfg.loss, cfg.dtype)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device = {cfg.device!r} but no CUDA device is available here "
+                          f"(torch {torch.__version__}); use device = \"cpu\"")
+    return replace(cfg, sizes=tuple(sizes)), data
+
+
+def _logged_steps(total: int, log_every: int, fd_every: int) -> np.ndarray:
+    steps = set(range(0, total, log_every)) | {total - 1}
+    if fd_every:
+        steps |= set(range(0, total, fd_every))
+    return np.array(sorted(steps), dtype=np.int64)
+
+
+def run_experiment(cfg: RunConfig, *, progress: bool = False) -> RunResult:
+    """Train both sides in lockstep as ``cfg`` says; never raises for divergence/interrupt."""
+    cfg, data = resolve(cfg)
+    t_start = time.perf_counter()
+    seq = np.random.SeedSequence(cfg.seed)
+    init_seq, order_seq = seq.spawn(2)
+    try:
+        params = initial_params(cfg.init, cfg.sizes, cfg.bias,
+                                np.random.default_rng(init_seq), cfg.seed)
+    except InitError as err:
+        raise ConfigError(str(err)) from None
+    order_rng = np.random.default_rng(order_seq)
+
+    spec = dict(activation=cfg.activation, output_activation=cfg.resolved_output_activation,
+                bias=cfg.bias, loss=cfg.loss, dtype=cfg.dtype)
+    device = torch.device(cfg.device)
+    tor = torch_impl.MLP(cfg.sizes, **spec, params=params, device=cfg.device)
+    if cfg.manual_backend == "torch":   # the same hand code, on torch tensors on `device`
+        man = manual.MLP(cfg.sizes, **spec, params={
+            k: torch.as_tensor(v, device=device) for k, v in params.items()})
+    else:
+        man = manual.MLP(cfg.sizes, **spec, params=params)
+    sgd = dict(lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening,
+               weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    opt_m = manual.SGD(man.param_arrays, **sgd)
+    opt_t = tor.optimizer(**sgd)
+
+    # Data, converted once: numpy in the run dtype for manual/numpy, tensors for torch.
+    np_dtype = np.dtype(cfg.dtype)
+    X = data.X.astype(np_dtype)
+    Y = data.Y if data.Y.dtype.kind == "i" else data.Y.astype(np_dtype)
+    Xt, Yt = tor.as_input(X), tor.as_target(Y)
+    Xm, Ym = (Xt, Yt) if cfg.manual_backend == "torch" else (X, Y)
+    N = X.shape[0]
+    B = N if cfg.batch_size == "full" else cfg.batch_size
+    steps_per_epoch = math.ceil(N / B)
+    total = cfg.steps if cfg.steps else cfg.epochs * steps_per_epoch
+
+    keys = list(tor.trainable)
+    assert keys == man.trainable, (keys, man.trainable)
+    t_params = {k: v.detach() for k, v in tor.module.state_dict().items()}
+    logged = _logged_steps(total, cfg.log_every, cfg.fd_every)
+    n_log = len(logged)
+    loss_rows = np.full((n_log, len(LOSS_COLUMNS)), np.nan)
+    grad_rows = np.full((n_log, len(keys), len(GRAD_METRICS)), np.nan)
+    ref = None
+    if cfg.dtype == "float32":  # float64 reference: the manual code in float64 (numpy)
+        ref = manual.MLP(cfg.sizes, **{**spec, "dtype": "float64"}, params=params)
+    X64 = data.X
+    Y64 = data.Y
+    base_tol = gradient_tolerance(cfg.dtype, cfg.sizes, B)
+    T_all = data.Y
+    if data.Y.ndim == 1:  # integer labels -> one-hot, for the magnitude bound
+        T_all = (data.Y[:, None] == np.arange(cfg.sizes[-1])[None, :]).astype(np.float64)
+
+    status, message, row, step = "completed", "", 0, 0
+    examples = 0
+    order = np.arange(N)
+    full = B == N
+    bar = _progress(total, cfg.name, progress)
+    try:
+        for step in range(total):
+            pos = step % steps_per_epoch
+            if pos == 0 and cfg.shuffle and not full:
+                order = order_rng.permutation(N)
+            if full:
+                idx = None
+                xm, ym, xt, yt = Xm, Ym, Xt, Yt
+            else:
+                idx = order[pos * B:(pos + 1) * B]
+                it = torch.as_tensor(idx, device=device)
+                xt, yt = Xt[it], Yt[it]
+                xm, ym = (xt, yt) if cfg.manual_backend == "torch" else (X[idx], Y[idx])
+            examples += B if full else len(idx)
+
+            Em, gm = man.loss_and_gradients(xm, ym, native=True)
+            Et, gt = tor.loss_and_gradients(xt, yt, native=True)
+            is_logged = row < n_log and logged[row] == step
+            bad_m, bad_t = not math.isfinite(Em), not math.isfinite(Et)
+            if is_logged or bad_m or bad_t:
+                loss_rows[row] = (step, step // steps_per_epoch, examples, Em, Et, abs(Em - Et),
+                                  abs(Em - Et) / max(abs(Em), abs(Et), TINY))
+                g_np = {}
+                for j, k in enumerate(keys):
+                    a, b = _to_numpy(gm[k]), _to_numpy(gt[k])
+                    g_np[k] = (a, b)
+                    grad_rows[row, j, :5] = compare(a, b)
+                acts = [_to_numpy(x) for x in man.last_activations]
+                w_np = {k: _to_numpy(v) for k, v in man.param_arrays.items()}
+                G = magnitude_gradients(man, w_np, acts, T_all if idx is None else T_all[idx])
+                for j, k in enumerate(keys):   # rel_tol = 2γ_m · cond, cond = ‖G̃‖ / ‖g‖ ≥ 1
+                    scale = max(grad_rows[row, j, 3], grad_rows[row, j, 4], TINY)
+                    grad_rows[row, j, 9] = base_tol * max(G[k] / scale, 1.0)
+                if ref is not None:
+                    _reference(grad_rows[row], ref, man, tor, keys, g_np, X64, Y64, idx, cfg.mode)
+                if cfg.fd_every and step % cfg.fd_every == 0:
+                    _finite_differences(grad_rows[row], man, tor, keys, g_np, X64, Y64, idx)
+                if bad_m or bad_t or not np.all(np.isfinite(grad_rows[row, :, 3:5])):
+                    side = _diverged_side(bad_m, bad_t, grad_rows[row, :, 3:5])
+                    row += 1
+                    raise Diverged(f"diverged at step {step}: {side} side produced a "
+                                   f"non-finite loss or gradient first (lr = {cfg.lr})")
+            opt_m.step(gm)
+            opt_t.step()
+            if is_logged:
+                for j, k in enumerate(keys):
+                    d = _to_numpy(man.param_arrays[k]) - _to_numpy(t_params[k])
+                    grad_rows[row, j, 5] = np.max(np.abs(d))
+                row += 1
+            if cfg.mode == "synced":
+                _sync(man, opt_m, tor, opt_t, t_params, keys)
+            bar.update(1)
+        step = total
+    except Diverged as err:
+        status, message = "diverged", str(err)
+    except KeyboardInterrupt:
+        status, message = "interrupted", f"interrupted during step {step}"
+        # A step interrupted mid-way left its row incomplete: drop it.
+        if row < n_log and not np.isnan(loss_rows[row, 0]) and np.isnan(grad_rows[row, :, 5]).any():
+            loss_rows[row] = np.nan
+    finally:
+        bar.close()
+    steps_done = step
+    seconds = time.perf_counter() - t_start
+
+    loss_df, grads_df = _frames(loss_rows[:row], grad_rows[:row], keys)
+    summary = summarize(grads_df, keys)
+    final = _final_grads(gm, gt, keys) if row else pd.DataFrame()
+    preds = _predictions(man, tor) if row else pd.DataFrame()
+    if not message:
+        message = f"{steps_done} steps completed"
+    return RunResult(config=cfg, dataset=data, loss=loss_df, grads=grads_df, final_grads=final,
+                     predictions=preds, summary=summary, status=status, message=message,
+                     steps_done=steps_done, total_steps=total,
+                     seeds={"seed": cfg.seed, "init_entropy": str(init_seq.entropy),
+                            "init_spawn_key": list(init_seq.spawn_key),
+                            "order_spawn_key": list(order_seq.spawn_key)},
+                     seconds=seconds)
+
+
+def _diverged_side(bad_m: bool, bad_t: bool, norms: np.ndarray) -> str:
+    if not (bad_m or bad_t):
+        bad_m = not np.all(np.isfinite(norms[:, 0]))
+        bad_t = not np.all(np.isfinite(norms[:, 1]))
+    return "both" if bad_m and bad_t else ("manual" if bad_m else "torch")
+
+
+def _sync(man, opt_m, tor, opt_t, t_params, keys) -> None:
+    """Reset the manual side to the torch side's weights and momentum buffers."""
+    for k, v in t_params.items():
+        dst = man.param_arrays[k]
+        dst[...] = _to_numpy(v) if isinstance(dst, np.ndarray) else v
+    for k in keys:
+        buf = opt_t.state.get(tor.trainable[k], {}).get("momentum_buffer")
+        if buf is not None:
+            b = man.param_arrays[k]
+            opt_m.momentum_buffer[k] = (_to_numpy(buf).copy() if isinstance(b, np.ndarray)
+                                        else buf.clone())
+
+
+def _reference(rows, ref, man, tor, keys, g_np, X64, Y64, idx, mode) -> None:
+    """float32 runs: rel_err of each side's gradient to a float64 one at that side's weights."""
+    xb = X64 if idx is None else X64[idx]
+    yb = Y64 if idx is None else Y64[idx]
+    ref.set_params(tor.params)
+    g_ref_t = ref.gradients(xb, yb)
+    if mode != "synced":
+        ref.set_params(man.params)
+        g_ref_m = ref.gradients(xb, yb)
+    else:
+        g_ref_m = g_ref_t
+    for j, k in enumerate(keys):
+        rows[j, 7] = rel_err(g_np[k][0], g_ref_m[k])
+        rows[j, 8] = rel_err(g_np[k][1], g_ref_t[k])
+
+
+def _finite_differences(rows, man, tor, keys, g_np, X64, Y64, idx) -> None:
+    """fd_rel_err: the worse side's rel_err to central differences (float64) at the torch
+    side's weights (the two sides' weights differ by rounding, far below the FD error)."""
+    xb = X64 if idx is None else X64[idx]
+    yb = Y64 if idx is None else Y64[idx]
+    probe = manual.MLP(tor.sizes, tor.activation, tor.output_activation, tor.bias,
+                       tor.loss_name, "float64", params=tor.params)
+    fd = manual.finite_difference_gradients(probe, xb, yb)
+    for j, k in enumerate(keys):
+        rows[j, 6] = max(rel_err(g_np[k][0], fd[k]), rel_err(g_np[k][1], fd[k]))
+
+
+def _frames(loss_rows, grad_rows, keys) -> tuple[pd.DataFrame, pd.DataFrame]:
+    loss = pd.DataFrame(loss_rows, columns=LOSS_COLUMNS)
+    for c in ("step", "epoch", "examples_seen"):
+        loss[c] = loss[c].astype(np.int64)
+    n, P, _ = grad_rows.shape
+    grads = pd.DataFrame(grad_rows.reshape(n * P, -1), columns=GRAD_METRICS)
+    grads.insert(0, "param", np.tile(np.array(keys, dtype=object), n))
+    grads.insert(0, "epoch", np.repeat(loss["epoch"].to_numpy(), P))
+    grads.insert(0, "step", np.repeat(loss["step"].to_numpy(), P))
+    return loss, grads
+
+
+def summarize(grads: pd.DataFrame, keys) -> pd.DataFrame:
+    """Worst values per parameter over the logged steps, a verdict, and an ``all`` row.
+
+    The worst step is the one where rel_err comes closest to (or goes furthest past) that
+    step's own tolerance ``rel_tol``; ``worst_ratio`` = rel_err / rel_tol there, and the
+    ``tolerance`` column is that step's rel_tol.
+    """
+    rows = []
+    for k in [*keys, "all"]:
+        g = grads if k == "all" else grads[grads["param"] == k]
+        if g.empty:
+            continue
+        ratio = (g["rel_err"] / g["rel_tol"]).fillna(np.inf)
+        worst = ratio.idxmax()
+        mad, r = g["max_abs_diff"].max(), float(ratio.max())
+        v = "exact" if mad == 0 else ("agree" if r <= 1 else "differ")
+        rows.append([k, mad, g["rel_err"].max(), int(g.loc[worst, "step"]), g["cosine"].min(),
+                     g["weight_max_abs_diff"].max(), g["fd_rel_err"].max(),
+                     g.loc[worst, "rel_tol"], v, r])
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _final_grads(gm, gt, keys) -> pd.DataFrame:
+    parts = []
+    for k in keys:
+        a = _to_numpy(gm[k]).astype(np.float64)
+        b = _to_numpy(gt[k]).astype(np.float64)
+        a2, b2 = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+        r, c = np.indices(a2.shape)
+        parts.append(pd.DataFrame({"param": k, "row": r.ravel(), "col": c.ravel(),
+                                   "grad_manual": a2.ravel(), "grad_torch": b2.ravel(),
+                                   "abs_diff": np.abs(a2 - b2).ravel()}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _predictions(man, tor) -> pd.DataFrame:
+    """The last forward pass of both sides (made before the last update), long form."""
+    a = _to_numpy(man.last_output).astype(np.float64)
+    b = _to_numpy(tor.last_output).astype(np.float64)
+    r, c = np.indices(a.shape)
+    return pd.DataFrame({"sample": r.ravel(), "output": c.ravel(), "manual": a.ravel(),
+                         "torch": b.ravel(), "abs_diff": np.abs(a - b).ravel()})
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, name: str, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=name, unit="step", mininterval=0.25, leave=False)
