@@ -18,23 +18,42 @@ TINY = np.finfo(np.float64).tiny
 VERDICTS = ("exact", "agree", "differ")
 
 
-def compare(gm: np.ndarray, gt: np.ndarray) -> tuple[float, float, float, float, float]:
-    """(max_abs_diff, rel_err, cosine, norm_manual, norm_torch) of two same-shape arrays.
+def compare_many(gms, gts) -> list[tuple[float, float, float, float, float]]:
+    """Metrics of several parameter tensors at once: (max_abs_diff, rel_err, cosine,
+    norm_manual, norm_torch), one tuple per pair ``(gms[i], gts[i])``.
 
-    Computed in float64 whatever the inputs' dtype, so float32 runs are measured exactly.
+    All tensors are flattened into one float64 vector per side and reduced segment by
+    segment (``ufunc.reduceat``): a fixed number of numpy calls per step, whatever the
+    number of parameters; float32 inputs are measured exactly in float64.
     """
-    gm = gm.ravel().astype(np.float64, copy=False)
-    gt = gt.ravel().astype(np.float64, copy=False)
-    d = gm - gt
-    max_abs = float(np.max(np.abs(d))) if d.size else 0.0
-    nm, nt = math.sqrt(gm @ gm), math.sqrt(gt @ gt)
-    scale = max(nm, nt)
-    rel = math.sqrt(d @ d) / scale if scale > TINY else (0.0 if max_abs == 0 else math.inf)
-    if nm > 0 and nt > 0:
-        cos = float(gm @ gt) / (nm * nt)
-    else:
-        cos = 1.0 if nm == nt else 0.0   # both zero: identical directions by convention
-    return max_abs, rel, cos, nm, nt
+    sizes = [g.size for g in gms]
+    if 0 in sizes:  # reduceat cannot express an empty segment (not produced by an MLP)
+        raise ValueError(f"empty gradient tensor among sizes {sizes}")
+    cm = np.concatenate([g.reshape(-1) for g in gms]).astype(np.float64, copy=False)
+    ct = np.concatenate([g.reshape(-1) for g in gts]).astype(np.float64, copy=False)
+    starts = np.cumsum([0, *sizes[:-1]])
+    d = cm - ct
+    max_abs = np.maximum.reduceat(np.abs(d), starts).tolist()
+    sums = np.add.reduceat(np.stack([cm * cm, ct * ct, d * d, cm * ct]), starts, axis=1)
+    out = []
+    for mad, (sm, st, sd, sc) in zip(max_abs, sums.T.tolist(), strict=True):
+        nm, nt = math.sqrt(sm), math.sqrt(st)
+        if mad == 0:
+            out.append((0.0, 0.0, 1.0, nm, nt))
+            continue
+        scale = max(nm, nt)
+        rel = math.sqrt(sd) / scale if scale > TINY else math.inf
+        if nm > 0 and nt > 0:
+            cos = sc / (nm * nt)
+        else:
+            cos = 1.0 if nm == nt else 0.0   # both zero: same direction by convention
+        out.append((mad, rel, cos, nm, nt))
+    return out
+
+
+def compare(gm: np.ndarray, gt: np.ndarray) -> tuple[float, float, float, float, float]:
+    """(max_abs_diff, rel_err, cosine, norm_manual, norm_torch) of two same-shape arrays."""
+    return compare_many([gm], [gt])[0]
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:
@@ -104,21 +123,27 @@ def magnitude_gradients(net, weights, activations, T: np.ndarray) -> dict[str, f
     large per-sample ones, or a residual A − Y near a fit), ‖G̃‖ ≫ ‖g‖, and the relative
     error allowed grows by the factor cond = ‖G̃‖ / ‖g‖. numpy, float64.
     """
-    from manual.activations import ACTIVATIONS  # the derivative formulas, not a second impl.
-
-    a = [np.abs(np.asarray(x, dtype=np.float64)) for x in activations]
-    L = len(a) - 1
+    acts = [x if x.dtype == np.float64 else x.astype(np.float64) for x in activations]
+    L = len(acts) - 1
     names = [net.activation] * (L - 1) + [net.output_activation]
-    dA = _loss_grad_magnitude(net.loss_name, np.asarray(activations[-1], np.float64),
-                              np.asarray(T, np.float64))                 # (N, K)
+    dA = _loss_grad_magnitude(net.loss_name, acts[-1], T)                 # (N, K)
     out = {}
     for l in range(L - 1, -1, -1):
-        f_prime = ACTIVATIONS[names[l]][1]
-        d = dA * np.abs(f_prime(np.asarray(activations[l + 1], np.float64), np))  # (N, n_out)
-        G = d.T @ a[l]                                                         # like W
-        out[f"layers.{l}.weight"] = math.sqrt(float(np.sum(G * G)))
-        out[f"layers.{l}.bias"] = math.sqrt(float(np.sum(d.sum(axis=0) ** 2)))
+        d = dA * np.abs(_PRIME[names[l]](acts[l + 1]))                      # (N, n_out)
+        G = d.T @ np.abs(acts[l])                                          # like W
+        out[f"layers.{l}.weight"] = math.sqrt(float(np.vdot(G, G)))
+        if net.bias is True:
+            db = d.sum(axis=0)                                             # like b
+            out[f"layers.{l}.bias"] = math.sqrt(float(db @ db))
         if l > 0:
-            W = np.abs(np.asarray(weights[f"layers.{l}.weight"], np.float64))  # (n_out, n_in)
-            dA = d @ W                                                         # (N, n_in)
+            dA = d @ np.abs(weights[f"layers.{l}.weight"])                 # (N, n_in)
     return out
+
+
+# f'(z) through a = f(z), as in manual.activations (restated: this is analysis, not training)
+_PRIME = {
+    "sigmoid": lambda a: a * (1 - a),
+    "tanh": lambda a: 1 - a * a,
+    "relu": lambda a: (a > 0).astype(np.float64),
+    "identity": np.ones_like,
+}

@@ -27,7 +27,13 @@ import torch_impl
 from experiments.config import ConfigError, RunConfig, replace
 from experiments.datasets import Dataset, load_dataset
 from experiments.init import InitError, initial_params
-from experiments.metrics import TINY, compare, gradient_tolerance, magnitude_gradients, rel_err
+from experiments.metrics import (
+    TINY,
+    compare_many,
+    gradient_tolerance,
+    magnitude_gradients,
+    rel_err,
+)
 
 LOSS_COLUMNS = ["step", "epoch", "examples_seen", "loss_manual", "loss_torch", "abs_diff",
                 "rel_diff"]
@@ -149,7 +155,10 @@ def run_experiment(cfg: RunConfig, *, progress: bool = False) -> RunResult:
 
     keys = list(tor.trainable)
     assert keys == man.trainable, (keys, man.trainable)
+    w_starts = np.cumsum([0] + [int(np.prod(man.shapes[k])) for k in keys[:-1]])
     t_params = {k: v.detach() for k, v in tor.module.state_dict().items()}
+    # numpy views of the torch weights (updated in place by the optimizer; CPU only)
+    t_np = {k: v.numpy() for k, v in t_params.items()} if device.type == "cpu" else None
     logged = _logged_steps(total, cfg.log_every, cfg.fd_every)
     n_log = len(logged)
     loss_rows = np.full((n_log, len(LOSS_COLUMNS)), np.nan)
@@ -191,32 +200,33 @@ def run_experiment(cfg: RunConfig, *, progress: bool = False) -> RunResult:
             if is_logged or bad_m or bad_t:
                 loss_rows[row] = (step, step // steps_per_epoch, examples, Em, Et, abs(Em - Et),
                                   abs(Em - Et) / max(abs(Em), abs(Et), TINY))
-                g_np = {}
-                for j, k in enumerate(keys):
-                    a, b = _to_numpy(gm[k]), _to_numpy(gt[k])
-                    g_np[k] = (a, b)
-                    grad_rows[row, j, :5] = compare(a, b)
+                g_np = {k: (_to_numpy(gm[k]), _to_numpy(gt[k])) for k in keys}
+                metrics = compare_many([g[0] for g in g_np.values()],
+                                       [g[1] for g in g_np.values()])     # (P, 5)
+                grad_rows[row, :, :5] = metrics
+                # rel_tol = 2γ_m · cond, cond = ‖G̃‖ / ‖g‖ ≥ 1 (experiments.metrics)
                 acts = [_to_numpy(x) for x in man.last_activations]
                 w_np = {k: _to_numpy(v) for k, v in man.param_arrays.items()}
                 G = magnitude_gradients(man, w_np, acts, T_all if idx is None else T_all[idx])
-                for j, k in enumerate(keys):   # rel_tol = 2γ_m · cond, cond = ‖G̃‖ / ‖g‖ ≥ 1
-                    scale = max(grad_rows[row, j, 3], grad_rows[row, j, 4], TINY)
+                for j, k in enumerate(keys):
+                    scale = max(metrics[j][3], metrics[j][4], TINY)
                     grad_rows[row, j, 9] = base_tol * max(G[k] / scale, 1.0)
                 if ref is not None:
                     _reference(grad_rows[row], ref, man, tor, keys, g_np, X64, Y64, idx, cfg.mode)
                 if cfg.fd_every and step % cfg.fd_every == 0:
                     _finite_differences(grad_rows[row], man, tor, keys, g_np, X64, Y64, idx)
-                if bad_m or bad_t or not np.all(np.isfinite(grad_rows[row, :, 3:5])):
+                if bad_m or bad_t or not math.isfinite(sum(m[3] + m[4] for m in metrics)):
                     side = _diverged_side(bad_m, bad_t, grad_rows[row, :, 3:5])
                     row += 1
                     raise Diverged(f"diverged at step {step}: {side} side produced a "
                                    f"non-finite loss or gradient first (lr = {cfg.lr})")
             opt_m.step(gm)
             opt_t.step()
-            if is_logged:
-                for j, k in enumerate(keys):
-                    d = _to_numpy(man.param_arrays[k]) - _to_numpy(t_params[k])
-                    grad_rows[row, j, 5] = np.max(np.abs(d))
+            if is_logged:   # weight_max_abs_diff after the update, all tensors in one pass
+                wm = np.concatenate([_to_numpy(man.param_arrays[k]).reshape(-1) for k in keys])
+                wt = np.concatenate([(t_np[k] if t_np is not None else _to_numpy(t_params[k]))
+                                     .reshape(-1) for k in keys])
+                grad_rows[row, :, 5] = np.maximum.reduceat(np.abs(wm - wt), w_starts)
                 row += 1
             if cfg.mode == "synced":
                 _sync(man, opt_m, tor, opt_t, t_params, keys)
