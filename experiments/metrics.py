@@ -129,7 +129,7 @@ def magnitude_gradients(net, weights, activations, T: np.ndarray) -> dict[str, f
     dA = _loss_grad_magnitude(net.loss_name, acts[-1], T)                 # (N, K)
     out = {}
     for l in range(L - 1, -1, -1):
-        d = dA * np.abs(_PRIME[names[l]](acts[l + 1]))                      # (N, n_out)
+        d = dA * _PRIME[names[l]](acts[l + 1])                              # (N, n_out)
         G = d.T @ np.abs(acts[l])                                          # like W
         out[f"layers.{l}.weight"] = math.sqrt(float(np.vdot(G, G)))
         if net.bias is True:
@@ -140,10 +140,13 @@ def magnitude_gradients(net, weights, activations, T: np.ndarray) -> dict[str, f
     return out
 
 
-# f'(z) through a = f(z), as in manual.activations (restated: this is analysis, not training)
+# Magnitude of f'(z) as computed from the stored activation a = f(z), for the bound.
+# f' is evaluated from a rounded a (relative error ~u): first-order propagation adds
+# |df'/da|·|a|. Near saturation this term dominates: σ' = a(1 − a) with a ≈ 1 cancels in
+# 1 − a, so its error is ~|1 − 2a|·a·u, not a(1 − a)·u. relu and identity are exact.
 _PRIME = {
-    "sigmoid": lambda a: a * (1 - a),
-    "tanh": lambda a: 1 - a * a,
+    "sigmoid": lambda a: a * (1 - a) + np.abs(1 - 2 * a) * a,
+    "tanh": lambda a: (1 - a * a) + 2 * a * a,
     "relu": lambda a: (a > 0).astype(np.float64),
     "identity": np.ones_like,
 }

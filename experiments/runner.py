@@ -116,7 +116,16 @@ def _logged_steps(total: int, log_every: int, fd_every: int) -> np.ndarray:
 
 
 def run_experiment(cfg: RunConfig, *, progress: bool = False) -> RunResult:
-    """Train both sides in lockstep as ``cfg`` says; never raises for divergence/interrupt."""
+    """Train both sides in lockstep as ``cfg`` says; never raises for divergence/interrupt.
+
+    numpy's overflow/invalid warnings are silenced for the run: a non-finite loss or
+    gradient is detected and reported as divergence instead (status "diverged").
+    """
+    with np.errstate(all="ignore"):
+        return _run(cfg, progress)
+
+
+def _run(cfg: RunConfig, progress: bool) -> RunResult:
     cfg, data = resolve(cfg)
     t_start = time.perf_counter()
     seq = np.random.SeedSequence(cfg.seed)
@@ -218,7 +227,7 @@ def run_experiment(cfg: RunConfig, *, progress: bool = False) -> RunResult:
                 if bad_m or bad_t or not math.isfinite(sum(m[3] + m[4] for m in metrics)):
                     side = _diverged_side(bad_m, bad_t, grad_rows[row, :, 3:5])
                     row += 1
-                    raise Diverged(f"diverged at step {step}: {side} side produced a "
+                    raise Diverged(f"diverged at step {step}: {side} produced a "
                                    f"non-finite loss or gradient first (lr = {cfg.lr})")
             opt_m.step(gm)
             opt_t.step()
@@ -263,7 +272,7 @@ def _diverged_side(bad_m: bool, bad_t: bool, norms: np.ndarray) -> str:
     if not (bad_m or bad_t):
         bad_m = not np.all(np.isfinite(norms[:, 0]))
         bad_t = not np.all(np.isfinite(norms[:, 1]))
-    return "both" if bad_m and bad_t else ("manual" if bad_m else "torch")
+    return "both sides" if bad_m and bad_t else ("the manual side" if bad_m else "the torch side")
 
 
 def _sync(man, opt_m, tor, opt_t, t_params, keys) -> None:
