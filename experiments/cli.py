@@ -8,11 +8,16 @@ diverged (its run directory is written up to the divergence), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 from pathlib import Path
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+
+#: modules exposing ``register(subparsers, formatter_class)``; the subcommand they add sets
+#: ``func(args) -> int`` with ``set_defaults``. Imported lazily by ``build_parser``.
+FEATURE_MODULES: list[str] = []
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -54,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", type=Path, default=None,
                      help="folder for the comparison figures (default: compare-A-vs-B next "
                           "to RUN_A)")
+    for name in FEATURE_MODULES:   # each adds its own subcommand and sets `func`
+        importlib.import_module(name).register(sub, _Formatter)
     return parser
 
 
@@ -151,13 +158,13 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_plot(args)
         if args.command == "compare":
             return cmd_compare(args)
+        return args.func(args)
     except ConfigError as err:
         print(f"handgrad: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("handgrad: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    raise AssertionError(args.command)
 
 
 if __name__ == "__main__":
