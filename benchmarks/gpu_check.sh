@@ -5,8 +5,9 @@
 #     OUT=gpu-check bash benchmarks/gpu_check.sh
 # Wheels in .gpu/ (pure-python dependencies the machine may lack) are installed first.
 set -u
-OUT=${OUT:-gpu-check}
-mkdir -p "$OUT"
+OUT=${OUT:-gpu-check}            # a few text files + bench.csv/png end up here
+RUNS=${RUNS:-/tmp/handgrad-gpu-runs}  # the run directories themselves
+mkdir -p "$OUT" "$RUNS"
 PY=${PYTHON:-python3}
 if ls .gpu/*.whl >/dev/null 2>&1; then $PY -m pip install -q --no-deps .gpu/*.whl; fi
 export PYTHONPATH=$PWD
@@ -24,13 +25,14 @@ for backend in numpy torch; do
     for exp in seed digits; do
       name="$exp-cuda-$backend-$dtype"
       /usr/bin/time -f "$name wall %e s" $PY -m experiments run "$exp" --set device=cuda \
-        --set manual_backend=$backend --set dtype=$dtype --out "$OUT/$name" --force --quiet \
+        --set manual_backend=$backend --set dtype=$dtype --out "$RUNS/$name" --force --quiet \
         --no-plots >>"$runs" 2>&1
-      tail -1 "$OUT/$name/summary.csv" | sed "s/^/$name: /" >>"$runs"
+      tail -1 "$RUNS/$name/summary.csv" | sed "s/^/$name: /" >>"$runs"
     done
   done
 done
 cat "$runs"
 
-$PY -m experiments bench --quick --device cuda --out "$OUT/bench" 2>&1 | tail -40 \
+$PY -m experiments bench --quick --device cuda --out "$RUNS/bench" 2>&1 | tail -40 \
   | tee "$OUT/bench.txt"
+cp "$RUNS"/bench/bench.csv "$RUNS"/bench/*.png "$OUT"/ 2>/dev/null || true
