@@ -244,10 +244,9 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
     except Diverged as err:
         status, message = "diverged", str(err)
     except KeyboardInterrupt:
+        # A step cut off mid-way never reached `row += 1`: the tables end at the last
+        # completed logged step.
         status, message = "interrupted", f"interrupted during step {step}"
-        # A step interrupted mid-way left its row incomplete: drop it.
-        if row < n_log and not np.isnan(loss_rows[row, 0]) and np.isnan(grad_rows[row, :, 5]).any():
-            loss_rows[row] = np.nan
     finally:
         bar.close()
     steps_done = step
