@@ -68,6 +68,9 @@ class RunConfig:
     out: str = ""                    # run directory ("" = runs/NAME)
 
     def __post_init__(self):
+        for f in fields(self):   # the same type checks as TOML files and --set
+            object.__setattr__(self, f.name,
+                               _coerce(f.name, getattr(self, f.name), "RunConfig(...)"))
         errors = list(_field_errors(self))
         if errors:
             raise ConfigError(errors[0])
@@ -87,7 +90,8 @@ FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
 
 def _field_errors(c: RunConfig):
     def bad(key, msg):
-        return f"{key} = {getattr(c, key)!r}: {msg}"
+        value = getattr(c, key)   # tuples shown as the TOML lists the user wrote
+        return f"{key} = {list(value) if isinstance(value, tuple) else value!r}: {msg}"
 
     if c.activation not in ACTIVATIONS:
         yield bad("activation", f"unknown activation; choose one of {list(ACTIVATIONS)}")
@@ -165,6 +169,8 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     if kind == "tuple[int, ...]":
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]
+        if isinstance(value, tuple):
+            value = list(value)
         if not isinstance(value, list) or any(
             isinstance(v, bool) or not isinstance(v, int) for v in value
         ):
@@ -200,6 +206,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    if FIELD_TYPES[key] == "str" and not isinstance(value, str):
+        value = raw   # text keys take the text as typed: --set target=2020
     return key, _coerce(key, value, f"--set {text}")
 
 
@@ -214,7 +222,8 @@ def named_experiments() -> dict[str, Path]:
 
 def read_toml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; give a named experiment "
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"config file {path} {what}; give a named experiment "
                           f"(see `handgrad list`) or a path to a .toml file")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))

@@ -35,8 +35,8 @@ from experiments.metrics import (
     rel_err,
 )
 
-LOSS_COLUMNS = ["step", "epoch", "examples_seen", "loss_manual", "loss_torch", "abs_diff",
-                "rel_diff"]
+LOSS_COLUMNS = ["step", "epoch", "loss_manual", "loss_torch", "abs_diff", "rel_diff",
+                "examples_seen"]
 GRAD_METRICS = ["max_abs_diff", "rel_err", "cosine", "norm_manual", "norm_torch",
                 "weight_max_abs_diff", "fd_rel_err", "ref_rel_err_manual", "ref_rel_err_torch",
                 "rel_tol"]
@@ -183,6 +183,7 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
         T_all = (data.Y[:, None] == np.arange(cfg.sizes[-1])[None, :]).astype(np.float64)
 
     status, message, row, step = "completed", "", 0, 0
+    last_g: dict = {}
     examples = 0
     order = np.arange(N)
     full = B == N
@@ -207,8 +208,8 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
             is_logged = row < n_log and logged[row] == step
             bad_m, bad_t = not math.isfinite(Em), not math.isfinite(Et)
             if is_logged or bad_m or bad_t:
-                loss_rows[row] = (step, step // steps_per_epoch, examples, Em, Et, abs(Em - Et),
-                                  abs(Em - Et) / max(abs(Em), abs(Et), TINY))
+                loss_rows[row] = (step, step // steps_per_epoch, Em, Et, abs(Em - Et),
+                                  abs(Em - Et) / max(abs(Em), abs(Et), TINY), examples)
                 g_np = {k: (_to_numpy(gm[k]), _to_numpy(gt[k])) for k in keys}
                 metrics = compare_many([g[0] for g in g_np.values()],
                                        [g[1] for g in g_np.values()])     # (P, 5)
@@ -224,7 +225,9 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
                     _reference(grad_rows[row], ref, man, tor, keys, g_np, X64, Y64, idx, cfg.mode)
                 if cfg.fd_every and step % cfg.fd_every == 0:
                     _finite_differences(grad_rows[row], man, tor, keys, g_np, X64, Y64, idx)
-                if bad_m or bad_t or not math.isfinite(sum(m[3] + m[4] for m in metrics)):
+                if not (bad_m or bad_t) and math.isfinite(sum(m[3] + m[4] for m in metrics)):
+                    last_g = g_np   # the last finite gradients, for final_grads.csv
+                else:
                     side = _diverged_side(bad_m, bad_t, grad_rows[row, :, 3:5])
                     row += 1
                     raise Diverged(f"diverged at step {step}: {side} produced a "
@@ -254,7 +257,7 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
 
     loss_df, grads_df = _frames(loss_rows[:row], grad_rows[:row], keys)
     summary = summarize(grads_df, keys)
-    final = _final_grads(gm, gt, keys) if row else pd.DataFrame()
+    final = _final_grads(last_g, keys) if last_g else pd.DataFrame()
     preds = _predictions(man, tor) if row else pd.DataFrame()
     if not message:
         message = f"{steps_done} steps completed"
@@ -332,11 +335,13 @@ def summarize(grads: pd.DataFrame, keys) -> pd.DataFrame:
 
     The worst step is the one where rel_err comes closest to (or goes furthest past) that
     step's own tolerance ``rel_tol``; ``worst_ratio`` = rel_err / rel_tol there, and the
-    ``tolerance`` column is that step's rel_tol.
+    ``tolerance`` column is that step's rel_tol. A step where either side's gradient is
+    non-finite (the divergence step) is left out: the run's status reports it.
     """
     rows = []
+    finite = grads[np.isfinite(grads["norm_manual"]) & np.isfinite(grads["norm_torch"])]
     for k in [*keys, "all"]:
-        g = grads if k == "all" else grads[grads["param"] == k]
+        g = finite if k == "all" else finite[finite["param"] == k]
         if g.empty:
             continue
         ratio = (g["rel_err"] / g["rel_tol"]).fillna(np.inf)
@@ -349,11 +354,12 @@ def summarize(grads: pd.DataFrame, keys) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def _final_grads(gm, gt, keys) -> pd.DataFrame:
+def _final_grads(g_np, keys) -> pd.DataFrame:
+    """Element by element, the gradients of the last logged step where both were finite."""
     parts = []
     for k in keys:
-        a = _to_numpy(gm[k]).astype(np.float64)
-        b = _to_numpy(gt[k]).astype(np.float64)
+        a = g_np[k][0].astype(np.float64)
+        b = g_np[k][1].astype(np.float64)
         a2, b2 = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
         r, c = np.indices(a2.shape)
         parts.append(pd.DataFrame({"param": k, "row": r.ravel(), "col": c.ravel(),

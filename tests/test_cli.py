@@ -1,0 +1,323 @@
+"""The ``handgrad`` command end to end: in-process through ``experiments.cli.main`` (capsys),
+and through real subprocesses (``python -m experiments``, the console script).
+
+Runs are tiny (``--set epochs=2``) except the one full seed run, which checks the printed
+predictions against the seed script itself.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.cli import EXIT_BAD_INPUT, EXIT_DIVERGED, main
+from experiments.config import load_config, named_experiments
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NAMED = sorted(named_experiments())
+TINY = ["--set", "epochs=2"]
+
+
+def handgrad(*args: str) -> int:
+    return main([str(a) for a in args])
+
+
+def one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("handgrad: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 1000, path
+
+
+# -- run ---------------------------------------------------------------------------------
+
+def test_run_in_process(tmp_path, capsys):
+    out = tmp_path / "seed2"
+    assert handgrad("run", "seed", *TINY, "--out", out, "--no-plots") == 0
+    stdout = capsys.readouterr().out
+    assert "Worst differences over 2 logged steps (float64" in stdout
+    assert re.search(r"^layers\.0\.weight .* (exact|agree)$", stdout, re.M), stdout
+    assert re.search(r"^ +all .* (exact|agree)$", stdout, re.M), stdout
+    assert stdout.rstrip().endswith(f"completed: 2 steps completed; run directory {out}")
+    for name in ("config.toml", "provenance.json", "loss.csv", "grads.csv", "summary.csv",
+                 "report.md"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.png"))                          # --no-plots
+    assert load_config(str(out / "config.toml")).epochs == 2    # the override was recorded
+
+
+def test_run_quiet_prints_one_line(tmp_path, capsys):
+    out = tmp_path / "q"
+    assert handgrad("run", "seed", *TINY, "--out", out, "--no-plots", "--quiet") == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"completed: 2 steps completed; run directory {out}\n"
+    assert captured.err == ""                                   # no progress bar
+
+
+def test_run_default_out_is_runs_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert handgrad("run", "seed", *TINY, "--no-plots", "--quiet") == 0
+    assert (tmp_path / "runs" / "seed" / "loss.csv").is_file()
+
+
+def test_run_force_replaces(tmp_path, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "old.txt").write_text("old", encoding="utf-8")
+    assert handgrad("run", "seed", *TINY, "--out", out, "--no-plots", "--quiet",
+                    "--force") == 0
+    assert not (out / "old.txt").exists() and (out / "loss.csv").is_file()
+
+
+def test_run_subprocess(tmp_path):
+    out = tmp_path / "sub"
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments", "run", "seed", "--set", "epochs=2",
+         "--out", str(out), "--quiet"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"completed: 2 steps completed; run directory {out}\n"
+    assert "Traceback" not in proc.stderr
+    for name in ("loss.csv", "grads.csv", "summary.csv", "report.md", "loss.png"):
+        assert (out / name).is_file(), name
+    assert_png(out / "loss.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]    # nothing else written
+
+
+def test_bad_input_subprocess(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "experiments", "run", "sed"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_BAD_INPUT
+    line = one_error_line(proc.stderr)
+    assert "did you mean 'seed'" in line
+    assert proc.stdout == ""
+    assert list(tmp_path.iterdir()) == []                           # no runs/ folder
+
+
+def test_console_script_list():
+    script = Path(sys.executable).parent / "handgrad"
+    if not script.is_file():
+        pytest.skip(f"console script not installed next to {sys.executable}")
+    proc = subprocess.run([str(script), "list"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[0] for line in proc.stdout.splitlines()] == NAMED
+
+
+# -- the seed script, reproduced ------------------------------------------------------------
+
+def seed_script_last_forward_pass() -> np.ndarray:
+    """The original seed script, verbatim in substance: its l2 after the loop is the forward
+    pass of iteration 9999, made with the weights after 9999 updates."""
+    X = np.array([[0, 0, 1], [1, 1, 1], [1, 0, 1], [0, 1, 1]])   # experiments.datasets "seed"
+    y = np.array([[0, 1, 1, 0]]).T
+    # the script's own calls, global stream and all (the caller restores the state)
+    np.random.seed(10)  # noqa: NPY002
+    syn0 = np.random.rand(3, 4)  # noqa: NPY002
+    syn1 = np.random.rand(4, 1)  # noqa: NPY002
+    for _ in range(10000):
+        l1 = 1 / (1 + np.exp(-(X @ syn0)))
+        l2 = 1 / (1 + np.exp(-(l1 @ syn1)))
+        l2_delta = (y - l2) * (l2 * (1 - l2))
+        l1_delta = l2_delta @ syn1.T * (l1 * (1 - l1))
+        syn1 += l1.T @ l2_delta
+        syn0 += X.T @ l1_delta
+    return l2
+
+
+@pytest.mark.slow
+def test_seed_run_prints_the_seed_scripts_predictions(tmp_path, capsys):
+    state = np.random.get_state()  # noqa: NPY002
+    try:
+        want = str(seed_script_last_forward_pass())
+    finally:
+        np.random.set_state(state)  # noqa: NPY002        # leave the global stream as we found it
+    assert handgrad("run", "seed", "--out", tmp_path / "seed", "--no-plots") == 0
+    stdout = capsys.readouterr().out
+    m = re.search(r"Last forward pass \(at step 9999[^\n]*\nmanual:\n(.*?)\ntorch:\n(.*?)\n\n",
+                  stdout, re.S)
+    assert m, stdout
+    # numpy's default print (8 significant digits): the two sides' last forward passes
+    # differ from the script's by float64 rounding (~1e-16), far below the printed digits.
+    assert m.group(1) == want
+    assert m.group(2) == want
+
+
+# -- list -----------------------------------------------------------------------------------
+
+def test_list(capsys):
+    assert handgrad("list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == NAMED
+    for line, name in zip(lines, NAMED, strict=True):
+        description = line[len(name):].strip()
+        assert description, f"{name}: no description"
+        first_words = " ".join(load_config(name).description.split()[:3])
+        assert description.startswith(first_words), line
+
+
+# -- plot -----------------------------------------------------------------------------------
+
+def test_plot_redraws(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert handgrad("run", "seed", *TINY, "--out", out, "--no-plots", "--quiet") == 0
+    capsys.readouterr()
+    assert handgrad("plot", out) == 0
+    printed = [Path(p) for p in capsys.readouterr().out.split()]
+    assert printed and all(p.parent == out for p in printed)
+    assert {p.name for p in printed} >= {"loss.png", "grad_diff.png"}
+    assert sorted(printed) == sorted(out.glob("*.png"))
+    for p in printed:
+        assert_png(p)
+
+
+def test_plot_of_a_non_run_dir(tmp_path, capsys):
+    assert handgrad("plot", tmp_path) == EXIT_BAD_INPUT
+    line = one_error_line(capsys.readouterr().err)
+    assert "is not a handgrad run directory" in line
+
+
+# -- compare --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def float32_and_64_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmp")
+    for dtype in ("float32", "float64"):
+        assert handgrad("run", "seed", *TINY, "--set", f"dtype={dtype}", "--out",
+                        root / dtype, "--no-plots", "--quiet") == 0
+    return root / "float32", root / "float64"
+
+
+def test_compare(float32_and_64_runs, capsys):
+    a, b = float32_and_64_runs
+    capsys.readouterr()
+    assert handgrad("compare", a, b) == 0
+    stdout = capsys.readouterr().out
+    assert str(a) in stdout and str(b) in stdout
+    assert "dtype" in stdout                                    # the config difference
+    table = [line for line in stdout.splitlines() if line.startswith("|")]
+    assert len(table) >= 2 + 3                                  # header, rule, 2 params + all
+    assert any("layers.0.weight" in line for line in table)
+    assert any(line.startswith("| all ") for line in table)
+    out = a.parent / f"compare-{a.name}-vs-{b.name}"            # the documented default
+    pngs = sorted(out.glob("*.png"))
+    assert pngs
+    for p in pngs:
+        assert_png(p)
+        assert str(p) in stdout
+
+
+def test_compare_out(float32_and_64_runs, tmp_path, capsys):
+    a, b = float32_and_64_runs
+    assert handgrad("compare", a, b, "--out", tmp_path / "cmp") == 0
+    assert list((tmp_path / "cmp").glob("*.png"))
+
+
+def test_compare_needs_run_dirs(float32_and_64_runs, tmp_path, capsys):
+    a, _ = float32_and_64_runs
+    assert handgrad("compare", a, tmp_path / "missing") == EXIT_BAD_INPUT
+    assert "missing is not a handgrad run directory" in one_error_line(capsys.readouterr().err)
+
+
+# -- help -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["plot"], ["compare"]],
+                         ids=["handgrad", "run", "list", "plot", "compare"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: handgrad {' '.join(command)}".rstrip())
+    if not command:
+        for sub in ("run", "list", "plot", "compare"):
+            assert re.search(rf"^\s+{sub}\s+\S", text, re.M), sub     # each with its help
+
+
+def test_run_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())     # undo argparse's line wrapping
+    for option, default in [("--set KEY=VALUE", "[]"), ("--force", "False"),
+                            ("--no-plots", "False"), ("--quiet", "False")]:
+        assert re.search(rf"{re.escape(option)} .*?\(default: {re.escape(default)}\)", text), \
+            option
+    assert "runs/NAME" in text                           # --out's effective default
+
+
+def test_compare_help_shows_default_out(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "compare-A-vs-B next to RUN_A" in text
+
+
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_help_does_not_contradict_itself(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "(default: None)" not in capsys.readouterr().out
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "expect"), [
+    (["run", "sed"], "unknown experiment 'sed': did you mean 'seed'?"),
+    (["run", "nope.toml"], "nope.toml does not exist"),
+    (["run", "seed", "--set", "lrr=0.1"], "unknown config key 'lrr'"),
+    (["run", "seed", "--set", "lr"], "expected key=value"),
+    (["run", "seed", "--set", "epochs=1.5"], "epochs = 1.5"),
+    (["run", "seed", "--set", "lr=-1"], "lr = -1.0"),
+    (["run", "seed", "--set", "dataset=nope"], "unknown dataset 'nope'"),
+    (["run", "seed", "--set", "sizes=[2,4,1]"], "do not fit dataset 'seed'"),
+    (["run", "seed", "--set", "batch_size=5"], "batch_size = 5 is larger than"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(args, expect, tmp_path, capsys,
+                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)            # the default out (runs/NAME) would land here
+    assert handgrad(*args) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    line = one_error_line(captured.err)
+    assert expect in line, line
+    assert captured.out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_set_key_suggests(tmp_path, capsys):
+    assert handgrad("run", "seed", "--set", "momentun=0.9", "--out", tmp_path / "x") == 2
+    assert "did you mean 'momentum'" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "x").exists()
+
+
+def test_existing_out_without_force(tmp_path, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep", encoding="utf-8")
+    assert handgrad("run", "seed", *TINY, "--out", out) == EXIT_BAD_INPUT
+    line = one_error_line(capsys.readouterr().err)
+    assert f"run directory {out} already exists" in line and "--force" in line
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # numpy overflow on the way to inf
+def test_divergence_exit_code(tmp_path, capsys):
+    out = tmp_path / "div"
+    code = handgrad("run", "seed", "--set", "steps=50", "--set", "lr=1e6", "--set",
+                    "activation=identity", "--set", "log_every=10", "--out", out,
+                    "--no-plots", "--quiet")
+    assert code == EXIT_DIVERGED
+    captured = capsys.readouterr()
+    assert re.fullmatch(r"handgrad: diverged at step \d+: .*\n", captured.err), captured.err
+    assert captured.out.startswith("diverged: diverged at step")
+    assert (out / "loss.csv").is_file() and (out / "report.md").is_file()
