@@ -18,7 +18,7 @@ EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
 #: modules exposing ``register(subparsers, formatter_class)``; the subcommand they add sets
 #: ``func(args) -> int`` with ``set_defaults``. Imported lazily by ``build_parser``.
-FEATURE_MODULES: list[str] = []
+FEATURE_MODULES: list[str] = ["experiments.bugs"]
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -115,6 +115,8 @@ def cmd_run(args) -> int:
                   f"(README: Tolerances);\nworst_ratio = rel_err / that tolerance at the "
                   f"worst step:")
             print(result.summary[cols].to_string(index=False))
+        from experiments.diagnose import format_findings
+        print("diagnosis:\n" + format_findings(result.findings))
         if not result.loss.empty:
             print(f"loss: worst |E_manual - E_torch| = {result.loss['abs_diff'].max():.3g} "
                   f"(relative {result.loss['rel_diff'].max():.3g})")

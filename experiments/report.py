@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.diagnose import findings_markdown
 from experiments.runner import RunResult
 
 DEFINITIONS = """\
@@ -79,6 +80,8 @@ def write_report(result: RunResult, folder: Path, figures: list[str]) -> Path:
         "from the unit roundoff and the length of the rounding chain "
         "(`experiments.metrics.gradient_tolerance`).", "",
         markdown_table(result.summary), "",
+        "## Diagnosis", "",
+        findings_markdown(result.findings), "",
     ]
     if not loss.empty:
         lines += [

@@ -124,6 +124,8 @@ def write_run(result: RunResult, out: Path, *, force: bool = False, plots: bool 
             write_csv(result.final_grads, tmp / "final_grads.csv")
         if not result.predictions.empty:
             write_csv(result.predictions, tmp / "predictions.csv")
+        from experiments.diagnose import findings_frame
+        write_csv(findings_frame(result.findings), tmp / "diagnosis.csv")
         if result.status == "interrupted":
             (tmp / "INTERRUPTED").write_text(result.message + "\n", encoding="utf-8")
         figures = []

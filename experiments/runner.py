@@ -26,6 +26,7 @@ import manual
 import torch_impl
 from experiments.config import ConfigError, RunConfig, replace
 from experiments.datasets import Dataset, load_dataset
+from experiments.diagnose import diagnose_result, param_kinds
 from experiments.init import InitError, initial_params
 from experiments.metrics import (
     TINY,
@@ -62,6 +63,7 @@ class RunResult:
     total_steps: int
     seeds: dict = field(default_factory=dict)
     seconds: float = 0.0
+    findings: list = field(default_factory=list)   # experiments.diagnose.Finding
 
 
 class Diverged(Exception):
@@ -261,13 +263,19 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
     preds = _predictions(man, tor) if row else pd.DataFrame()
     if not message:
         message = f"{steps_done} steps completed"
-    return RunResult(config=cfg, dataset=data, loss=loss_df, grads=grads_df, final_grads=final,
+    result = RunResult(config=cfg, dataset=data, loss=loss_df, grads=grads_df, final_grads=final,
                      predictions=preds, summary=summary, status=status, message=message,
                      steps_done=steps_done, total_steps=total,
                      seeds={"seed": cfg.seed, "init_entropy": str(init_seq.entropy),
                             "init_spawn_key": list(init_seq.spawn_key),
                             "order_spawn_key": list(order_seq.spawn_key)},
                      seconds=seconds)
+    # The automatic diagnosis (constant ratio, transposed, one layer, ...) of every run.
+    result.findings = diagnose_result(result)
+    kinds = param_kinds(result.findings, keys)
+    summary["diagnosis"] = summary["param"].map(kinds).fillna(
+        " + ".join(sorted({kinds[k] for k in keys if kinds[k] != "agree"})) or "agree")
+    return result
 
 
 def _diverged_side(bad_m: bool, bad_t: bool, norms: np.ndarray) -> str:

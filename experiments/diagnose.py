@@ -1,0 +1,532 @@
+"""Automatic diagnosis of a gradient mismatch: what kind of mistake makes g_m differ from g_t?
+
+Input: two gradient dicts, ``manual`` (g_m) and ``reference`` (g_t, e.g. autograd), numpy
+arrays with the shared keys ``layers.{i}.weight`` (out, in) / ``layers.{i}.bias`` (out,).
+Output: a list of ``Finding`` (kind, params, detail text, numbers). Kinds:
+
+    agree           every parameter agrees (nothing to report)
+    rounding        rel_err exceeds the rounding tolerance ``rel_tol`` but stays below the
+                    bug level: a rounding effect (README: known limit), not a derivation bug
+    constant_ratio  g_m = c·g_t with c ≠ 1 (least squares c = ⟨g_m, g_t⟩ / ⟨g_t, g_t⟩,
+                    residual at rounding level): a reduction or factor mismatch; the likely
+                    causes are named from c (½ or 2, N or 1/N, K, M = N·K, −1)
+    transposed      g_m = g_tᵀ (square weight), or g_tᵀ reshaped to g_t's shape (non-square:
+                    a_{l-1}ᵀ δ computed and reshaped into (out, in))
+    accumulated     g_m = g_t + the reference's gradients of the earlier steps (only tested
+                    when ``previous`` is given): gradients summed across steps, never reset
+    layer_confined  the unexplained differences sit in one layer, or in layers 0 … l with the
+                    layers above agreeing: the error enters at layers.{l}'s delta
+    other           anything else (e.g. every layer differs with no constant ratio: the error
+                    enters at the output delta — the loss derivative or the output f′)
+    onset           (``diagnose_run`` only) the first logged step at which parameters stopped
+                    agreeing, from grads.csv's rel_err and rel_tol
+    drift           (``diagnose_run`` only) a ``free``-mode run that disagreed at bug level
+                    before its last step: from then on the two sides train on different
+                    weights, so the last step's findings mix the mistake with that drift
+
+Two thresholds, both relative (rel_err = ‖g_m − g_t‖ / max(‖g_m‖, ‖g_t‖)):
+
+* ``rel_tol`` — the rounding tolerance a correct implementation is held to (the runner's
+  per-step 2γ_m·cond, grads.csv's ``rel_tol``); a parameter within it agrees.
+* ``bug_tol`` = max(√u, rel_tol), u the unit roundoff of the dtype (1.05e-8 in float64,
+  2.4e-4 in float32): "half the significant digits". Honest rounding differences in the
+  reference runs stay below 1e-12 (float64) and 7e-4 against a tolerance of 1.4e-2
+  (float32, where rel_tol takes over); derivation mistakes change gradients by O(1e-2 … 1)
+  (a factor 2, a missing σ′ ≤ ¼, a transpose). So a difference above bug_tol is a bug, and
+  an explanation (c·g_t, g_tᵀ, …) whose residual is below bug_tol explains it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments.metrics import TINY, unit_roundoff
+
+KINDS = ("agree", "rounding", "constant_ratio", "transposed", "accumulated", "layer_confined",
+         "other", "onset", "drift")
+_LAYER = re.compile(r"^layers\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosis: ``kind`` (see ``KINDS``), the parameters it is about, a sentence, and the
+    numbers behind it (e.g. ``c``, ``residual``, ``rel_err``, ``layer``, ``step``)."""
+
+    kind: str
+    params: tuple[str, ...]
+    detail: str
+    numbers: Mapping[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.kind} [{', '.join(self.params)}]: {self.detail}"
+
+
+# -- numbers -------------------------------------------------------------------------------
+
+def bug_tolerance(dtype: str = "float64") -> float:
+    """√u: a relative difference above it is a derivation bug, not rounding (module doc)."""
+    return math.sqrt(unit_roundoff(dtype))
+
+
+def fit_ratio(gm: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    """Least-squares c with g_m ≈ c·g_t, and the relative residual ‖g_m − c g_t‖ / ‖g_m‖.
+
+    c = ⟨g_m, g_t⟩ / ⟨g_t, g_t⟩ (nan when g_t = 0); residual 0 when g_m = 0 = g_t.
+    """
+    m = np.asarray(gm, dtype=np.float64).ravel()
+    t = np.asarray(gt, dtype=np.float64).ravel()
+    tt = float(t @ t)
+    nm = math.sqrt(float(m @ m))
+    if tt <= TINY:
+        return math.nan, (0.0 if nm == 0 else 1.0)
+    c = float(m @ t) / tt
+    r = m - c * t
+    return c, math.sqrt(float(r @ r)) / max(nm, TINY)
+
+
+def _rel_err(gm: np.ndarray, gt: np.ndarray) -> float:
+    m = np.asarray(gm, dtype=np.float64).ravel()
+    t = np.asarray(gt, dtype=np.float64).ravel()
+    d = m - t
+    scale = max(math.sqrt(float(m @ m)), math.sqrt(float(t @ t)), TINY)
+    return math.sqrt(float(d @ d)) / scale
+
+
+def _layer(key: str) -> int | None:
+    m = _LAYER.match(key)
+    return int(m.group(1)) if m else None
+
+
+def _outputs(keys, shapes) -> int | None:
+    """K, the width of the last layer, from the shared key convention."""
+    layers = [(_layer(k), k) for k in keys if _layer(k) is not None and k.endswith(".weight")]
+    if not layers:
+        return None
+    return int(shapes[max(layers)[1]][0])
+
+
+def _near(a: float, b: float, tol: float) -> bool:
+    return b != 0 and abs(a / b - 1) <= tol
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def ratio_causes(c: float, *, batch: int | None = None, outputs: int | None = None,
+                 tol: float = 1e-8) -> list[str]:
+    """Likely causes of g_manual = c·g_reference, from the reduction constants of the losses.
+
+    Candidates are products (factor 2) × (reduction) × (sign): factor ∈ {1, 2, ½} (the 2 of
+    d(A − Y)²/dA, the ½ of ½·SSE), reduction ∈ {1, N^±1, K^±1, M^±1} (M = N·K: torch's
+    ``reduction='mean'`` over all elements of MSELoss/BCELoss), sign ∈ {+1, −1}. Every
+    candidate whose value matches c within ``tol`` is named (N = 2 and the factor 2
+    coincide, for example).
+    """
+    if not math.isfinite(c):
+        return []
+    factors = [(1.0, ""), (2.0, "an extra factor 2 (2(A − Y) where the loss has ½, or "
+                                "½ dropped from the loss but not from ∂E/∂A)"),
+               (0.5, "the factor 2 of the squared error missing (∂(A − Y)²/∂A = 2(A − Y))")]
+    reductions = [(1.0, "")]
+    if batch:
+        reductions += [(float(batch), f"the 1/N of a mean over the batch missing (N = {batch}: "
+                                      "sum instead of mean)"),
+                       (1.0 / batch, f"an extra 1/N (N = {batch}: mean where the loss sums)")]
+    if outputs:
+        reductions += [(float(outputs), f"the 1/K of a mean over the outputs missing (K = "
+                                        f"{outputs})"),
+                       (1.0 / outputs, f"an extra 1/K (K = {outputs})")]
+    if batch and outputs and outputs > 1:
+        M = batch * outputs
+        reductions += [(float(M), f"the 1/M of a mean over all M = N·K = {M} elements missing "
+                                  "(torch MSELoss/BCELoss reduction='mean')"),
+                       (1.0 / M, f"an extra 1/M (M = N·K = {M}: mean where the loss sums)")]
+    signs = [(1.0, ""), (-1.0, "the sign flipped (Y − A instead of A − Y)")]
+    matches = []   # (number of ingredients, text): the simplest explanations first
+    for (f, ft), (r, rt), (s, st) in itertools.product(factors, reductions, signs):
+        value = f * r * s
+        if value == 1.0 or not _near(c, value, tol):
+            continue
+        parts = [t for t in (st, ft, rt) if t]
+        matches.append((len(parts), " and ".join(parts)))
+    return list(dict.fromkeys(text for _, text in sorted(matches, key=lambda m: m[0])))
+
+
+# -- diagnosis ------------------------------------------------------------------------------
+
+def diagnose(manual: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], *,
+             rel_tol: float | Mapping[str, float] | None = None,
+             bug_tol: float | None = None, batch: int | None = None,
+             outputs: int | None = None,
+             previous: Mapping[str, np.ndarray] | None = None) -> list[Finding]:
+    """Findings about g_m = ``manual`` against g_t = ``reference`` (same keys; module doc).
+
+    ``rel_tol``: rounding tolerance, one number or one per key (default: none — then only
+    the bug level separates agree from differ). ``bug_tol``: default √u of the arrays'
+    dtype. ``batch`` (N) and ``outputs`` (K, default: the last layer's width) name the
+    reduction constants in a constant ratio. ``previous``: the reference's gradients summed
+    over the earlier steps since the last reset, to test for accumulation.
+    """
+    keys = list(reference)
+    if set(manual) != set(keys):
+        raise ValueError(f"gradient dicts have different keys: {sorted(manual)} vs {sorted(keys)}")
+    if not keys:
+        return []
+    gm = {k: np.asarray(manual[k]) for k in keys}
+    gt = {k: np.asarray(reference[k]) for k in keys}
+    dtype = "float32" if any(g.dtype == np.float32 for g in (*gm.values(), *gt.values())) \
+        else "float64"
+    base_bug = bug_tolerance(dtype) if bug_tol is None else bug_tol
+
+    def tol_of(k: str) -> float:
+        if rel_tol is None:     # no rounding tolerance known: the bug level decides alone
+            return base_bug
+        return float(rel_tol[k] if isinstance(rel_tol, Mapping) else rel_tol)
+
+    K = outputs if outputs is not None else _outputs(keys, {k: g.shape for k, g in gm.items()})
+    findings: list[Finding] = []
+    rounding, unexplained = [], []
+    ratios: dict[str, tuple[float, float, float]] = {}   # key -> (c, residual, rel_err)
+    transposed: list[Finding] = []
+    accumulated: list[str] = []
+    errs: dict[str, float] = {}
+    for k in keys:
+        m, t = gm[k], gt[k]
+        if not (np.all(np.isfinite(m)) and np.all(np.isfinite(t))):
+            bad_m, bad_t = int(np.sum(~np.isfinite(m))), int(np.sum(~np.isfinite(t)))
+            findings.append(Finding("other", (k,), f"non-finite values (manual {bad_m}, "
+                                    f"reference {bad_t} elements): the run diverged",
+                                    {"nonfinite_manual": bad_m, "nonfinite_reference": bad_t}))
+            continue
+        if m.shape != t.shape:
+            if m.ndim == 2 and m.shape == t.T.shape:
+                c, res = fit_ratio(m, t.T)
+                if res <= max(base_bug, tol_of(k)) and _near(c, 1.0, max(base_bug, tol_of(k))):
+                    transposed.append(Finding(
+                        "transposed", (k,), f"{k} has the transposed shape {m.shape} and "
+                        f"equals the reference's transpose: a_{{l-1}}ᵀ δ (in, out) instead "
+                        f"of δᵀ a_{{l-1}} (out, in)", {"c": c, "residual": res}))
+                    continue
+            findings.append(Finding("other", (k,), f"shape {m.shape} differs from the "
+                                    f"reference's {t.shape}", {}))
+            continue
+        e = _rel_err(m, t)
+        errs[k] = e
+        tol = tol_of(k)
+        bug = max(base_bug, tol)
+        if e == 0 or e <= tol:
+            continue
+        if e <= bug:
+            rounding.append(k)
+            continue
+        c, res = fit_ratio(m, t)
+        if res <= bug:
+            ratios[k] = (c, res, e)
+            continue
+        if m.ndim == 2 and min(m.shape) > 1:
+            tc, tres = fit_ratio(m, t.T.reshape(m.shape))
+            if tres <= bug:
+                how = (f"{k} is the reference's transpose: the gradient was computed as "
+                       f"a_{{l-1}}ᵀ δ instead of δᵀ a_{{l-1}}" if m.shape[0] == m.shape[1] else
+                       f"{k} is the reference's transpose {m.shape[::-1]} reshaped to "
+                       f"{m.shape}: a_{{l-1}}ᵀ δ (in, out) computed and reshaped into "
+                       f"(out, in), which hid the shape error")
+                if not _near(tc, 1.0, bug):
+                    how += f", and scaled by c = {_fmt(tc)}"
+                transposed.append(Finding("transposed", (k,), how,
+                                          {"c": tc, "residual": tres, "rel_err": e}))
+                continue
+        if previous is not None and k in previous:
+            p = np.asarray(previous[k], dtype=np.float64)
+            if np.any(p != 0) and _rel_err(m, t + p) <= bug:
+                accumulated.append(k)
+                continue
+        unexplained.append(k)
+
+    if not (findings or rounding or ratios or transposed or accumulated or unexplained):
+        worst = max(errs.values(), default=0.0)
+        return [Finding("agree", tuple(keys), "every parameter agrees with the reference "
+                        f"(worst rel_err {worst:.2g} in the gradients compared)", {"rel_err": worst})]
+
+    if rounding:
+        worst = max(errs[k] for k in rounding)
+        findings.append(Finding(
+            "rounding", tuple(rounding),
+            f"rel_err up to {worst:.2g} exceeds the rounding tolerance but stays below the "
+            f"bug level {max(base_bug, *(tol_of(k) for k in rounding)):.2g}: a rounding "
+            "effect the bound does not model (README: Tolerances), not a derivation mistake",
+            {"rel_err": worst}))
+    findings += _ratio_findings(keys, ratios, base_bug, batch, K)
+    findings += transposed
+    if accumulated:
+        findings.append(Finding(
+            "accumulated", tuple(accumulated),
+            "manual = this step's reference gradient + the reference gradients of the earlier "
+            "steps: gradients are accumulated across steps instead of reset (zero them, or "
+            "assign instead of +=, before each backward pass)",
+            {"rel_err": max(errs[k] for k in accumulated)}))
+    if unexplained:
+        fits = {k: fit_ratio(gm[k], gt[k]) for k in unexplained}
+        findings.append(_structure(keys, unexplained, errs, fits))
+    return findings
+
+
+def _ratio_findings(keys, ratios, bug, batch, K) -> list[Finding]:
+    """Group constant-ratio parameters by c; name the likely causes of each c."""
+    groups: list[list[str]] = []
+    for k in ratios:
+        for g in groups:
+            if _near(ratios[k][0], ratios[g[0]][0], bug):
+                g.append(k)
+                break
+        else:
+            groups.append([k])
+    out = []
+    for g in groups:
+        c = ratios[g[0]][0]
+        res = max(ratios[k][1] for k in g)
+        worst = max(ratios[k][2] for k in g)
+        causes = ratio_causes(c, batch=batch, outputs=K, tol=bug)
+        if len(g) == len(keys):
+            where = (f"the same c = {_fmt(c)} on every parameter: a reduction or factor "
+                     "mismatch in the loss derivative ∂E/∂A (it scales the output delta, "
+                     "hence every gradient below it)")
+        else:
+            layers = sorted({_layer(k) for k in g} - {None})
+            where = (f"g_manual = c·g_reference with c = {_fmt(c)} on {', '.join(g)} only"
+                     + (f" (layers {layers})" if layers else "")
+                     + ": a factor that enters below the output, or in these parameters' "
+                       "own formulas")
+        why = ("; likely: " + "; or ".join(causes)) if causes else (
+            "; c is none of ½, 2, N, K, M = N·K or their products: look for another constant "
+            "(a learning rate folded into the gradient, a hand-written scale)")
+        out.append(Finding("constant_ratio", tuple(g), where + why,
+                           {"c": c, "residual": res, "rel_err": worst}))
+    return out
+
+
+def _near_constant(fits) -> str:
+    """A hint when the fitted ratios are close but not constant (residual well above the
+    bug level, yet small): an elementwise factor that varies little over the samples."""
+    cs = [c for c, _ in fits.values()]
+    res = max(r for _, r in fits.values())
+    if not all(math.isfinite(c) and c > 0 for c in cs) or max(cs) > 1.5 * min(cs) or res > 0.25:
+        return ""
+    lo, hi = min(cs), max(cs)
+    text = (f"; the fitted ratios are nearly constant (c from {_fmt(lo)} to {_fmt(hi)}, "
+            f"residual up to {res:.2g}): an elementwise factor that varies little over the "
+            "samples is missing or extra")
+    if lo >= 3.5:
+        text += " — c ≈ 4 or more is what a missing sigmoid σ′ = A(1 − A) ≤ ¼ leaves"
+    elif hi <= 0.3:
+        text += " — c ≈ ¼ or less is what an extra sigmoid σ′ ≤ ¼ leaves"
+    return text
+
+
+def _structure(keys, unexplained, errs, fits) -> Finding:
+    """Where the unexplained differences sit in the layer stack, read as backprop's flow:
+    a wrong delta at layer l propagates to every layer below it, never above."""
+    layers_all = sorted({_layer(k) for k in keys} - {None})
+    bad = sorted({_layer(k) for k in unexplained} - {None})
+    worst = max(errs.get(k, math.nan) for k in unexplained)
+    params = tuple(unexplained)
+    hint = _near_constant(fits)
+    if not layers_all or len(bad) != len({_layer(k) for k in unexplained}):
+        return Finding("other", params, f"{', '.join(params)} differ (rel_err up to "
+                       f"{worst:.2g}) with no constant ratio, transpose or accumulation",
+                       {"rel_err": worst})
+    top = layers_all[-1]
+    lo, hi = bad[0], bad[-1]
+    contiguous = bad == list(range(lo, hi + 1))
+    if bad == layers_all:
+        return Finding(
+            "other", params,
+            f"every layer differs (rel_err up to {worst:.2g}) with no constant ratio: the error "
+            f"enters at the output delta (layers.{top}: the loss derivative ∂E/∂A or the output "
+            "f′) and backpropagation carries it into every layer below — or the gradients are "
+            "not this step's" + hint,
+            {"rel_err": worst, "enters_at": top})
+    if contiguous and lo == 0:
+        where = ("only layers.0 differs" if hi == 0 else
+                 f"layers 0 … {hi} differ while the layers above agree")
+        return Finding(
+            "layer_confined", params,
+            f"{where} (rel_err up to {worst:.2g}): the error enters at layers.{hi}'s delta "
+            f"δ = ∂E/∂z (its f′, or ∂E/∂a passed down to it) or in its own gradient formula; "
+            "a wrong delta reaches every layer below, never above" + hint,
+            {"rel_err": worst, "layer": hi, "enters_at": hi})
+    if lo == hi:
+        return Finding(
+            "layer_confined", params,
+            f"only layers.{lo} differs (rel_err up to {worst:.2g}) while the layers below, "
+            f"which receive the delta through it, agree: the delta is right, the error is in "
+            f"layers.{lo}'s own gradient formula (∂E/∂W = δᵀ a_{{l-1}}, ∂E/∂b = Σ_n δ)",
+            {"rel_err": worst, "layer": lo})
+    return Finding("other", params, f"layers {bad} differ (rel_err up to {worst:.2g}) while "
+                   "others agree, in no pattern backpropagation explains",
+                   {"rel_err": worst})
+
+
+def param_kinds(findings: list[Finding], keys) -> dict[str, str]:
+    """The diagnosis kind for each parameter ("agree" where no finding names it)."""
+    kinds = {k: "agree" for k in keys}
+    for f in findings:
+        if f.kind == "onset":
+            continue
+        for k in f.params:
+            if k in kinds and kinds[k] == "agree":
+                kinds[k] = f.kind
+    return kinds
+
+
+# -- run directories -----------------------------------------------------------------------
+
+def _arrays(final_grads: pd.DataFrame) -> tuple[dict, dict]:
+    """final_grads.csv (param, row, col, grad_manual, grad_torch) back to (out, in) / (out,)."""
+    gm, gt = {}, {}
+    for k, g in final_grads.groupby("param", sort=False):
+        rows, cols = int(g["row"].max()) + 1, int(g["col"].max()) + 1
+        shape = (rows,) if k.endswith("bias") else (rows, cols)
+        order = np.lexsort((g["col"].to_numpy(), g["row"].to_numpy()))
+        gm[k] = g["grad_manual"].to_numpy(dtype=np.float64)[order].reshape(shape)
+        gt[k] = g["grad_torch"].to_numpy(dtype=np.float64)[order].reshape(shape)
+    return gm, gt
+
+
+def diagnose_frames(final_grads: pd.DataFrame, grads: pd.DataFrame | None = None, *,
+                    batch: int | None = None, dtype: str = "float64",
+                    mode: str = "synced") -> list[Finding]:
+    """Diagnose the last logged step of a run from its frames, plus when each parameter
+    first stopped agreeing (``onset``) and, for ``free`` runs, whether the weights had
+    drifted apart by then (``drift``). ``final_grads`` and ``grads`` as in the run
+    directory; ``batch`` = N of the last step (predictions.csv's sample count); ``mode``
+    the run's (config key ``mode``)."""
+    findings: list[Finding] = []
+    if final_grads is None or final_grads.empty:
+        return [Finding("other", (), "no final gradients to diagnose (the run stopped "
+                        "before its first logged step)", {})]
+    gm, gt = _arrays(final_grads)
+    rel_tol = None
+    if grads is not None and not grads.empty and "rel_tol" in grads:
+        last = grads[grads["step"] == grads["step"].max()].set_index("param")["rel_tol"]
+        if last.notna().all() and set(gm) <= set(last.index):
+            rel_tol = {k: float(last[k]) for k in gm}
+    findings += diagnose(gm, gt, rel_tol=rel_tol, bug_tol=bug_tolerance(dtype), batch=batch)
+    if grads is not None and not grads.empty and {"rel_err", "rel_tol"} <= set(grads):
+        onsets = _onsets(grads, bug_tolerance(dtype))
+        findings += onsets
+        last = int(grads["step"].max())
+        early = [f for f in onsets if f.numbers["step"] < last
+                 and f.numbers["worst_rel_err"] > bug_tolerance(dtype)]
+        if mode == "free" and early:
+            step = min(int(f.numbers["step"]) for f in early)
+            drift = (float(grads.loc[grads["step"] >= step, "weight_max_abs_diff"].max())
+                     if "weight_max_abs_diff" in grads else math.nan)
+            findings.append(Finding(
+                "drift", tuple(dict.fromkeys(k for f in early for k in f.params)),
+                f"mode free: the sides have trained on different weights since step {step} "
+                f"(weight_max_abs_diff up to {drift:.2g}), so the last step compares gradients "
+                "at different points and the findings above mix the mistake with that drift; "
+                "rerun with --set mode=synced for its own signature at every step",
+                {"step": step, "weight_max_abs_diff": drift}))
+    return findings
+
+
+def _onsets(grads: pd.DataFrame, bug: float) -> list[Finding]:
+    """The first logged step at which rel_err > rel_tol, per parameter, grouped by step."""
+    by_step: dict[int, list[tuple[str, float, float, float, bool]]] = {}
+    last_step = grads["step"].max()
+    for k, g in grads.groupby("param", sort=False):
+        bad = g[g["rel_err"] > g["rel_tol"]]
+        if bad.empty:
+            continue
+        first = bad.iloc[0]
+        still = bool((g[g["step"] == last_step]["rel_err"] > g[g["step"] == last_step]["rel_tol"])
+                     .any())
+        by_step.setdefault(int(first["step"]), []).append(
+            (k, float(first["rel_err"]), float(first["rel_tol"]), float(g["rel_err"].max()),
+             still))
+    out = []
+    for step, items in sorted(by_step.items()):
+        params = tuple(i[0] for i in items)
+        worst = max(i[3] for i in items)
+        level = "at rounding level" if worst <= bug else "at bug level"
+        recovered = [i[0] for i in items if not i[4]]
+        text = (f"{', '.join(params)} stopped agreeing at step {step} (rel_err "
+                f"{max(i[1] for i in items):.2g} > rel_tol {min(i[2] for i in items):.2g}; "
+                f"worst over the run {worst:.2g}, {level})")
+        if step > int(grads["step"].min()):
+            text += "; every earlier logged step agreed"
+        if recovered:
+            text += (f"; {', '.join(recovered)} agree{'s' if len(recovered) == 1 else ''} "
+                     "again at the last logged step")
+        out.append(Finding("onset", params, text,
+                           {"step": step, "rel_err": max(i[1] for i in items),
+                            "rel_tol": min(i[2] for i in items), "worst_rel_err": worst}))
+    return out
+
+
+def diagnose_run(run_dir: str | Path) -> list[Finding]:
+    """Diagnose a run directory: final_grads.csv (the last logged step) with grads.csv's
+    rel_tol there, the onset of each disagreement from grads.csv, N from predictions.csv,
+    the dtype and mode from config.toml."""
+    run_dir = Path(run_dir)
+    final_path, grads_path = run_dir / "final_grads.csv", run_dir / "grads.csv"
+    if not grads_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a handgrad run directory (no grads.csv)")
+    final = pd.read_csv(final_path) if final_path.is_file() else pd.DataFrame()
+    grads = pd.read_csv(grads_path)
+    dtype, batch, mode = "float64", None, "synced"
+    cfg_path = run_dir / "config.toml"
+    if cfg_path.is_file():
+        cfg = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        dtype, mode = cfg.get("dtype", dtype), cfg.get("mode", "free")
+        if isinstance(cfg.get("batch_size"), int):
+            batch = cfg["batch_size"]
+    pred_path = run_dir / "predictions.csv"
+    if pred_path.is_file():   # the last step's batch: its size, even for a short last batch
+        batch = int(pd.read_csv(pred_path, usecols=["sample"])["sample"].max()) + 1
+    return diagnose_frames(final, grads, batch=batch, dtype=dtype, mode=mode)
+
+
+def diagnose_result(result) -> list[Finding]:
+    """Diagnose an in-memory ``experiments.runner.RunResult`` (same as ``diagnose_run`` on
+    the directory it would write)."""
+    preds = result.predictions
+    batch = int(preds["sample"].max()) + 1 if not preds.empty else None
+    return diagnose_frames(result.final_grads, result.grads, batch=batch,
+                           dtype=result.config.dtype, mode=result.config.mode)
+
+
+# -- presentation ----------------------------------------------------------------------------
+
+def findings_frame(findings: list[Finding]) -> pd.DataFrame:
+    """kind, params (space-separated), detail, and the main numbers, one row per finding."""
+    cols = ["c", "residual", "rel_err", "layer", "enters_at", "step"]
+    rows = [[f.kind, " ".join(f.params), f.detail, *(f.numbers.get(c, np.nan) for c in cols)]
+            for f in findings]
+    return pd.DataFrame(rows, columns=["kind", "params", "detail", *cols])
+
+
+def format_findings(findings: list[Finding]) -> str:
+    """One line per finding, for the terminal."""
+    return "\n".join(f"- {f}" for f in findings)
+
+
+def findings_markdown(findings: list[Finding]) -> str:
+    """A bullet list for report.md: **kind** `params`: detail."""
+    lines = []
+    for f in findings:
+        params = ", ".join(f"`{p}`" for p in f.params)
+        lines.append(f"- **{f.kind}**{' ' + params if params else ''}: {f.detail}")
+    return "\n".join(lines) if lines else "- nothing to diagnose"

@@ -1,0 +1,380 @@
+"""experiments.bugs (the bug gallery) and experiments.diagnose (automatic diagnosis).
+
+Tolerances: a bug is "detected" when its rel_err exceeds 1e6 × the rounding tolerance
+rel_tol = 2γ_m·cond (≈1e-14 here) and 1e-2 in absolute terms — derivation mistakes change
+gradients by O(1e-2 … 1), rounding by O(1e-16). Fitted ratios are compared with rtol 1e-12:
+c is a ratio of float64 dot products of gradients that differ by an exact constant up to
+rounding, so it carries a few ulps of error, far below 1e-12.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import manual
+from experiments import bugs, cli
+from experiments.bugs import BUGS, CONTROL, BuggyMLP, register, run_gallery
+from experiments.config import ConfigError, load_config
+from experiments.diagnose import (
+    Finding,
+    bug_tolerance,
+    diagnose,
+    diagnose_result,
+    diagnose_run,
+    findings_frame,
+    findings_markdown,
+    fit_ratio,
+    param_kinds,
+    ratio_causes,
+)
+from experiments.rundir import write_run
+from experiments.runner import run_experiment
+
+SIZES = (3, 4, 4, 3)
+N, K = 5, 3
+M = N * K
+STEPS = 3
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def gallery() -> pd.DataFrame:
+    return run_gallery(sizes=SIZES, batch=N, steps=STEPS)
+
+
+def rows(df, bug, step=None):
+    g = df[df["bug"] == bug]
+    return g if step is None else g[g["step"] == step]
+
+
+# -- the gallery ---------------------------------------------------------------------------
+
+def test_gallery_shape(gallery):
+    assert list(gallery.columns) == bugs.COLUMNS
+    assert list(dict.fromkeys(gallery["bug"])) == [CONTROL, *BUGS]
+    assert len(gallery) == (1 + len(BUGS)) * STEPS * 2 * (len(SIZES) - 1)
+
+
+def test_control_agrees(gallery):
+    c = rows(gallery, CONTROL)
+    assert (c["verdict"] != "differ").all(), c
+    assert (c["diagnosis"] == "agree").all()
+    assert (c["rel_err"] <= c["rel_tol"]).all()
+
+
+@pytest.mark.parametrize("bug", list(BUGS))
+def test_every_bug_is_detected(gallery, bug):
+    g = rows(gallery, bug)
+    worst = g.loc[g["rel_err"].idxmax()]
+    assert worst["rel_err"] > 1e-2 and worst["rel_err"] > 1e6 * worst["rel_tol"], worst
+    assert (g[g["verdict"] == "differ"]["diagnosis"] != "agree").all()
+
+
+def test_missing_mean_is_a_constant_ratio_of_M(gallery):
+    for step in range(STEPS):
+        g = rows(gallery, "missing_mean", step)
+        assert (g["diagnosis"] == "constant_ratio").all(), g
+        np.testing.assert_allclose(g["ratio"], M, rtol=1e-12)   # mse means over M = N·K
+        assert (g["ratio_residual"] < bug_tolerance()).all()
+        assert g["detail"].str.contains("every parameter").all()
+        assert g["detail"].str.contains(f"M = N·K = {M} elements missing").all()
+
+
+def test_missing_factor_2_is_a_constant_ratio_of_one_half(gallery):
+    g = rows(gallery, "missing_factor_2")
+    assert (g["diagnosis"] == "constant_ratio").all()
+    np.testing.assert_allclose(g["ratio"], 0.5, rtol=1e-12)
+    assert g["detail"].str.contains("factor 2 of the squared error missing").all()
+    assert not g["detail"].str.contains("1/K").any()   # K = 3: the ½ names one cause
+
+
+def test_transposed_weight_gradient(gallery):
+    g = rows(gallery, "transposed_weight_gradient", 0).set_index("param")
+    for key in g.index:
+        want = "transposed" if key.endswith("weight") else "agree"
+        assert g.loc[key, "diagnosis"] == want, (key, g.loc[key])
+    assert "reshaped" in g.loc["layers.0.weight", "detail"]       # (4, 3): non-square
+    assert "reshaped" not in g.loc["layers.1.weight", "detail"]   # (4, 4): plain transpose
+
+
+def test_sigma_prime_of_activation_enters_at_last_hidden_delta(gallery):
+    g = rows(gallery, "sigma_prime_of_activation", 0).set_index("param")
+    for key in g.index:
+        want = "agree" if key.startswith("layers.2.") else "layer_confined"
+        assert g.loc[key, "diagnosis"] == want, (key, g.loc[key])
+    assert "enters at layers.1's delta" in g.loc["layers.0.weight", "detail"]
+
+
+def test_missing_output_sigma_prime_enters_at_output(gallery):
+    g = rows(gallery, "missing_output_sigma_prime", 0)
+    assert (g["verdict"] == "differ").all()         # every layer, from the output down
+    assert (g["diagnosis"] == "other").all()
+    assert g["detail"].str.contains(r"enters at the output delta \(layers\.2").all()
+    assert (g["ratio"] > 3.5).all()                 # 1/σ′ ≥ 4 elementwise: c ≈ 4
+    assert (g["ratio_residual"] > bug_tolerance()).all()   # ... but not a constant
+
+
+def test_accumulated_gradients_show_from_step_1(gallery):
+    g0 = rows(gallery, "accumulated_gradients", 0)
+    assert (g0["verdict"] != "differ").all() and (g0["diagnosis"] == "agree").all()
+    for step in range(1, STEPS):
+        g = rows(gallery, "accumulated_gradients", step)
+        assert (g["verdict"] == "differ").all()
+        assert (g["diagnosis"] == "accumulated").all()
+
+
+def test_gallery_table_and_details(gallery):
+    table = bugs.gallery_table(gallery).set_index("bug")
+    assert table.loc[CONTROL, "from_step"] == "-"
+    assert table.loc[CONTROL, "diagnosis"] == "agree"
+    assert table.loc["accumulated_gradients", "from_step"] == 1
+    assert table.loc["missing_mean", "W0"] == "15"
+    assert table.loc["transposed_weight_gradient", "b0"] == "="
+    text = "\n".join(bugs.gallery_details(gallery))
+    for name in BUGS:
+        assert name in text
+
+
+def test_free_mode_runs(gallery):
+    free = run_gallery(["missing_factor_2"], sizes=SIZES, batch=N, steps=2, mode="free")
+    # step 0 is at the shared init in both modes
+    pd.testing.assert_frame_equal(rows(free, "missing_factor_2", 0).reset_index(drop=True),
+                                  rows(gallery, "missing_factor_2", 0).reset_index(drop=True))
+    assert (rows(free, CONTROL)["verdict"] != "differ").all()
+
+
+def test_buggy_copy_without_bug_is_bit_identical():
+    rng = np.random.default_rng(1)
+    for loss, sizes in (("mse", SIZES), ("half_sse", (2, 3, 1)), ("bce", (3, 5, 2))):
+        from experiments.init import uniform_params
+        p = uniform_params(sizes, True, rng)
+        X = rng.normal(size=(6, sizes[0]))
+        Y = rng.uniform(0.1, 0.9, size=(6, sizes[-1]))
+        want = manual.MLP(sizes, loss=loss, params=p).gradients(X, Y)
+        got = BuggyMLP(sizes, loss=loss, params=p, bug=None).gradients(X, Y)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=f"{loss} {k}")
+
+
+def test_buggy_mlp_rejects_bad_bugs():
+    p = manual.MLP(SIZES, params={k: np.zeros(s) for k, s in
+                                  manual.parameter_shapes(SIZES, True).items()}).params
+    with pytest.raises(ValueError, match="unknown bug"):
+        BuggyMLP(SIZES, params=p, bug="nope")
+    with pytest.raises(ValueError, match="use loss='mse'"):
+        BuggyMLP(SIZES, loss="half_sse", params=p, bug="missing_mean")
+    with pytest.raises(ValueError, match="unknown bug"):
+        run_gallery(["nope"])
+
+
+# -- diagnose() on synthetic gradients -----------------------------------------------------
+
+@pytest.fixture
+def grads() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    return {k: rng.normal(size=s) for k, s in manual.parameter_shapes(SIZES, True).items()}
+
+
+def only(findings: list[Finding]) -> Finding:
+    assert len(findings) == 1, findings
+    return findings[0]
+
+
+def test_identical_agrees(grads):
+    f = only(diagnose(grads, grads))
+    assert f.kind == "agree" and f.params == tuple(grads)
+
+
+def test_rounding_noise_agrees_without_a_tolerance(grads):
+    rng = np.random.default_rng(0)
+    noisy = {k: g * (1 + 1e-15 * rng.normal(size=g.shape)) for k, g in grads.items()}
+    assert only(diagnose(noisy, grads)).kind == "agree"
+    # held to a tighter rounding tolerance, the same noise is "rounding", not a bug
+    f = only(diagnose(noisy, grads, rel_tol=1e-17))
+    assert f.kind == "rounding" and set(f.params) == set(grads)
+
+
+def test_scaled_everywhere_is_one_constant_ratio(grads):
+    f = only(diagnose({k: 2 * g for k, g in grads.items()}, grads, batch=N))
+    assert f.kind == "constant_ratio" and f.params == tuple(grads)
+    assert f.numbers["c"] == pytest.approx(2, rel=1e-12)
+    assert "every parameter" in f.detail and "extra factor 2" in f.detail
+    f = only(diagnose({k: g / N for k, g in grads.items()}, grads, batch=N))
+    assert f.numbers["c"] == pytest.approx(1 / N, rel=1e-12)
+    assert "an extra 1/N (N = 5" in f.detail
+    f = only(diagnose({k: N * g for k, g in grads.items()}, grads, batch=N))
+    assert "the 1/N of a mean over the batch missing" in f.detail
+
+
+def test_scaled_one_parameter(grads):
+    man = {**grads, "layers.1.bias": 3 * grads["layers.1.bias"]}
+    f = only(diagnose(man, grads, batch=N))
+    assert f.kind == "constant_ratio" and f.params == ("layers.1.bias",)
+    assert f.numbers["c"] == pytest.approx(3, rel=1e-12)
+    assert "K = 3" in f.detail                         # 3 is K here: named as a cause
+    assert param_kinds([f], grads)["layers.0.weight"] == "agree"
+
+
+@pytest.mark.parametrize("key", ["layers.1.weight", "layers.0.weight"])
+def test_transposed(grads, key):
+    g = grads[key]
+    man = {**grads, key: g.T.reshape(g.shape)}   # square: g.T; (4, 3): reshaped transpose
+    f = only(diagnose(man, grads))
+    assert f.kind == "transposed" and f.params == (key,)
+    assert ("reshaped" in f.detail) == (g.shape[0] != g.shape[1])
+
+
+def test_transposed_shape(grads):
+    man = {**grads, "layers.0.weight": grads["layers.0.weight"].T}   # (3, 4), not reshaped
+    f = only(diagnose(man, grads))
+    assert f.kind == "transposed" and "transposed shape" in f.detail
+
+
+def test_one_layer_perturbed(grads):
+    rng = np.random.default_rng(3)
+    man = {k: g + (0.1 * rng.normal(size=g.shape) if k.startswith("layers.1.") else 0)
+           for k, g in grads.items()}
+    f = only(diagnose(man, grads))
+    assert f.kind == "layer_confined" and f.numbers["layer"] == 1
+    assert set(f.params) == {"layers.1.weight", "layers.1.bias"}
+    assert "own gradient formula" in f.detail
+
+
+def test_layers_below_perturbed_enter_at_a_delta(grads):
+    rng = np.random.default_rng(4)
+    man = {k: g + (0.1 * rng.normal(size=g.shape) if not k.startswith("layers.2.") else 0)
+           for k, g in grads.items()}
+    f = only(diagnose(man, grads))
+    assert f.kind == "layer_confined" and f.numbers["enters_at"] == 1
+    assert "enters at layers.1's delta" in f.detail
+
+
+def test_every_layer_perturbed(grads):
+    rng = np.random.default_rng(5)
+    man = {k: g + 0.5 * rng.normal(size=g.shape) for k, g in grads.items()}
+    f = only(diagnose(man, grads))
+    assert f.kind == "other" and f.numbers["enters_at"] == 2
+    assert "output delta" in f.detail
+
+
+def test_accumulated(grads):
+    rng = np.random.default_rng(6)
+    prev = {k: rng.normal(size=g.shape) for k, g in grads.items()}
+    man = {k: g + prev[k] for k, g in grads.items()}
+    assert only(diagnose(man, grads)).kind == "other"               # without the history
+    f = only(diagnose(man, grads, previous=prev))
+    assert f.kind == "accumulated" and f.params == tuple(grads)
+
+
+def test_non_finite_and_mismatched_keys(grads):
+    man = {**grads, "layers.2.bias": np.full(K, np.nan)}
+    fs = diagnose(man, grads)
+    assert [f.kind for f in fs] == ["other"] and "non-finite" in fs[0].detail
+    with pytest.raises(ValueError, match="different keys"):
+        diagnose({"layers.0.weight": grads["layers.0.weight"]}, grads)
+
+
+def test_fit_ratio_and_causes():
+    g = np.arange(1.0, 7.0).reshape(2, 3)
+    assert fit_ratio(4 * g, g) == (4.0, 0.0)
+    c, res = fit_ratio(np.zeros(3), np.zeros(3))
+    assert np.isnan(c) and res == 0
+    assert ratio_causes(0.5)[0].startswith("the factor 2 of the squared error missing")
+    assert ratio_causes(-1.0) == ["the sign flipped (Y − A instead of A − Y)"]
+    assert any("M = N·K = 15" in t for t in ratio_causes(15.0, batch=5, outputs=3))
+    assert ratio_causes(1.7, batch=5, outputs=3) == []
+
+
+def test_presentation(grads):
+    fs = diagnose({k: 2 * g for k, g in grads.items()}, grads)
+    frame = findings_frame(fs)
+    assert list(frame["kind"]) == ["constant_ratio"] and frame["c"].iloc[0] == pytest.approx(2)
+    assert findings_markdown(fs).startswith("- **constant_ratio** `layers.0.weight`")
+    assert str(fs[0]).startswith("constant_ratio [layers.0.weight,")
+
+
+# -- diagnose_run on real run directories ----------------------------------------------------
+
+def _run_dir(tmp_path, monkeypatch, bug, name, mode="synced"):
+    """A real runner run (seed data, mse) with the manual side replaced by a bug."""
+    if bug is not None:
+        class Patched(BuggyMLP):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, bug=bug, **kwargs)
+        monkeypatch.setattr(manual, "MLP", Patched)
+    cfg = load_config("seed", ["epochs=4", "loss=\"mse\"", f"mode=\"{mode}\"", "log_every=1"])
+    result = run_experiment(cfg)
+    out = write_run(result, tmp_path / name, plots=False)
+    return result, out
+
+
+def test_diagnose_run_correct(tmp_path, monkeypatch):
+    result, out = _run_dir(tmp_path, monkeypatch, None, "ok")
+    fs = diagnose_run(out)
+    assert [f.kind for f in fs] == ["agree"], fs
+    assert diagnose_result(result) == fs
+
+
+def test_diagnose_run_missing_factor_2(tmp_path, monkeypatch):
+    result, out = _run_dir(tmp_path, monkeypatch, "missing_factor_2", "half")
+    fs = diagnose_run(out)
+    assert [f.kind for f in fs] == ["constant_ratio", "onset"], fs
+    assert fs[0].numbers["c"] == pytest.approx(0.5, rel=1e-12)
+    assert fs[1].numbers["step"] == 0 and set(fs[1].params) == set(result.grads["param"])
+    assert diagnose_result(result) == fs
+
+
+def test_diagnose_run_free_mode_warns_of_drift(tmp_path, monkeypatch):
+    _, out = _run_dir(tmp_path, monkeypatch, "missing_output_sigma_prime", "free", "free")
+    fs = diagnose_run(out)
+    assert fs[-1].kind == "drift" and fs[-1].numbers["step"] == 0, fs
+    assert "mode=synced" in fs[-1].detail
+    _, out = _run_dir(tmp_path, monkeypatch, "missing_output_sigma_prime", "synced")
+    fs = diagnose_run(out)
+    assert [f.kind for f in fs] == ["other", "onset"], fs
+    assert fs[0].numbers["enters_at"] == 1           # seed net 3-4-1: layers.1 is the output
+
+
+def test_diagnose_run_accumulated_onset(tmp_path, monkeypatch):
+    _, out = _run_dir(tmp_path, monkeypatch, "accumulated_gradients", "acc")
+    fs = diagnose_run(out)
+    assert fs[-1].kind == "onset" and fs[-1].numbers["step"] == 1
+    assert "every earlier logged step agreed" in fs[-1].detail
+    assert fs[0].kind != "agree"
+
+
+# -- CLI -------------------------------------------------------------------------------------
+
+def test_cli_register(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="handgrad")
+    register(parser.add_subparsers(dest="command", required=True), argparse.HelpFormatter)
+    out = tmp_path / "gallery"
+    args = parser.parse_args(["bugs", "--out", str(out), "--steps", "2"])
+    assert args.func(args) == 0
+    stdout = capsys.readouterr().out
+    lines = stdout.splitlines()
+    assert any(line.split()[:2] == [CONTROL, "-"] and line.endswith("agree") for line in lines)
+    for name in BUGS:
+        assert name in stdout
+    df = pd.read_csv(out / "bugs.csv")
+    assert {"bug", "step", "param", "rel_err", "ratio", "diagnosis"} <= set(df.columns)
+    assert (out / "bugs.png").read_bytes().startswith(PNG_MAGIC)
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_cli_bad_input_through_main(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "FEATURE_MODULES", [*cli.FEATURE_MODULES, "experiments.bugs"]
+                        if "experiments.bugs" not in cli.FEATURE_MODULES else cli.FEATURE_MODULES)
+    out = tmp_path / "never"
+    for bad in (["--steps", "1"], ["--sizes", "3,4"], ["--sizes", "a,b"], ["--batch", "1"]):
+        assert cli.main(["bugs", "--out", str(out), *bad]) == cli.EXIT_BAD_INPUT
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith("handgrad: error: --"), err
+    assert not out.exists()
+    with pytest.raises(ConfigError):
+        bugs.cmd_bugs(argparse.Namespace(steps=1, batch=5, lr=1.0, sizes="3,4,3",
+                                         out=out, seed=0, mode="synced", no_plots=True))
