@@ -1,0 +1,168 @@
+"""experiments.sweep: a 2×2 grid on the seed experiment (3 epochs = 3 full-batch steps per
+point), run once in this process (jobs=1) and once in two loky worker processes (jobs=2);
+the two must write byte-identical CSVs. Bad grids must fail before anything is written.
+
+The subcommand is exercised through the module's own ``register`` on a small argparse parser,
+and through ``experiments.cli.main`` with FEATURE_MODULES patched to include it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+import pytest
+
+from experiments import cli
+from experiments.config import ConfigError
+from experiments.sweep import SWEEP_COLUMNS, _point_name, parse_grid, register, run_sweep
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+GRID = ["--grid", "lr=0.5,1.0", "--grid", "dtype=float32,float64"]
+TINY = ["--set", "epochs=3"]
+POINTS = ["lr=0.5,dtype=float32", "lr=0.5,dtype=float64",
+          "lr=1.0,dtype=float32", "lr=1.0,dtype=float64"]   # grid order: first key slowest
+
+
+def sweep_cmd(*args) -> int:
+    """``handgrad sweep ARGS`` through this module's own ``register``."""
+    parser = argparse.ArgumentParser(prog="handgrad")
+    register(parser.add_subparsers(dest="command", required=True), argparse.HelpFormatter)
+    ns = parser.parse_args(["sweep", *map(str, args)])
+    return ns.func(ns)
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory):
+    """The same sweep three times: jobs=1 (this process) through the CLI; jobs=2 in two loky
+    worker processes and jobs=2 in two threads of this process, through the library."""
+    root = tmp_path_factory.mktemp("sweeps")
+    seq, par, thr = root / "jobs1", root / "jobs2", root / "threads2"
+    assert sweep_cmd("seed", *GRID, *TINY, "--jobs", 1, "--out", seq, "--quiet") == 0
+    grid = {"lr": ["0.5", "1.0"], "dtype": ["float32", "float64"]}
+    table = run_sweep("seed", grid, jobs=2, overrides=["epochs=3"], out=par)
+    run_sweep("seed", grid, jobs=2, overrides=["epochs=3"], out=thr, backend="threading")
+    return seq, par, thr, table
+
+
+def test_writes_one_run_directory_per_point_and_the_table(sweeps):
+    seq, _, _, table = sweeps
+    assert sorted(p.name for p in seq.iterdir() if p.is_dir()) == POINTS
+    for point in POINTS:
+        for name in ("config.toml", "provenance.json", "loss.csv", "grads.csv", "summary.csv",
+                     "report.md"):
+            assert (seq / point / name).is_file(), (point, name)
+        assert not list((seq / point).glob("*.png"))          # per-point plots off by default
+    csv = pd.read_csv(seq / "sweep.csv")
+    assert list(csv.columns) == ["point", "lr", "dtype", *SWEEP_COLUMNS[1:]]
+    assert list(csv["point"]) == POINTS
+    assert list(csv["lr"]) == [0.5, 0.5, 1.0, 1.0]
+    assert list(csv["dtype"]) == ["float32", "float64"] * 2
+    assert set(csv["status"]) == {"completed"}
+    assert set(csv["verdict"]) <= {"exact", "agree"}
+    assert list(csv["steps_done"]) == [3] * 4
+    assert (csv["seconds"] > 0).all()
+    # the row repeats the point's own files: final loss and the `all` row of summary.csv
+    for row in csv.itertuples():
+        loss = pd.read_csv(seq / row.point / "loss.csv")
+        summary = pd.read_csv(seq / row.point / "summary.csv").set_index("param")
+        assert row.final_loss_manual == loss["loss_manual"].iloc[-1]
+        assert row.final_loss_torch == loss["loss_torch"].iloc[-1]
+        assert row.worst_rel_err == summary.loc["all", "rel_err"]
+        assert row.worst_ratio == summary.loc["all", "worst_ratio"]
+    assert (seq / "sweep.png").read_bytes().startswith(PNG_MAGIC)
+    assert list(table.columns) == list(csv.columns)
+
+
+@pytest.mark.parametrize("other", [1, 2], ids=["loky-jobs2", "threading-jobs2"])
+def test_results_do_not_depend_on_jobs(sweeps, other):
+    seq, par = sweeps[0], sweeps[other]
+    a = pd.read_csv(seq / "sweep.csv", dtype=str).drop(columns="seconds")
+    b = pd.read_csv(par / "sweep.csv", dtype=str).drop(columns="seconds")
+    pd.testing.assert_frame_equal(a, b)     # as text: every digit
+    for point in POINTS:
+        for name in ("loss.csv", "grads.csv", "summary.csv", "final_grads.csv"):
+            assert (seq / point / name).read_bytes() == (par / point / name).read_bytes(), \
+                (point, name)
+
+
+def test_diverged_point_is_a_result_and_force_replaces(tmp_path, capsys):
+    out = tmp_path / "sw"
+    out.mkdir()
+    (out / "old-file").write_text("x")
+    with pytest.raises(ConfigError, match="already exists"):
+        sweep_cmd("seed", "--grid", "activation=identity", "--set", "lr=1e3", "--out", out)
+    assert (out / "old-file").is_file()                           # refused: left untouched
+    # identity activations at lr 1e3 overflow within a few steps: recorded, not an error
+    assert sweep_cmd("seed", "--grid", "activation=identity,sigmoid", "--set", "lr=1e3",
+                     "--set", "epochs=8", "--out", out, "--force") == 0
+    assert not (out / "old-file").exists()
+    csv = pd.read_csv(out / "sweep.csv")
+    assert list(csv["status"]) == ["diverged", "completed"]
+    assert csv.loc[0, "steps_done"] < 8 and csv.loc[0, "message"].startswith("diverged at step")
+    stdout = capsys.readouterr().out
+    assert "[2/2]" in stdout
+    assert stdout.rstrip().endswith(f"sweep: 2 points (1 diverged); sweep directory {out}")
+
+
+@pytest.mark.parametrize("grid, match", [
+    (["lrr=0.5,1.0"], "unknown config key 'lrr'.*did you mean 'lr'"),
+    (["lr=0.5,fast"], "lr = 'fast'.*expected a number"),
+    (["dtype=float32,float16"], "unknown dtype"),           # RunConfig's own check, per point
+    (["batch_size=2,8"], "batch_size = 8 is larger than dataset"),  # needs the data
+    (["lr"], "expected KEY=V1,V2"),
+    (["lr="], "expected KEY=V1,V2"),
+    (["=0.5"], "expected KEY=V1,V2"),
+    (["lr=0.5,,1.0"], "empty value"),
+    (["lr=0.5,"], "empty value"),
+    (["lr=0.5", "lr=1.0"], "given twice"),
+    (["lr=1,1.0"], "value 1.0 is given twice"),
+    (["out=a,b"], "sets out for every point"),
+    (["epochs=1,2"], "both in --set and in --grid"),
+    ([], "at least one --grid"),
+])
+def test_bad_grid_fails_before_anything_is_written(tmp_path, grid, match):
+    args = [a for g in grid for a in ("--grid", g)]
+    with pytest.raises(ConfigError, match=match):
+        sweep_cmd("seed", *args, *TINY, "--out", tmp_path / "sw")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"jobs": 0}, "--jobs 0"),
+    ({"hue": "dtype"}, "--hue 'dtype' is not a grid key"),
+    ({"backend": "spark"}, "choose one of"),
+    ({"grid": {"lr": []}}, "empty value"),
+])
+def test_bad_arguments_to_run_sweep(tmp_path, kwargs, match):
+    kwargs = {"grid": {"lr": ["0.5"]}, **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        run_sweep("seed", kwargs.pop("grid"), out=tmp_path / "sw", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("backend, module", [("dask", "distributed"), ("ray", "ray")])
+def test_missing_cluster_backend_is_a_clear_error(tmp_path, monkeypatch, backend, module):
+    monkeypatch.setitem(sys.modules, module, None)   # as if not installed: import fails
+    with pytest.raises(ConfigError, match=f"--backend {backend} needs"):
+        run_sweep("seed", {"lr": ["0.5"]}, out=tmp_path / "sw", backend=backend)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_main_bad_grid_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "FEATURE_MODULES", ["experiments.sweep"])
+    code = cli.main(["sweep", "seed", "--grid", "lr=0.5,fast", "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_BAD_INPUT
+    assert len(err.splitlines()) == 1 and err.startswith("handgrad: error: lr = 'fast'"), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parse_grid_and_point_names():
+    assert parse_grid(["sizes=[3,4,1],[3,8,1]", "init=\"a,b.json\",uniform", "lr= 0.5 , 1"]) == {
+        "sizes": ["[3,4,1]", "[3,8,1]"], "init": ['"a,b.json"', "uniform"], "lr": ["0.5", "1"]}
+    assert _point_name([("sizes", "[3,4,1]"), ("init", '"w/x y.npz"')]) == \
+        "sizes=3-4-1,init=w-x-y.npz"
+    long = _point_name([("dataset", "csv:" + "d" * 300)])
+    assert len(long.encode()) <= 200
