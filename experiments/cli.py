@@ -18,7 +18,7 @@ EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
 #: modules exposing ``register(subparsers, formatter_class)``; the subcommand they add sets
 #: ``func(args) -> int`` with ``set_defaults``. Imported lazily by ``build_parser``.
-FEATURE_MODULES: list[str] = ["experiments.bugs", "experiments.sweep"]
+FEATURE_MODULES: list[str] = ["experiments.explain", "experiments.bugs", "experiments.sweep"]
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
