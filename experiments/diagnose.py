@@ -256,7 +256,8 @@ def diagnose(manual: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarra
     if not (findings or rounding or ratios or transposed or accumulated or unexplained):
         worst = max(errs.values(), default=0.0)
         return [Finding("agree", tuple(keys), "every parameter agrees with the reference "
-                        f"(worst rel_err {worst:.2g} in the gradients compared)", {"rel_err": worst})]
+                        f"(worst rel_err {worst:.2g} in the gradients compared)",
+                        {"rel_err": worst})]
 
     if rounding:
         worst = max(errs[k] for k in rounding)

@@ -97,56 +97,83 @@ def verdict(max_abs_diff: float, rel: float, tolerance: float) -> str:
     return "agree" if rel <= tolerance else "differ"
 
 
-def _loss_grad_magnitude(loss: str, A: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """|∂E/∂A| with every difference replaced by a sum of magnitudes (|A| + |T| for A − T):
-    the size rounding errors in A are measured against, even when A − T cancels."""
+def _loss_grad_magnitude(loss: str, A: np.ndarray, F: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """A bound, in units of γ_m, on how far the computed ∂E/∂A can be off, given the
+    output A and the size F of its own forward error: every difference is replaced by a
+    sum of magnitudes (|A| + F + |T| for A − T), so a residual that cancels near a fit
+    is measured against the size of what cancelled."""
     N, K = A.shape
+    R = np.abs(A) + F + np.abs(T)                                   # (N, K)
     if loss == "half_sse":
-        return np.abs(A) + np.abs(T)
+        return R
     if loss == "mse":
-        return 2 * (np.abs(A) + np.abs(T)) / (N * K)
-    if loss == "bce":
-        return (np.abs(A) + np.abs(T)) / np.maximum(A * (1 - A), 1e-12) / (N * K)
-    # cross_entropy: (P Σ T − T) / N
+        return 2 * R / (N * K)
+    if loss == "bce":   # (A − T) / (A(1 − A)): the denominator carries A's error too
+        den = np.maximum(A * (1 - A), 1e-12)
+        return (R + np.abs(A - T) * np.abs(1 - 2 * A) * F / den) / den / (N * K)
+    # cross_entropy: (P Σ T − T) / N; softmax moves by at most 2·max|δz| relative
     S = A - A.max(axis=1, keepdims=True)
     P = np.exp(S) / np.exp(S).sum(axis=1, keepdims=True)
-    return (P * np.abs(T).sum(axis=1, keepdims=True) + np.abs(T)) / N
+    spread = 1 + 2 * F.max(axis=1, keepdims=True)
+    return (P * spread * np.abs(T).sum(axis=1, keepdims=True) + np.abs(T)) / N
 
 
 def magnitude_gradients(net, weights, activations, T: np.ndarray) -> dict[str, float]:
-    """‖G̃‖₂ per trainable parameter: the gradient recomputed with every quantity replaced
-    by its magnitude (|δ|, |W|, |a|, |f'|), from the manual side's stored activations
-    ``[a_0 … a_L]``, its ``weights`` (numpy) and the encoded targets T (N, K).
+    """‖G̃‖₂ per trainable parameter: the size rounding errors in the gradient are measured
+    against, from the manual side's stored activations ``[a_0 … a_L]``, its ``weights``
+    (numpy, all parameters) and the encoded targets T (N, K).
 
-    Higham's componentwise bound for the rounding error of a computed gradient ĝ is
-    |ĝ − g| ≤ γ_m G̃. When the terms of g cancel (a small full-batch gradient made of
-    large per-sample ones, or a residual A − Y near a fit), ‖G̃‖ ≫ ‖g‖, and the relative
-    error allowed grows by the factor cond = ‖G̃‖ / ‖g‖. numpy, float64.
+    Higham's componentwise analysis bounds the error of a computed gradient ĝ by
+    |ĝ − g| ≤ γ_m G̃, where G̃ is the gradient recomputed with every quantity replaced
+    by its magnitude. Two passes build it, first order in u:
+
+    * forward, the error each activation carries (in units of γ_m):
+      F_0 = 0,  F_l = |f'_l| ⊙ ((|a_{l-1}| + F_{l-1}) |W_l|ᵀ + |b_l|) + |a_l|
+      — a pre-activation z = a W ᵀ + b that cancels (|z| ≪ |a||W|) keeps the error of
+      its terms, and f' passes it on (deep in saturation this is exp's condition |z|);
+    * backward, the chain rule on magnitudes: |∂E/∂A| from ``_loss_grad_magnitude``,
+      δ̃_l = δ̃A ⊙ (|f'_l| + |f''_l| F_l),  G̃_l = δ̃_lᵀ (|a_{l-1}| + F_{l-1}),
+      δ̃A_{l-1} = δ̃_l |W_l|.
+
+    When the terms of g cancel (a small full-batch gradient made of large per-sample
+    ones), ‖G̃‖ ≫ ‖g‖ and the relative error allowed grows by cond = ‖G̃‖ / ‖g‖.
     """
     acts = [x if x.dtype == np.float64 else x.astype(np.float64) for x in activations]
     L = len(acts) - 1
     names = [net.activation] * (L - 1) + [net.output_activation]
-    dA = _loss_grad_magnitude(net.loss_name, acts[-1], T)                 # (N, K)
+    absW = [np.abs(np.asarray(weights[f"layers.{l}.weight"], np.float64)) for l in range(L)]
+    F = [np.zeros_like(acts[0])]                                       # inputs are exact
+    for l in range(L):
+        M = (np.abs(acts[l]) + F[l]) @ absW[l].T                           # (N, n_out)
+        if net.bias is not False:
+            M = M + np.abs(np.asarray(weights[f"layers.{l}.bias"], np.float64))
+        F.append(_PRIME[names[l]](acts[l + 1]) * M + np.abs(acts[l + 1]))  # (N, n_out)
+    dA = _loss_grad_magnitude(net.loss_name, acts[-1], F[-1], T)           # (N, K)
     out = {}
     for l in range(L - 1, -1, -1):
-        d = dA * _PRIME[names[l]](acts[l + 1])                              # (N, n_out)
-        G = d.T @ np.abs(acts[l])                                          # like W
+        a = acts[l + 1]
+        d = dA * (_PRIME[names[l]](a) + _SECOND[names[l]](a) * F[l + 1])   # (N, n_out)
+        G = d.T @ (np.abs(acts[l]) + F[l])                                 # like W
         out[f"layers.{l}.weight"] = math.sqrt(float(np.vdot(G, G)))
         if net.bias is True:
             db = d.sum(axis=0)                                             # like b
             out[f"layers.{l}.bias"] = math.sqrt(float(db @ db))
         if l > 0:
-            dA = d @ np.abs(weights[f"layers.{l}.weight"])                 # (N, n_in)
+            dA = d @ absW[l]                                               # (N, n_in)
     return out
 
 
-# Magnitude of f'(z) as computed from the stored activation a = f(z), for the bound.
-# f' is evaluated from a rounded a (relative error ~u): first-order propagation adds
-# |df'/da|·|a|. Near saturation this term dominates: σ' = a(1 − a) with a ≈ 1 cancels in
-# 1 − a, so its error is ~|1 − 2a|·a·u, not a(1 − a)·u. relu and identity are exact.
+# |f'| and |df'/da| as functions of the stored activation a = f(z) (f' is computed from a,
+# so an error in a moves f' by |df'/da|·δa: σ' = a(1 − a) with a ≈ 1 cancels in 1 − a).
 _PRIME = {
-    "sigmoid": lambda a: a * (1 - a) + np.abs(1 - 2 * a) * a,
-    "tanh": lambda a: (1 - a * a) + 2 * a * a,
+    "sigmoid": lambda a: a * (1 - a),
+    "tanh": lambda a: 1 - a * a,
     "relu": lambda a: (a > 0).astype(np.float64),
     "identity": np.ones_like,
+}
+_SECOND = {
+    "sigmoid": lambda a: np.abs(1 - 2 * a),
+    "tanh": lambda a: 2 * np.abs(a),
+    "relu": np.zeros_like,
+    "identity": np.zeros_like,
 }

@@ -13,21 +13,28 @@ each definition; the factors ½, 1/N and 1/M are where hand derivations usually 
                    (then Σ_k T = 1 and ∂E/∂A = (P − T) / N).
 
 bce follows torch.nn.BCELoss at the edges so that outputs of exactly 0 or 1 give finite
-numbers: each log is clamped at −100, and the denominator A(1 − A) at 1e-12.
+numbers: each log is clamped at −100, and the denominator A(1 − A) at float32(1e-12);
+log(1 − A) is evaluated as log1p(−A), exact for small A.
 """
 
 from __future__ import annotations
 
-import math
-
 LOG_CLAMP = -100.0   # torch.nn.BCELoss clamps log(x) at -100 (documented in its reference)
-BCE_EPS = 1e-12      # and the backward denominator x(1 - x) at 1e-12
-_TINY = math.exp(LOG_CLAMP)  # log(max(x, e^-100)) never sees 0, so numpy raises no warning
+BCE_EPS = 9.999999960041972e-13  # x(1 - x) clamp: torch's `float EPSILON = 1e-12` (Loss.cpp)
 
 
 def _clamped_log(x, xp):
-    """max(log x, −100) for x ≥ 0, without evaluating log 0."""
-    return xp.clip(xp.log(xp.clip(x, min=_TINY)), min=LOG_CLAMP)
+    """max(log x, −100) for x ≥ 0, without ever evaluating log 0 (so numpy stays quiet)."""
+    pos = x > 0
+    return xp.where(pos, xp.clip(xp.log(xp.where(pos, x, 1.0)), min=LOG_CLAMP), LOG_CLAMP)
+
+
+def _clamped_log1m(x, xp):
+    """max(log(1 − x), −100) for x ≤ 1, as log1p(−x): accurate for small x (torch does the
+    same), and never log 0."""
+    below = x < 1
+    return xp.where(below, xp.clip(xp.log1p(-xp.where(below, x, 0.0)), min=LOG_CLAMP),
+                    LOG_CLAMP)
 
 
 def _one_hot(labels, K, dtype, xp):
@@ -63,7 +70,7 @@ def mse_grad(A, T, xp):
 
 def bce(A, T, xp):
     log_a = _clamped_log(A, xp)                       # (N, K)  log 0 -> -100
-    log_1a = _clamped_log(1 - A, xp)                  # (N, K)
+    log_1a = _clamped_log1m(A, xp)                    # (N, K)  log(1 − A) via log1p
     return -xp.sum(T * log_a + (1 - T) * log_1a) / (A.shape[0] * A.shape[1])  # ()
 
 
