@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import tomllib
 from dataclasses import dataclass, fields
@@ -22,6 +23,7 @@ LOSSES = ("half_sse", "mse", "bce", "cross_entropy")
 DTYPES = ("float64", "float32")
 MODES = ("free", "synced")
 BACKENDS = ("numpy", "torch")
+FLOAT32_MAX = 3.4028234663852886e38   # numpy.finfo(numpy.float32).max
 
 
 class ConfigError(ValueError):
@@ -116,6 +118,14 @@ def _field_errors(c: RunConfig):
         yield bad("sizes", "needs at least 2 widths, each >= 1, e.g. [3, 4, 1]")
     if c.hidden and min(c.hidden) < 1:
         yield bad("hidden", "every hidden width must be >= 1 (use [] for no hidden layer)")
+    for key in ("lr", "momentum", "dampening", "weight_decay"):
+        if not math.isfinite(getattr(c, key)):
+            yield bad(key, "must be a finite number")
+    if c.dtype == "float32":   # torch.optim.SGD refuses scalars it cannot hold in float32
+        for key in ("lr", "weight_decay"):
+            if abs(getattr(c, key)) > FLOAT32_MAX:
+                yield bad(key, f"beyond float32's range (max {FLOAT32_MAX:.4g}), which a "
+                               f"float32 run needs; use a smaller value or dtype = \"float64\"")
     if not c.lr > 0:
         yield bad("lr", "the learning rate must be > 0")
     if c.momentum < 0:

@@ -95,8 +95,14 @@ def initial_params(scheme: str, sizes, bias, rng: np.random.Generator, seed: int
         params = legacy_rand_params(sizes, bias, seed)
     elif scheme == "worked-2-2-2":
         params = worked_example_params(bias)
-    else:
+    elif Path(scheme).suffix in (".npz", ".json") or Path(scheme).exists():
         params = load_params_file(scheme)
+    else:
+        import difflib
+        close = difflib.get_close_matches(scheme, SCHEMES, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise InitError(f"unknown init {scheme!r}: {hint}use one of {list(SCHEMES)} or a path "
+                        f"to a .npz/.json parameter file")
     expected = parameter_shapes(sizes, bias)
     missing = sorted(set(expected) - set(params))
     extra = sorted(set(params) - set(expected))

@@ -97,69 +97,107 @@ def verdict(max_abs_diff: float, rel: float, tolerance: float) -> str:
     return "agree" if rel <= tolerance else "differ"
 
 
-def _loss_grad_magnitude(loss: str, A: np.ndarray, F: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """A bound, in units of γ_m, on how far the computed ∂E/∂A can be off, given the
-    output A and the size F of its own forward error: every difference is replaced by a
-    sum of magnitudes (|A| + F + |T| for A − T), so a residual that cancels near a fit
-    is measured against the size of what cancelled."""
+def _loss_grad_magnitude(loss: str, A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """|∂E/∂A| with every difference replaced by a sum of magnitudes (|A| + |T| for A − T):
+    the size rounding errors in A − T are measured against, even when it cancels."""
     N, K = A.shape
-    R = np.abs(A) + F + np.abs(T)                                   # (N, K)
     if loss == "half_sse":
-        return R
+        return np.abs(A) + np.abs(T)
     if loss == "mse":
-        return 2 * R / (N * K)
-    if loss == "bce":   # (A − T) / (A(1 − A)): the denominator carries A's error too
-        den = np.maximum(A * (1 - A), 1e-12)
-        return (R + np.abs(A - T) * np.abs(1 - 2 * A) * F / den) / den / (N * K)
-    # cross_entropy: (P Σ T − T) / N; softmax moves by at most 2·max|δz| relative
-    S = A - A.max(axis=1, keepdims=True)
-    P = np.exp(S) / np.exp(S).sum(axis=1, keepdims=True)
-    spread = 1 + 2 * F.max(axis=1, keepdims=True)
-    return (P * spread * np.abs(T).sum(axis=1, keepdims=True) + np.abs(T)) / N
+        return 2 * (np.abs(A) + np.abs(T)) / (N * K)
+    if loss == "bce":
+        return (np.abs(A) + np.abs(T)) / np.maximum(A * (1 - A), 1e-12) / (N * K)
+    P = _softmax(A)   # cross_entropy: (P Σ T − T) / N
+    return (P * np.abs(T).sum(axis=1, keepdims=True) + np.abs(T)) / N
+
+
+def _softmax(A):
+    S = np.exp(A - A.max(axis=1, keepdims=True))
+    return S / S.sum(axis=1, keepdims=True)
+
+
+def _loss_grad_error(loss: str, A: np.ndarray, EA: np.ndarray) -> np.ndarray:
+    """How far ∂E/∂A moves when the output A carries an error EA (first order)."""
+    N, K = A.shape
+    if loss == "half_sse":
+        return EA
+    if loss == "mse":
+        return 2 * EA / (N * K)
+    if loss == "bce":   # not used: magnitude_gradients bounds bce's output delta whole
+        return EA / np.maximum(A * (1 - A), 1e-12) / (N * K)
+    # softmax: |δP| ≤ P (|δz| + Σ_k P_k |δz_k|) ≤ 2 P max|δz| per row
+    return 2 * _softmax(A) * EA.max(axis=1, keepdims=True) / N
+
+
+FORWARD_OPS = 5   # rounded operations per unit besides the dot product: + b, f (exp, 1 +, ÷)
 
 
 def magnitude_gradients(net, weights, activations, T: np.ndarray) -> dict[str, float]:
-    """‖G̃‖₂ per trainable parameter: the size rounding errors in the gradient are measured
-    against, from the manual side's stored activations ``[a_0 … a_L]``, its ``weights``
-    (numpy, all parameters) and the encoded targets T (N, K).
+    """‖G̃‖₂ per trainable parameter, in units of γ_m (``gradient_tolerance``'s m): the
+    size the rounding error of a computed gradient ĝ is bounded by, |ĝ − g| ≤ γ_m G̃,
+    from the manual side's stored activations ``[a_0 … a_L]``, its ``weights`` (numpy,
+    all parameters) and the encoded targets T (N, K). First order in u, two parts:
 
-    Higham's componentwise analysis bounds the error of a computed gradient ĝ by
-    |ĝ − g| ≤ γ_m G̃, where G̃ is the gradient recomputed with every quantity replaced
-    by its magnitude. Two passes build it, first order in u:
+    * the backward pass's own rounding: the gradient recomputed with every quantity
+      replaced by its magnitude (|δ|, |W|, |a|, |f'|; residuals such as A − T measured
+      as |A| + |T|; σ' = a(1 − a) charged |1 − 2a|·a for the error of a near saturation);
+    * the forward pass's rounding, carried through: each activation's error
+      E_l = |f'| ⊙ (w_l (|a_{l-1}||W_l|ᵀ + |b_l|) + E_{l-1}|W_l|ᵀ) + (c/m)|a_l|, where
+      w_l = (n_{l-1} + 1)/m is that dot product's own γ in units of γ_m (a
+      pre-activation that cancels keeps the error of its terms; in saturation this is
+      exp's condition |z|), then propagated by the chain rule into ∂E/∂W — per sample,
+      and over the batch in root-sum-square, as independent roundings do.
 
-    * forward, the error each activation carries (in units of γ_m):
-      F_0 = 0,  F_l = |f'_l| ⊙ ((|a_{l-1}| + F_{l-1}) |W_l|ᵀ + |b_l|) + |a_l|
-      — a pre-activation z = a W ᵀ + b that cancels (|z| ≪ |a||W|) keeps the error of
-      its terms, and f' passes it on (deep in saturation this is exp's condition |z|);
-    * backward, the chain rule on magnitudes: |∂E/∂A| from ``_loss_grad_magnitude``,
-      δ̃_l = δ̃A ⊙ (|f'_l| + |f''_l| F_l),  G̃_l = δ̃_lᵀ (|a_{l-1}| + F_{l-1}),
-      δ̃A_{l-1} = δ̃_l |W_l|.
-
-    When the terms of g cancel (a small full-batch gradient made of large per-sample
-    ones), ‖G̃‖ ≫ ‖g‖ and the relative error allowed grows by cond = ‖G̃‖ / ‖g‖.
+    Where the terms of g cancel (a small full-batch gradient made of large per-sample
+    ones), ‖G̃‖ ≫ ‖g‖, and the relative error allowed grows by cond = ‖G̃‖ / ‖g‖.
     """
     acts = [x if x.dtype == np.float64 else x.astype(np.float64) for x in activations]
     L = len(acts) - 1
+    N = acts[0].shape[0]
+    m = N + sum(net.sizes) + 5 * L + 5
     names = [net.activation] * (L - 1) + [net.output_activation]
     absW = [np.abs(np.asarray(weights[f"layers.{l}.weight"], np.float64)) for l in range(L)]
-    F = [np.zeros_like(acts[0])]                                       # inputs are exact
+    absb = [np.abs(np.asarray(weights[f"layers.{l}.bias"], np.float64))
+            if net.bias is not False else 0.0 for l in range(L)]
+    # forward: the error each activation carries, in units of γ_m
+    E = [np.zeros_like(acts[0])]                                       # inputs are exact
     for l in range(L):
-        M = (np.abs(acts[l]) + F[l]) @ absW[l].T                           # (N, n_out)
-        if net.bias is not False:
-            M = M + np.abs(np.asarray(weights[f"layers.{l}.bias"], np.float64))
-        F.append(_PRIME[names[l]](acts[l + 1]) * M + np.abs(acts[l + 1]))  # (N, n_out)
-    dA = _loss_grad_magnitude(net.loss_name, acts[-1], F[-1], T)           # (N, K)
+        fresh = (net.sizes[l] + 1) / m * (np.abs(acts[l]) @ absW[l].T + absb[l])
+        dz = fresh + E[l] @ absW[l].T                                       # (N, n_out)
+        E.append(_PRIME[names[l]](acts[l + 1]) * dz + FORWARD_OPS / m * np.abs(acts[l + 1]))
+    # backward: magnitudes (rounding) and the forward errors' effect, side by side
+    A = acts[-1]
+    dA = _loss_grad_magnitude(net.loss_name, A, T)                          # (N, K)
+    eA = _loss_grad_error(net.loss_name, A, E[-1])                          # (N, K)
     out = {}
     for l in range(L - 1, -1, -1):
         a = acts[l + 1]
-        d = dA * (_PRIME[names[l]](a) + _SECOND[names[l]](a) * F[l + 1])   # (N, n_out)
-        G = d.T @ (np.abs(acts[l]) + F[l])                                 # like W
+        fp, fpp = _PRIME[names[l]](a), _SECOND[names[l]](a)
+        d = dA * (fp + fpp * np.abs(a) / m)                                 # (N, n_out)
+        e = eA * fp + dA * fpp * E[l + 1]                                   # (N, n_out)
+        if l == L - 1 and net.loss_name == "bce":
+            # bce on sigmoid outputs: ∂E/∂A = (A − T)/max(A(1 − A), ε)/M times σ' = A(1 − A),
+            # both from the same Â, so the denominator cancels to first order and the
+            # output delta is (Â − T)·min(1, Â(1 − Â)/ε)/M: size (|A| + |T|)/M, forward
+            # error E_L/M. Where the clamp ε acts (outputs saturated to within 1e-12, in
+            # float32 often exactly 0 or 1) the factor is taken as the same on both sides:
+            # a side that saturates one output and not the other would show as `differ`.
+            M = a.shape[0] * a.shape[1]
+            d = (np.abs(a) + np.abs(T)) / M
+            e = E[l + 1] / M
+        # Each sample's forward error comes from its own roundings: independent, so over
+        # the batch they add in root-sum-square (Higham & Mary, SIAM J. Sci. Comput. 41
+        # (2019), probabilistic rounding error analysis), while the backward pass's own
+        # rounding (first term) keeps the worst-case linear sum.
+        a_prev = np.abs(acts[l])
+        G = d.T @ a_prev + np.sqrt((e * e).T @ (a_prev * a_prev)
+                                   + (d * d).T @ (E[l] * E[l]))             # like W
         out[f"layers.{l}.weight"] = math.sqrt(float(np.vdot(G, G)))
         if net.bias is True:
-            db = d.sum(axis=0)                                             # like b
+            db = d.sum(axis=0) + np.sqrt((e * e).sum(axis=0))               # like b
             out[f"layers.{l}.bias"] = math.sqrt(float(db @ db))
         if l > 0:
-            dA = d @ absW[l]                                               # (N, n_in)
+            dA, eA = d @ absW[l], e @ absW[l]                               # (N, n_in)
     return out
 
 

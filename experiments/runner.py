@@ -110,11 +110,20 @@ def resolve(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
     return replace(cfg, sizes=tuple(sizes)), data
 
 
-def _logged_steps(total: int, log_every: int, fd_every: int) -> np.ndarray:
-    steps = set(range(0, total, log_every)) | {total - 1}
+MAX_METRIC_BYTES = 4 * 2**30   # refuse runs whose metric tables alone would pass 4 GiB
+
+
+def _logged_steps(total: int, log_every: int, fd_every: int, n_params: int) -> np.ndarray:
+    """Steps 0, every log_every-th, every fd_every-th and the last, in order."""
+    n = total // log_every + (total // fd_every if fd_every else 0) + 1
+    if n * (n_params * len(GRAD_METRICS) + len(LOSS_COLUMNS)) * 8 > MAX_METRIC_BYTES:
+        raise ConfigError(f"{total} steps logged every {log_every} would need more than "
+                          f"{MAX_METRIC_BYTES // 2**30} GiB of metrics; raise log_every "
+                          f"(e.g. --set log_every={max(1, total // 1_000_000)}) or run fewer steps")
+    steps = np.arange(0, total, log_every, dtype=np.int64)
     if fd_every:
-        steps |= set(range(0, total, fd_every))
-    return np.array(sorted(steps), dtype=np.int64)
+        steps = np.union1d(steps, np.arange(0, total, fd_every, dtype=np.int64))
+    return np.union1d(steps, [total - 1])
 
 
 def run_experiment(cfg: RunConfig, *, progress: bool = False) -> RunResult:
@@ -170,7 +179,7 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
     t_params = {k: v.detach() for k, v in tor.module.state_dict().items()}
     # numpy views of the torch weights (updated in place by the optimizer; CPU only)
     t_np = {k: v.numpy() for k, v in t_params.items()} if device.type == "cpu" else None
-    logged = _logged_steps(total, cfg.log_every, cfg.fd_every)
+    logged = _logged_steps(total, cfg.log_every, cfg.fd_every, len(keys))
     n_log = len(logged)
     loss_rows = np.full((n_log, len(LOSS_COLUMNS)), np.nan)
     grad_rows = np.full((n_log, len(keys), len(GRAD_METRICS)), np.nan)
@@ -222,7 +231,10 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
                 G = magnitude_gradients(man, w_np, acts, T_all if idx is None else T_all[idx])
                 for j, k in enumerate(keys):
                     scale = max(metrics[j][3], metrics[j][4], TINY)
-                    grad_rows[row, j, 9] = base_tol * max(G[k] / scale, 1.0)
+                    cond = G[k] / scale
+                    # an overflowed magnitude (inf, or 0·inf = nan) bounds nothing: inf
+                    grad_rows[row, j, 9] = base_tol * max(cond, 1.0) if math.isfinite(
+                        cond) else math.inf
                 if ref is not None:
                     _reference(grad_rows[row], ref, man, tor, keys, g_np, X64, Y64, idx, cfg.mode)
                 if cfg.fd_every and step % cfg.fd_every == 0:
@@ -230,10 +242,9 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
                 if not (bad_m or bad_t) and math.isfinite(sum(m[3] + m[4] for m in metrics)):
                     last_g = g_np   # the last finite gradients, for final_grads.csv
                 else:
-                    side = _diverged_side(bad_m, bad_t, grad_rows[row, :, 3:5])
                     row += 1
-                    raise Diverged(f"diverged at step {step}: {side} produced a "
-                                   f"non-finite loss or gradient first (lr = {cfg.lr})")
+                    raise Diverged(_divergence_message(step, man, t_params, bad_m, bad_t,
+                                                       grad_rows[row - 1, :, 3:5], cfg.lr))
             opt_m.step(gm)
             opt_t.step()
             if is_logged:   # weight_max_abs_diff after the update, all tensors in one pass
@@ -246,6 +257,9 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
                 _sync(man, opt_m, tor, opt_t, t_params, keys)
             bar.update(1)
         step = total
+        if not (_finite(man.param_arrays) and _finite(t_params)):  # the last update
+            raise Diverged(_divergence_message(total, man, t_params, False, False, None,
+                                               cfg.lr))
     except Diverged as err:
         status, message = "diverged", str(err)
     except KeyboardInterrupt:
@@ -260,7 +274,8 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
     loss_df, grads_df = _frames(loss_rows[:row], grad_rows[:row], keys)
     summary = summarize(grads_df, keys)
     final = _final_grads(last_g, keys) if last_g else pd.DataFrame()
-    preds = _predictions(man, tor) if row else pd.DataFrame()
+    # After an interrupt the two sides' last forward passes may belong to different steps.
+    preds = _predictions(man, tor) if row and status != "interrupted" else pd.DataFrame()
     if not message:
         message = f"{steps_done} steps completed"
     result = RunResult(config=cfg, dataset=data, loss=loss_df, grads=grads_df, final_grads=final,
@@ -278,11 +293,28 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
     return result
 
 
-def _diverged_side(bad_m: bool, bad_t: bool, norms: np.ndarray) -> str:
-    if not (bad_m or bad_t):
-        bad_m = not np.all(np.isfinite(norms[:, 0]))
-        bad_t = not np.all(np.isfinite(norms[:, 1]))
-    return "both sides" if bad_m and bad_t else ("the manual side" if bad_m else "the torch side")
+def _finite(arrays) -> bool:
+    return all(math.isfinite(float(_to_numpy(v).sum())) for v in arrays.values())
+
+
+def _divergence_message(step, man, t_params, bad_m, bad_t, norms, lr) -> str:
+    """Which side diverged first, and at which step.
+
+    Checked where a non-finite value is first seen (a loss every step, gradients at logged
+    steps): if a side's *weights* are already non-finite there, the update of the step
+    before made them so (an unlogged non-finite gradient, or an overflowing update), and
+    that earlier step is reported. No per-step weight check is needed for this.
+    """
+    w_m, w_t = not _finite(man.param_arrays), not _finite(t_params)
+    if w_m or w_t:
+        step, bad_m, bad_t, what = step - 1, w_m, w_t, "its update made the weights non-finite"
+    else:
+        if not (bad_m or bad_t):
+            bad_m = not np.all(np.isfinite(norms[:, 0]))
+            bad_t = not np.all(np.isfinite(norms[:, 1]))
+        what = "a non-finite loss or gradient"
+    side = "both sides" if bad_m and bad_t else ("the manual side" if bad_m else "the torch side")
+    return f"diverged at step {step}: {side} first ({what}; lr = {lr})"
 
 
 def _sync(man, opt_m, tor, opt_t, t_params, keys) -> None:
@@ -331,7 +363,7 @@ def _frames(loss_rows, grad_rows, keys) -> tuple[pd.DataFrame, pd.DataFrame]:
     for c in ("step", "epoch", "examples_seen"):
         loss[c] = loss[c].astype(np.int64)
     n, P, _ = grad_rows.shape
-    grads = pd.DataFrame(grad_rows.reshape(n * P, -1), columns=GRAD_METRICS)
+    grads = pd.DataFrame(grad_rows.reshape(n * P, len(GRAD_METRICS)), columns=GRAD_METRICS)
     grads.insert(0, "param", np.tile(np.array(keys, dtype=object), n))
     grads.insert(0, "epoch", np.repeat(loss["epoch"].to_numpy(), P))
     grads.insert(0, "step", np.repeat(loss["step"].to_numpy(), P))
