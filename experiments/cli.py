@@ -18,7 +18,8 @@ EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
 #: modules exposing ``register(subparsers, formatter_class)``; the subcommand they add sets
 #: ``func(args) -> int`` with ``set_defaults``. Imported lazily by ``build_parser``.
-FEATURE_MODULES: list[str] = ["experiments.explain", "experiments.bugs", "experiments.sweep"]
+FEATURE_MODULES: list[str] = ["experiments.explain", "experiments.bugs", "experiments.sweep",
+                              "experiments.bench"]
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="replace an existing run directory")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     run.add_argument("--quiet", action="store_true", help="no progress bar, no summary table")
+    run.add_argument("--quick", action="store_true",
+                     help="studies only: a few-second version of the lesson")
 
     sub.add_parser("list", help="list the named experiments", formatter_class=_Formatter)
 
@@ -72,10 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_list() -> int:
     from experiments.config import load_config, named_experiments
+    from experiments.studies import STUDIES
     for name in named_experiments():
         cfg = load_config(name)
         first = " ".join(cfg.description.split()).split(". ")[0].rstrip(".")
         print(f"{name:<22} {first}")
+    print("\nstudies (several runs and a lesson; `handgrad run NAME [--quick]`):")
+    for name, (description, _) in STUDIES.items():
+        print(f"{name:<22} {description}")
     return 0
 
 
@@ -86,12 +93,21 @@ def _raise_interrupt(signum, frame):
 def cmd_run(args) -> int:
     import pandas as pd
 
-    from experiments.config import load_config, replace
+    from experiments.config import ConfigError, load_config, replace
     from experiments.metrics import gradient_tolerance
     from experiments.report import predictions_text
     from experiments.rundir import check_out, default_out, write_run
     from experiments.runner import run_experiment
-
+    from experiments.studies import STUDIES, run_study
+    if args.experiment in STUDIES:
+        if args.overrides:
+            raise ConfigError(f"{args.experiment} is a study (several runs); --set does not "
+                              f"apply to it")
+        out = args.out or Path("runs") / args.experiment
+        path = run_study(args.experiment, out, quick=args.quick, force=args.force,
+                         progress=not args.quiet)
+        print(f"study written: {path / 'report.md'}")
+        return 0
     cfg = load_config(args.experiment, args.overrides)
     if args.out is not None:
         cfg = replace(cfg, out=str(args.out))

@@ -17,11 +17,14 @@ from __future__ import annotations
 def sigmoid(z, xp):
     """Numerically stable σ(z): never evaluates e^{+|z|}, so no overflow at |z| = 1e4.
 
-    With e = e^{−|z|} ∈ (0, 1]:  σ(z) = 1/(1+e) for z ≥ 0,  e/(1+e) for z < 0.
+    With e = e^{−|z|} ∈ [0, 1]:  σ(z) = 1/(1+e) for z ≥ 0,  e/(1+e) for z < 0, written
+    branch-free as max(sign z, e) / (1+e): the numerator is 1 for z > 0 (e ≤ 1), e for
+    z < 0 (e > 0 > −1), and 1 = e at z = ±0. (A ``where`` over both branches costs numpy
+    a branch per element, more than the exp itself on wide layers.)
     Saturates to exactly 1.0 / 0.0 (e underflows to 0 silently) instead of inf/inf.
     """
-    e = xp.exp(-xp.abs(z))                       # (N, H)  in (0, 1], cannot overflow
-    return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))  # (N, H)
+    e = xp.exp(-xp.abs(z))                        # (N, H)  in [0, 1], cannot overflow
+    return xp.maximum(xp.sign(z), e) / (1 + e)    # (N, H)
 
 
 def sigmoid_prime(a, xp):

@@ -1,0 +1,230 @@
+"""``handgrad bench``: a tiny timed run (one small case, 2 repeats of ~2 ms blocks), the floor's
+FLOP count worked out by hand, the numpy-call counter, the CLI's one-line errors.
+
+The timings themselves are not asserted beyond "positive and finite": they depend on the
+machine. What is asserted is the schema, the pairing of ratios, and the arithmetic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import experiments.cli as cli
+from experiments.bench import (
+    CASES_BY_NAME,
+    COLUMNS,
+    IMPLS,
+    BenchConfig,
+    _Counted,
+    _floor_step,
+    count_numpy_calls,
+    floor_flops,
+    floor_gemms,
+    format_table,
+    run_bench,
+    targets,
+    thread_limit,
+    write_bench,
+)
+from experiments.config import ConfigError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = BenchConfig(cases=("seed",), devices=("cpu",), dtypes=("float32", "float64"),
+                   repeats=2, min_time=0.002)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> pd.DataFrame:
+    return run_bench(TINY)
+
+
+def handgrad(monkeypatch, *args) -> int:
+    """``experiments.cli.main`` with the bench module registered (whether or not it is yet)."""
+    monkeypatch.setattr(cli, "FEATURE_MODULES",
+                        list(dict.fromkeys([*cli.FEATURE_MODULES, "experiments.bench"])))
+    return cli.main([str(a) for a in args])
+
+
+# ------------------------------------------------------------------------ tiny run
+
+
+def test_tiny_run_has_the_schema_and_positive_times(tiny):
+    assert list(tiny.columns) == list(COLUMNS)
+    assert len(tiny) == 2 * len(IMPLS)                      # 2 dtypes x 5 implementations
+    assert set(tiny.impl) == set(IMPLS)
+    assert set(tiny.dtype) == {"float32", "float64"}
+    assert (tiny.device == "cpu").all() and (tiny.sizes == "3-4-1").all()
+    assert (tiny.batch == 4).all() and (tiny.flops == 288).all()
+    for col in ("seconds_per_step", "seconds_min", "seconds_max", "us_per_step",
+                "gflops_per_s", "ratio_to_floor", "ratio_to_autograd"):
+        assert np.isfinite(tiny[col]).all() and (tiny[col] > 0).all(), col
+    assert (tiny.seconds_min <= tiny.seconds_q25).all()
+    assert (tiny.seconds_q25 <= tiny.seconds_per_step).all()
+    assert (tiny.seconds_per_step <= tiny.seconds_q75).all()
+    assert (tiny.seconds_q75 <= tiny.seconds_max).all()
+    # a floor divided by itself, repeat by repeat, is exactly 1
+    floors = tiny[tiny.impl.str.startswith("floor")]
+    assert (floors.ratio_to_floor == 1.0).all()
+    assert (tiny[tiny.impl == "torch-autograd"].ratio_to_autograd == 1.0).all()
+    assert (tiny.repeats == 2).all() and (tiny.steps_per_repeat >= 1).all()
+    assert (tiny.clock == "process").all() and (tiny.threads == 1).all()
+
+
+def test_numpy_call_columns_only_on_manual_numpy(tiny):
+    man = tiny[tiny.impl == "manual-numpy"]
+    assert (man.numpy_calls_per_step >= 5).all()            # at least its 5 matrix products
+    assert (man.numpy_calls_per_layer == man.numpy_calls_per_step / 2).all()
+    assert (man.numpy_call_us > 0).all()
+    assert tiny[tiny.impl != "manual-numpy"].numpy_calls_per_step.isna().all()
+
+
+def test_write_bench_writes_csv_and_png(tiny, tmp_path):
+    csv, png = write_bench(tiny, tmp_path / "out")
+    back = pd.read_csv(csv)
+    assert list(back.columns) == list(COLUMNS) and len(back) == len(tiny)
+    data = png.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+def test_table_and_targets_read_the_rows(tiny):
+    table = format_table(tiny)
+    assert len(table.splitlines()) == len(tiny) + 1
+    checks = targets(tiny)
+    assert list(checks.check) == ["us_per_step", "us_per_step"]   # seed is a tiny case
+    assert checks.met.isna().all() and "numpy calls" in checks.target.iloc[0]
+
+
+def test_targets_on_wide_layers():
+    rows = pd.DataFrame({
+        "case": ["wide-512", "wide-512"], "impl": ["manual-numpy"] * 2,
+        "device": ["cpu"] * 2, "dtype": ["float32", "float64"],
+        "ratio_to_floor": [1.10, 1.20], "ratio_to_autograd": [0.9, float("nan")],
+        "us_per_step": [1.0, 1.0], "numpy_calls_per_step": [np.nan] * 2,
+        "numpy_calls_per_layer": [np.nan] * 2, "numpy_call_us": [np.nan] * 2})
+    checks = targets(rows)
+    assert list(zip(checks.dtype, checks.check, checks.met, strict=True)) == [
+        ("float32", "ratio_to_floor", True), ("float32", "ratio_to_autograd", True),
+        ("float64", "ratio_to_floor", False)]
+
+
+# ------------------------------------------------------------------------- the floor
+
+
+def test_floor_flops_by_hand():
+    # seed case 3-4-1, batch 4: forward 4·3·4 + 4·4·1 = 64 multiply-adds; ∂E/∂W the same
+    # 64; ∂E/∂a_1 = δ_2 W_2 is 4·1·4 = 16 (no ∂E/∂X). 144 multiply-adds = 288 FLOPs.
+    assert floor_flops([3, 4, 1], 4) == 288
+    # 2-2-2, one sample: 4 + 4 forward, 4 + 4 weight gradients, 4 for ∂E/∂a_1 -> 40
+    assert floor_flops([2, 2, 2], 1) == 40
+    # 784-100-10, batch 256: 256·(784·100 + 100·10)·2 + 256·100·10 multiply-adds
+    assert floor_flops([784, 100, 10], 256) == 2 * (256 * 79_400 * 2 + 256 * 1000)
+    # three layers: 3 forward, 3 weight gradients, 2 input gradients
+    assert len(floor_gemms([5, 4, 3, 2], 7)) == 8
+
+
+def test_floor_step_does_exactly_the_counted_products():
+    rng = np.random.default_rng(0)
+    sizes, N = (5, 4, 3, 2), 7
+    a = [rng.standard_normal((N, n)).view(_Counted) for n in sizes[:-1]]
+    W = [rng.standard_normal((o, i)).view(_Counted) for i, o in itertools.pairwise(sizes)]
+    d = [rng.standard_normal((N, n)).view(_Counted) for n in sizes[1:]]
+    _Counted.calls = 0
+    _floor_step(a, W, d)()
+    assert _Counted.calls == len(floor_gemms(sizes, N)) == 8
+
+
+def test_counter_counts_outermost_numpy_calls_once():
+    x = np.ones((3, 2)).view(_Counted)
+    _Counted.calls = 0
+    y = np.where(x > 0, x * 2, 1 + x)          # >, *, +, where: 4 calls
+    np.sum(y, axis=0)                          # 1 call (its inner add.reduce is not counted)
+    y -= 1                                     # in place: 1 call
+    assert _Counted.calls == 6
+    assert count_numpy_calls(CASES_BY_NAME["seed"]) >= 5
+
+
+def test_thread_limit_restores_torch_threads():
+    before = torch.get_num_threads()
+    with thread_limit(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def test_cli_quick_tiny_case(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "b"
+    assert handgrad(monkeypatch, "bench", "--quick", "--case", "worked-2-2-2", "--dtype",
+                    "float64", "--device", "cpu", "--repeats", "1", "--out", out) == 0
+    printed = capsys.readouterr().out
+    assert "manual-numpy" in printed and "floor-numpy" in printed and "Targets" in printed
+    assert (out / "bench.csv").is_file() and (out / "bench.png").is_file()
+
+
+def test_cli_help_shows_defaults(monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        handgrad(monkeypatch, "bench", "--help")
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "--quick" in text and "(default: bench)" in text and "(default: all)" in text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cli_cuda_without_cuda_is_one_line_exit_2(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "never"
+    assert handgrad(monkeypatch, "bench", "--device", "cuda", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("handgrad: error: --device cuda: ")
+    assert "no CUDA device" in err and "--device cpu" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--dtype", "float16"], "--dtype"),
+    (["--device", "tpu"], "--device"),
+    (["--repeats", "0"], "--repeats"),
+    (["--repeats", "two"], "--repeats"),
+    (["--threads", "-1"], "--threads"),
+    (["--case", "nope"], "unknown case"),
+])
+def test_cli_bad_options_are_one_line_exit_2(monkeypatch, capsys, tmp_path, args, words):
+    out = tmp_path / "never"
+    assert handgrad(monkeypatch, "bench", *args, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("handgrad: error: ") and words in err
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_is_refused(monkeypatch, capsys, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert handgrad(monkeypatch, "bench", "--out", f) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_config_validates_on_construction():
+    with pytest.raises(ConfigError, match="min_time"):
+        BenchConfig(min_time=0)
+    with pytest.raises(ConfigError, match="unknown impls"):
+        BenchConfig(impls=("manual-jax",))
+
+
+# --------------------------------------------------------------------------- CUDA
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_tiny_run_on_cuda():
+    df = run_bench(BenchConfig(cases=("seed",), devices=("cuda",), dtypes=("float32",),
+                               repeats=2, min_time=0.002))
+    assert set(df.impl) == {"manual-torch", "torch-autograd", "floor-torch"}
+    assert (df.device == "cuda").all() and (df.clock == "wall").all()
+    assert (df.seconds_per_step > 0).all() and (df.ratio_to_floor > 0).all()
+    assert all(math.isfinite(v) for v in df.ratio_to_autograd)
