@@ -537,7 +537,7 @@ def format_table(df: pd.DataFrame) -> str:
 
 
 def format_targets(checks: pd.DataFrame) -> str:
-    met = checks.met.map(lambda m: "-" if m is None else "yes" if m else "NO")
+    met = checks.met.map(lambda m: "info" if m is None else "yes" if m else "NO")
     value = [f"{v:.1f}" if c == "us_per_step" else f"{v:.3f}"
              for c, v in zip(checks.check, checks.value, strict=True)]
     return checks.assign(value=value, met=met).to_string(index=False)

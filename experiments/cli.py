@@ -8,6 +8,7 @@ diverged (its run directory is written up to the divergence), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import signal
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true",
                      help="studies only: a few-second version of the lesson")
 
-    sub.add_parser("list", help="list the named experiments", formatter_class=_Formatter)
+    sub.add_parser("list", help="list the named experiments and studies",
+                   formatter_class=_Formatter)
 
     plot = sub.add_parser("plot", formatter_class=_Formatter,
                           help="re-draw a run directory's figures from its CSVs")
@@ -93,7 +95,7 @@ def _raise_interrupt(signum, frame):
 def cmd_run(args) -> int:
     import pandas as pd
 
-    from experiments.config import ConfigError, load_config, replace
+    from experiments.config import ConfigError, load_config, named_experiments, replace
     from experiments.metrics import gradient_tolerance
     from experiments.report import predictions_text
     from experiments.rundir import check_out, default_out, write_run
@@ -108,6 +110,13 @@ def cmd_run(args) -> int:
                          progress=not args.quiet)
         print(f"study written: {path / 'report.md'}")
         return 0
+    if args.quick:
+        raise ConfigError(f"--quick applies to studies only ({', '.join(STUDIES)}); for a "
+                          f"short run of {args.experiment!r} use --set epochs=N or --set steps=N")
+    close = difflib.get_close_matches(args.experiment, list(STUDIES), n=1, cutoff=0.8)
+    if close and args.experiment not in named_experiments() and not Path(args.experiment).exists():
+        raise ConfigError(f"unknown experiment {args.experiment!r}: did you mean the study "
+                          f"{close[0]!r}? see `handgrad list`")
     cfg = load_config(args.experiment, args.overrides)
     if args.out is not None:
         cfg = replace(cfg, out=str(args.out))
@@ -147,9 +156,11 @@ def cmd_run(args) -> int:
 
 def _require_run_dir(path: Path) -> None:
     from experiments.config import ConfigError
-    if not (path / "loss.csv").is_file() or not (path / "grads.csv").is_file():
-        raise ConfigError(f"{path} is not a handgrad run directory (no loss.csv/grads.csv); "
-                          f"create one with `handgrad run NAME --out {path}`")
+    missing = [f for f in ("loss.csv", "grads.csv", "summary.csv") if not (path / f).is_file()]
+    if missing:
+        raise ConfigError(f"{path} is not a complete handgrad run directory (no "
+                          f"{', '.join(missing)}); create one with "
+                          f"`handgrad run NAME --out {path}`")
 
 
 def cmd_plot(args) -> int:
@@ -185,6 +196,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as err:
         print(f"handgrad: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (OSError, ValueError) as err:
+        # unreadable or malformed files handed to plot/compare (CSV, TOML), unwritable paths
+        import tomllib
+
+        import pandas as pd
+        if not isinstance(err, (OSError, tomllib.TOMLDecodeError, pd.errors.ParserError,
+                                pd.errors.EmptyDataError)):
+            raise
+        print(f"handgrad: error: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("handgrad: interrupted", file=sys.stderr)

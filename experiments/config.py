@@ -64,7 +64,9 @@ class RunConfig:
     shuffle: bool = True             # reshuffle each epoch (mini-batches only)
     seed: int = 0
     # -- what to record
-    mode: str = "free"               # free: each side its own weights; synced: reset manual
+    mode: str = "synced"             # synced: manual reset to torch's weights after each step,
+    #                                  so the verdict judges the gradient code; free: each
+    #                                  side its own weights (rounding drift accumulates)
     fd_every: int = 0                # finite-difference witness every k steps (0 = off)
     log_every: int = 1               # record metrics every k steps (first and last always)
     out: str = ""                    # run directory ("" = runs/NAME)

@@ -491,7 +491,7 @@ def diagnose_run(run_dir: str | Path) -> list[Finding]:
     cfg_path = run_dir / "config.toml"
     if cfg_path.is_file():
         cfg = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
-        dtype, mode = cfg.get("dtype", dtype), cfg.get("mode", "free")
+        dtype, mode = cfg.get("dtype", dtype), cfg.get("mode", "synced")
         if isinstance(cfg.get("batch_size"), int):
             batch = cfg["batch_size"]
     pred_path = run_dir / "predictions.csv"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,9 @@ def uniform_params(sizes, bias, rng: np.random.Generator) -> dict[str, np.ndarra
 
 def legacy_rand_params(sizes, bias, seed: int) -> dict[str, np.ndarray]:
     """``np.random.seed(seed); np.random.rand(n_in, n_out)`` per layer, as the seed script."""
+    if not 0 <= seed < 2**32:
+        raise InitError(f"init 'legacy-rand' needs seed in [0, 2**32), got {seed} "
+                        f"(numpy's legacy RandomState)")
     legacy = np.random.RandomState(seed)  # same stream as np.random.seed(seed)
     params = {}
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
@@ -80,7 +84,7 @@ def load_params_file(path: str | Path) -> dict[str, np.ndarray]:
             if not isinstance(raw, dict):
                 raise InitError(f"{path}: expected a JSON object {{key: nested list}}")
             return {k: np.asarray(v, dtype=np.float64) for k, v in raw.items()}
-    except (ValueError, OSError, TypeError) as err:
+    except (ValueError, OSError, TypeError, zipfile.BadZipFile, KeyError) as err:
         if isinstance(err, InitError):
             raise
         raise InitError(f"{path}: cannot read parameters ({err})") from None

@@ -42,7 +42,7 @@ def compare_many(gms, gts) -> list[tuple[float, float, float, float, float]]:
             out.append((0.0, 0.0, 1.0, nm, nt))
             continue
         scale = max(nm, nt)
-        rel = math.sqrt(sd) / scale if scale > TINY else math.inf
+        rel = math.sqrt(sd) / max(scale, TINY)   # DESIGN: ‖d‖ / max(‖g_m‖, ‖g_t‖, tiny)
         if nm > 0 and nt > 0:
             cos = sc / (nm * nt)
         else:

@@ -17,8 +17,12 @@ DEFINITIONS = """\
 - `weight_max_abs_diff` = max |w_m − w_t| after the step's update.
 - `fd_rel_err` = the worse side's `rel_err` to central finite differences (float64).
 - `ref_rel_err_*` (float32 runs) = each side's `rel_err` to a float64 gradient at its weights.
-- verdict: `exact` bit-identical at every logged step; `agree` worst `rel_err` ≤ tolerance;
-  `differ` otherwise (see `worst_step`).
+- `rel_tol` (grads.csv): each step's own bound on `rel_err` (README: Tolerances).
+- verdict: `exact` bit-identical at every logged step; `agree` every step's `rel_err` ≤ its
+  `rel_tol`; `differ` otherwise. `worst_step` is the step closest to (or furthest past) its
+  bound, `worst_ratio` = rel_err / rel_tol there and `tolerance` = rel_tol there; the
+  `rel_err` column is the largest over all steps, which may sit at another step with a
+  wider bound.
 """
 
 
@@ -37,8 +41,8 @@ def markdown_table(df: pd.DataFrame) -> str:
 def predictions_text(result: RunResult) -> str | None:
     """numpy's default print of both sides' last forward pass, for small full-batch runs."""
     p = result.predictions
-    if p.empty or result.loss.empty:
-        return None
+    if p.empty or result.loss.empty or result.config.batch_size != "full":
+        return None   # a mini-batch's outputs would need their sample ids to mean anything
     n, k = p["sample"].max() + 1, p["output"].max() + 1
     if n > 16:
         return None
@@ -86,10 +90,11 @@ def write_report(result: RunResult, folder: Path, figures: list[str]) -> Path:
     if not loss.empty:
         lines += [
             "## Loss", "",
-            f"- first logged step: manual {loss['loss_manual'].iloc[0]!r}, "
-            f"torch {loss['loss_torch'].iloc[0]!r}",
+            f"- first logged step: manual {float(loss['loss_manual'].iloc[0])!r}, "
+            f"torch {float(loss['loss_torch'].iloc[0])!r}",
             f"- last logged step ({int(loss['step'].iloc[-1])}): manual "
-            f"{loss['loss_manual'].iloc[-1]!r}, torch {loss['loss_torch'].iloc[-1]!r}",
+            f"{float(loss['loss_manual'].iloc[-1])!r}, "
+            f"torch {float(loss['loss_torch'].iloc[-1])!r}",
             f"- worst |E_m − E_t| = {loss['abs_diff'].max():.3g}, worst relative "
             f"{loss['rel_diff'].max():.3g}", "",
         ]

@@ -39,6 +39,12 @@ def check_out(out: Path, force: bool) -> None:
                           f"or --out DIR to write elsewhere")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory; choose another --out")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ConfigError(f"cannot create run directory {out}: {parent} is not a writable "
+                          f"folder; choose another --out")
 
 
 def write_csv(df, path: Path) -> None:

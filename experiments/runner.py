@@ -97,8 +97,6 @@ def resolve(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
     if cfg.batch_size != "full" and cfg.batch_size > N:
         raise ConfigError(f"batch_size = {cfg.batch_size} is larger than dataset "
                           f"{cfg.dataset!r} ({N} examples); use at most {N} or \"full\"")
-    if cfg.loss == "cross_entropy" and K < 2:
-        raise ConfigError("loss cross_entropy needs at least 2 classes")
     try:
         manual.check_spec(sizes, cfg.activation, cfg.resolved_output_activation, cfg.bias,
                           cfg.loss, cfg.dtype)
@@ -107,6 +105,9 @@ def resolve(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device = {cfg.device!r} but no CUDA device is available here "
                           f"(torch {torch.__version__}); use device = \"cpu\"")
+    if cfg.device.startswith("cuda:") and int(cfg.device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"device = {cfg.device!r} but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s); use cuda:0 ...")
     return replace(cfg, sizes=tuple(sizes)), data
 
 

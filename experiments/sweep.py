@@ -302,8 +302,10 @@ def run_sweep(config_source: str, grid: dict[str, list[str]], *, jobs: int = 1,
 
     # -- run
     with _parallel_backend(backend):
-        if force and out.exists():
-            shutil.rmtree(out)
+        old = None
+        if force and out.exists():   # set aside; removed only once the new sweep is complete
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
         out.mkdir(parents=True)
         root = out.resolve()   # workers (other processes, maybe other hosts) get absolute paths
         rows: dict[int, dict] = {}
@@ -335,6 +337,8 @@ def run_sweep(config_source: str, grid: dict[str, list[str]], *, jobs: int = 1,
             raise
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)   # never leave a half-written sweep
+            if old is not None:
+                old.rename(out)                      # and give back the one it replaced
             raise
         finally:
             _torch_threads(torch_threads)
@@ -342,6 +346,8 @@ def run_sweep(config_source: str, grid: dict[str, list[str]], *, jobs: int = 1,
     table = _table(rows, keys)
     _write_csv(table, out / "sweep.csv")
     plot_sweep(table, keys, out / "sweep.png", hue=hue)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return table
 
 

@@ -23,39 +23,43 @@ def sigmoid(z, xp):
     a branch per element, more than the exp itself on wide layers.)
     Saturates to exactly 1.0 / 0.0 (e underflows to 0 silently) instead of inf/inf.
     """
-    e = xp.exp(-xp.abs(z))                        # (N, H)  in [0, 1], cannot overflow
-    return xp.maximum(xp.sign(z), e) / (1 + e)    # (N, H)
+    # The textbook 1 / (1 + e^{−z}), split by the sign of z so no exp can overflow:
+    e = xp.exp(-xp.abs(z))                        # (N, n)  in [0, 1], cannot overflow
+    return xp.maximum(xp.sign(z), e) / (1 + e)    # (N, n)  1/(1+e) if z ≥ 0, e/(1+e) if z < 0
 
 
 def sigmoid_prime(a, xp):
     """σ'(z) = σ(z)(1 − σ(z)), taken from the stored activation a = σ(z)."""
-    return a * (1 - a)                            # (N, H)
+    return a * (1 - a)                            # (N, n)
 
 
 def tanh(z, xp):
-    return xp.tanh(z)                             # (N, H)
+    """tanh(z) = (e^z − e^{−z}) / (e^z + e^{−z})."""
+    return xp.tanh(z)                             # (N, n)
 
 
 def tanh_prime(a, xp):
     """tanh'(z) = 1 − tanh²(z), from the stored activation a = tanh(z)."""
-    return 1 - a * a                              # (N, H)
+    return 1 - a * a                              # (N, n)
 
 
 def relu(z, xp):
-    return xp.maximum(z, xp.zeros_like(z))        # (N, H)
+    """max(z, 0)."""
+    return xp.maximum(z, xp.zeros_like(z))        # (N, n)
 
 
 def relu_prime(a, xp):
     """relu'(z) = 1 where a > 0 else 0 (the subgradient 0 at z = 0, as torch uses)."""
-    return xp.astype(a > 0, a.dtype)              # (N, H)
+    return xp.astype(a > 0, a.dtype)              # (N, n)
 
 
 def identity(z, xp):
-    return z                                      # (N, H)
+    """z itself (a linear unit)."""
+    return z                                      # (N, n)
 
 
 def identity_prime(a, xp):
-    return xp.ones_like(a)                        # (N, H)
+    return xp.ones_like(a)                        # (N, n)
 
 
 #: name -> (f(z), f'(z) expressed through a = f(z))

@@ -60,23 +60,27 @@ def half_sse_grad(A, T, xp):
 
 
 def mse(A, T, xp):
+    M = A.shape[0] * A.shape[1]                   # N·K elements averaged over
     D = A - T                                     # (N, K)
-    return xp.sum(D * D) / (A.shape[0] * A.shape[1])  # ()
+    return xp.sum(D * D) / M                      # ()
 
 
 def mse_grad(A, T, xp):
-    return 2 * (A - T) / (A.shape[0] * A.shape[1])    # (N, K)
+    M = A.shape[0] * A.shape[1]                   # N·K
+    return 2 * (A - T) / M                        # (N, K)
 
 
 def bce(A, T, xp):
+    M = A.shape[0] * A.shape[1]                       # N·K elements averaged over
     log_a = _clamped_log(A, xp)                       # (N, K)  log 0 -> -100
     log_1a = _clamped_log1m(A, xp)                    # (N, K)  log(1 − A) via log1p
-    return -xp.sum(T * log_a + (1 - T) * log_1a) / (A.shape[0] * A.shape[1])  # ()
+    return -xp.sum(T * log_a + (1 - T) * log_1a) / M  # ()
 
 
 def bce_grad(A, T, xp):
+    M = A.shape[0] * A.shape[1]                       # N·K
     denom = xp.clip(A * (1 - A), min=BCE_EPS)         # (N, K)  0 at saturated outputs
-    return (A - T) / denom / (A.shape[0] * A.shape[1])  # (N, K)
+    return (A - T) / denom / M                        # (N, K)
 
 
 def _log_softmax(A, xp):

@@ -191,6 +191,9 @@ class MLP:
 
         In the 2-2-2 worked example's words, ∂E/∂w = ∂E/∂out · ∂out/∂net · ∂net/∂w:
         δ is ∂E/∂net, and ∂net/∂w is the activation a_{l-1} feeding that weight.
+        The code counts layers from 0 as the parameter keys do: loop index l handles
+        W_{l+1} = ``layers.{l}.weight``, fed by a[l] and producing a[l + 1].
+        ``Y`` may be raw targets or already encoded (N, K) ones.
         Returns native arrays (same namespace/device as the parameters) for the
         trainable parameters only.
         """
@@ -201,7 +204,8 @@ class MLP:
         grads = {}
         for l in range(len(self._f) - 1, -1, -1):                        # L-1 ... 0
             _, f_prime = self._f[l]
-            delta = dA * f_prime(a[l + 1], xp)                           # δ = ∂E/∂z (N, n_out)
+            # δ_{l+1} = ∂E/∂a ⊙ f'(z), f' taken from the stored activation a[l + 1]
+            delta = dA * f_prime(a[l + 1], xp)                           # (N, n_out)
             grads[f"layers.{l}.weight"] = delta.T @ a[l]                 # (n_out, n_in) like W
             if self.bias is True:
                 grads[f"layers.{l}.bias"] = xp.sum(delta, axis=0)        # (n_out,) like b
@@ -216,10 +220,10 @@ class MLP:
         ``self.last_output`` (native arrays).
         """
         a = self.last_activations = self.forward_cache(X)
-        grads = self.backward(a, Y)
         A = self.last_output = a[-1]                                     # (N, K)
-        E = float(self._loss(A, targets_for(self.loss_name, A, self._as_target(Y), self.xp),
-                             self.xp))
+        T = targets_for(self.loss_name, A, self._as_target(Y), self.xp)  # (N, K) encoded once
+        grads = self.backward(a, T)
+        E = float(self._loss(A, T, self.xp))
         if not native:
             grads = {k: to_numpy(g) for k, g in grads.items()}
         return E, grads

@@ -111,7 +111,8 @@ def test_console_script_list():
         pytest.skip(f"console script not installed next to {sys.executable}")
     proc = subprocess.run([str(script), "list"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert [line.split()[0] for line in proc.stdout.splitlines()] == NAMED
+    experiments_block = proc.stdout.split("\n\n")[0].splitlines()
+    assert [line.split()[0] for line in experiments_block] == NAMED
 
 
 # -- the seed script, reproduced ------------------------------------------------------------
@@ -157,8 +158,11 @@ def test_seed_run_prints_the_seed_scripts_predictions(tmp_path, capsys):
 
 def test_list(capsys):
     assert handgrad("list") == 0
-    lines = capsys.readouterr().out.splitlines()
+    experiments_block, studies_block = capsys.readouterr().out.split("\n\n")
+    lines = experiments_block.splitlines()
     assert [line.split()[0] for line in lines] == NAMED
+    from experiments.studies import STUDIES
+    assert [line.split()[0] for line in studies_block.splitlines()[1:]] == list(STUDIES)
     for line, name in zip(lines, NAMED, strict=True):
         description = line[len(name):].strip()
         assert description, f"{name}: no description"
@@ -184,7 +188,7 @@ def test_plot_redraws(tmp_path, capsys):
 def test_plot_of_a_non_run_dir(tmp_path, capsys):
     assert handgrad("plot", tmp_path) == EXIT_BAD_INPUT
     line = one_error_line(capsys.readouterr().err)
-    assert "is not a handgrad run directory" in line
+    assert "is not a complete handgrad run directory" in line
 
 
 # -- compare --------------------------------------------------------------------------------
@@ -226,7 +230,8 @@ def test_compare_out(float32_and_64_runs, tmp_path, capsys):
 def test_compare_needs_run_dirs(float32_and_64_runs, tmp_path, capsys):
     a, _ = float32_and_64_runs
     assert handgrad("compare", a, tmp_path / "missing") == EXIT_BAD_INPUT
-    assert "missing is not a handgrad run directory" in one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
+    assert "missing is not a complete handgrad run directory" in line
 
 
 # -- help -----------------------------------------------------------------------------------
@@ -321,3 +326,48 @@ def test_divergence_exit_code(tmp_path, capsys):
     assert re.fullmatch(r"handgrad: diverged at step \d+: .*\n", captured.err), captured.err
     assert captured.out.startswith("diverged: diverged at step")
     assert (out / "loss.csv").is_file() and (out / "report.md").is_file()
+
+
+# -- bad input found in review: one line, exit 2, nothing written ----------------------------
+
+def _bad(capsys, *args) -> str:
+    assert handgrad(*args) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return one_error_line(captured.err)
+
+
+def test_out_under_a_file_is_refused_before_running(tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    line = _bad(capsys, "run", "seed", "--set", "epochs=2", "--out", str(blocker / "sub"))
+    assert "cannot create run directory" in line
+
+
+def test_legacy_init_seed_out_of_numpy_range(tmp_path, capsys):
+    line = _bad(capsys, "run", "seed", "--set", "seed=4294967296", "--out", str(tmp_path / "D"))
+    assert "legacy-rand" in line and "2**32" in line
+    assert not (tmp_path / "D").exists()
+
+
+def test_corrupt_npz_init_file(tmp_path, capsys):
+    bad = tmp_path / "w.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    line = _bad(capsys, "run", "seed", "--set", f"init={bad}", "--out", str(tmp_path / "D"))
+    assert str(bad) in line
+
+
+def test_plot_of_a_run_dir_with_a_broken_csv(tmp_path, capsys):
+    for name in ("loss.csv", "grads.csv", "summary.csv"):
+        (tmp_path / name).write_text("")
+    line = _bad(capsys, "plot", str(tmp_path))
+    assert "EmptyDataError" in line or "loss.csv" in line
+
+
+def test_quick_is_for_studies_only(tmp_path, capsys):
+    line = _bad(capsys, "run", "seed", "--quick", "--out", str(tmp_path / "D"))
+    assert "--quick applies to studies only" in line
+
+
+def test_study_name_typo_suggests_the_study(capsys):
+    assert "did you mean the study 'batch-modes'" in _bad(capsys, "run", "batch_modes")
