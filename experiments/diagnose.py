@@ -256,7 +256,7 @@ def diagnose(manual: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarra
     if not (findings or rounding or ratios or transposed or accumulated or unexplained):
         worst = max(errs.values(), default=0.0)
         return [Finding("agree", tuple(keys), "every parameter agrees with the reference "
-                        f"(worst rel_err {worst:.2g} in the gradients compared)",
+                        f"(rel_err up to {worst:.2g} in the last logged step's gradients)",
                         {"rel_err": worst})]
 
     if rounding:

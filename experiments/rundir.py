@@ -66,8 +66,9 @@ def _git_commit() -> str:
 
 def provenance(result: RunResult) -> dict:
     """What is needed to explain a difference between two machines' runs."""
+    from importlib.metadata import version
+
     import pandas
-    import sklearn
     from threadpoolctl import threadpool_info
 
     cfg = result.config
@@ -86,7 +87,7 @@ def provenance(result: RunResult) -> dict:
         "numpy": np.__version__,
         "torch": torch.__version__,
         "pandas": pandas.__version__,
-        "scikit_learn": sklearn.__version__,
+        "scikit_learn": version("scikit-learn"),   # read, not imported (it is large)
         "blas": [{k: lib.get(k) for k in ("internal_api", "version", "num_threads",
                                            "threading_layer", "architecture", "filepath")}
                  for lib in threadpool_info()],

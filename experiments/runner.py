@@ -42,6 +42,9 @@ GRAD_METRICS = ["max_abs_diff", "rel_err", "cosine", "norm_manual", "norm_torch"
                 "weight_max_abs_diff", "fd_rel_err", "ref_rel_err_manual", "ref_rel_err_torch",
                 "rel_tol"]
 GRAD_COLUMNS = ["step", "epoch", "param", *GRAD_METRICS]
+COL = {name: i for i, name in enumerate(GRAD_METRICS)}   # metric -> index in the tables
+assert GRAD_METRICS[:5] == ["max_abs_diff", "rel_err", "cosine", "norm_manual", "norm_torch"]
+NORMS = slice(COL["norm_manual"], COL["norm_torch"] + 1)
 SUMMARY_COLUMNS = ["param", "max_abs_diff", "rel_err", "worst_step", "min_cosine",
                    "weight_max_abs_diff", "fd_rel_err", "tolerance", "verdict", "worst_ratio"]
 
@@ -225,7 +228,7 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
                 g_np = {k: (_to_numpy(gm[k]), _to_numpy(gt[k])) for k in keys}
                 metrics = compare_many([g[0] for g in g_np.values()],
                                        [g[1] for g in g_np.values()])     # (P, 5)
-                grad_rows[row, :, :5] = metrics
+                grad_rows[row, :, :5] = metrics   # compare_many's five, in GRAD_METRICS order
                 # rel_tol = 2γ_m · cond, cond = ‖G̃‖ / ‖g‖ ≥ 1 (experiments.metrics)
                 acts = [_to_numpy(x) for x in man.last_activations]
                 w_np = {k: _to_numpy(v) for k, v in man.param_arrays.items()}
@@ -234,8 +237,8 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
                     scale = max(metrics[j][3], metrics[j][4], TINY)
                     cond = G[k] / scale
                     # an overflowed magnitude (inf, or 0·inf = nan) bounds nothing: inf
-                    grad_rows[row, j, 9] = base_tol * max(cond, 1.0) if math.isfinite(
-                        cond) else math.inf
+                    grad_rows[row, j, COL["rel_tol"]] = (
+                        base_tol * max(cond, 1.0) if math.isfinite(cond) else math.inf)
                 if ref is not None:
                     _reference(grad_rows[row], ref, man, tor, keys, g_np, X64, Y64, idx, cfg.mode)
                 if cfg.fd_every and step % cfg.fd_every == 0:
@@ -245,14 +248,15 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
                 else:
                     row += 1
                     raise Diverged(_divergence_message(step, man, t_params, bad_m, bad_t,
-                                                       grad_rows[row - 1, :, 3:5], cfg.lr))
+                                                       grad_rows[row - 1, :, NORMS], cfg.lr))
             opt_m.step(gm)
             opt_t.step()
             if is_logged:   # weight_max_abs_diff after the update, all tensors in one pass
                 wm = np.concatenate([_to_numpy(man.param_arrays[k]).reshape(-1) for k in keys])
                 wt = np.concatenate([(t_np[k] if t_np is not None else _to_numpy(t_params[k]))
                                      .reshape(-1) for k in keys])
-                grad_rows[row, :, 5] = np.maximum.reduceat(np.abs(wm - wt), w_starts)
+                drift = np.maximum.reduceat(np.abs(wm - wt), w_starts)    # (P,)
+                grad_rows[row, :, COL["weight_max_abs_diff"]] = drift
                 row += 1
             if cfg.mode == "synced":
                 _sync(man, opt_m, tor, opt_t, t_params, keys)
@@ -343,8 +347,8 @@ def _reference(rows, ref, man, tor, keys, g_np, X64, Y64, idx, mode) -> None:
     else:
         g_ref_m = g_ref_t
     for j, k in enumerate(keys):
-        rows[j, 7] = rel_err(g_np[k][0], g_ref_m[k])
-        rows[j, 8] = rel_err(g_np[k][1], g_ref_t[k])
+        rows[j, COL["ref_rel_err_manual"]] = rel_err(g_np[k][0], g_ref_m[k])
+        rows[j, COL["ref_rel_err_torch"]] = rel_err(g_np[k][1], g_ref_t[k])
 
 
 def _finite_differences(rows, man, tor, keys, g_np, X64, Y64, idx) -> None:
@@ -356,7 +360,7 @@ def _finite_differences(rows, man, tor, keys, g_np, X64, Y64, idx) -> None:
                        tor.loss_name, "float64", params=tor.params)
     fd = manual.finite_difference_gradients(probe, xb, yb)
     for j, k in enumerate(keys):
-        rows[j, 6] = max(rel_err(g_np[k][0], fd[k]), rel_err(g_np[k][1], fd[k]))
+        rows[j, COL["fd_rel_err"]] = max(rel_err(g_np[k][0], fd[k]), rel_err(g_np[k][1], fd[k]))
 
 
 def _frames(loss_rows, grad_rows, keys) -> tuple[pd.DataFrame, pd.DataFrame]:
