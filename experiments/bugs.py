@@ -145,7 +145,7 @@ def run_gallery(bugs=None, *, sizes=(3, 4, 4, 3), batch: int = 5, steps: int = 4
     the fitted ratio c and its residual, the verdict, and the diagnosis kind and text."""
     import torch_impl
     from experiments.diagnose import diagnose, fit_ratio, param_kinds
-    from experiments.metrics import compare_many, gradient_tolerance, magnitude_gradients, verdict
+    from experiments.metrics import compare_many, step_tolerances, verdict
 
     names = list(BUGS) if bugs is None else list(bugs)
     unknown = [b for b in names if b not in BUGS]
@@ -156,7 +156,6 @@ def run_gallery(bugs=None, *, sizes=(3, 4, 4, 3), batch: int = 5, steps: int = 4
     sizes = tuple(sizes)
     params, X, Y = _problem(sizes, batch, seed)
     spec = dict(activation="sigmoid", bias=True, loss="mse", dtype="float64")
-    base_tol = gradient_tolerance("float64", sizes, batch)
     rows = []
     for name in [CONTROL, *names]:
         man = (manual.MLP(sizes, **spec, params=params) if name == CONTROL
@@ -169,9 +168,8 @@ def run_gallery(bugs=None, *, sizes=(3, 4, 4, 3), batch: int = 5, steps: int = 4
             _, gm = man.loss_and_gradients(X, Y)
             _, gt = tor.loss_and_gradients(X, Y)
             metrics = compare_many([gm[k] for k in keys], [gt[k] for k in keys])
-            G = magnitude_gradients(man, man.params, man.last_activations, Y)
-            tols = {k: base_tol * max(G[k] / max(m[3], m[4], 1e-300), 1.0)
-                    for k, m in zip(keys, metrics, strict=True)}
+            tols = dict(zip(keys, step_tolerances(man, man.params, man.last_activations, Y,
+                                                  metrics, "float64"), strict=True))
             findings = diagnose(gm, gt, rel_tol=tols, batch=batch, previous=previous)
             kinds = param_kinds(findings, keys)
             detail = {k: f.detail for f in reversed(findings) for k in f.params}

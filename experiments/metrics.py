@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from manual.activations import ACTIVATIONS
+
 TINY = np.finfo(np.float64).tiny
 VERDICTS = ("exact", "agree", "differ")
 
@@ -201,17 +203,27 @@ def magnitude_gradients(net, weights, activations, T: np.ndarray) -> dict[str, f
     return out
 
 
-# |f'| and |df'/da| as functions of the stored activation a = f(z) (f' is computed from a,
-# so an error in a moves f' by |df'/da|·δa: σ' = a(1 − a) with a ≈ 1 cancels in 1 − a).
-_PRIME = {
-    "sigmoid": lambda a: a * (1 - a),
-    "tanh": lambda a: 1 - a * a,
-    "relu": lambda a: (a > 0).astype(np.float64),
-    "identity": np.ones_like,
-}
+# f' as a function of the stored activation a = f(z): manual's own formula (non-negative
+# for these four), and |df'/da|, how far f' moves when a carries an error (σ' = a(1 − a)
+# with a ≈ 1 cancels in 1 − a).
+_PRIME = {name: (lambda a, fp=fp: fp(a, np)) for name, (_, fp) in ACTIVATIONS.items()}
 _SECOND = {
     "sigmoid": lambda a: np.abs(1 - 2 * a),
     "tanh": lambda a: 2 * np.abs(a),
     "relu": np.zeros_like,
     "identity": np.zeros_like,
 }
+
+
+def step_tolerances(net, weights, activations, T, metrics, dtype: str) -> list[float]:
+    """Each parameter's rel_tol at one step: 2γ_m · max(1, ‖G̃‖/‖g‖), in ``metrics`` order
+    (``compare_many`` rows), for the batch the activations hold. An overflowed magnitude
+    (inf, or 0·inf = nan) bounds nothing: its tolerance is inf."""
+    base = gradient_tolerance(dtype, net.sizes, len(activations[0]))
+    G = magnitude_gradients(net, weights, activations, T)
+    keys = list(net.trainable)
+    tols = []
+    for k, (_, _, _, nm, nt) in zip(keys, metrics, strict=True):
+        cond = G[k] / max(nm, nt, TINY)
+        tols.append(base * max(cond, 1.0) if math.isfinite(cond) else math.inf)
+    return tols

@@ -28,13 +28,7 @@ from experiments.config import ConfigError, RunConfig, replace
 from experiments.datasets import Dataset, load_dataset
 from experiments.diagnose import diagnose_result, param_kinds
 from experiments.init import InitError, initial_params
-from experiments.metrics import (
-    TINY,
-    compare_many,
-    gradient_tolerance,
-    magnitude_gradients,
-    rel_err,
-)
+from experiments.metrics import TINY, compare_many, rel_err, step_tolerances
 
 LOSS_COLUMNS = ["step", "epoch", "loss_manual", "loss_torch", "abs_diff", "rel_diff",
                 "examples_seen"]
@@ -192,7 +186,6 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
         ref = manual.MLP(cfg.sizes, **{**spec, "dtype": "float64"}, params=params)
     X64 = data.X
     Y64 = data.Y
-    base_tol = gradient_tolerance(cfg.dtype, cfg.sizes, B)
     T_all = data.Y
     if data.Y.ndim == 1:  # integer labels -> one-hot, for the magnitude bound
         T_all = (data.Y[:, None] == np.arange(cfg.sizes[-1])[None, :]).astype(np.float64)
@@ -232,13 +225,8 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
                 # rel_tol = 2γ_m · cond, cond = ‖G̃‖ / ‖g‖ ≥ 1 (experiments.metrics)
                 acts = [_to_numpy(x) for x in man.last_activations]
                 w_np = {k: _to_numpy(v) for k, v in man.param_arrays.items()}
-                G = magnitude_gradients(man, w_np, acts, T_all if idx is None else T_all[idx])
-                for j, k in enumerate(keys):
-                    scale = max(metrics[j][3], metrics[j][4], TINY)
-                    cond = G[k] / scale
-                    # an overflowed magnitude (inf, or 0·inf = nan) bounds nothing: inf
-                    grad_rows[row, j, COL["rel_tol"]] = (
-                        base_tol * max(cond, 1.0) if math.isfinite(cond) else math.inf)
+                grad_rows[row, :, COL["rel_tol"]] = step_tolerances(
+                    man, w_np, acts, T_all if idx is None else T_all[idx], metrics, cfg.dtype)
                 if ref is not None:
                     _reference(grad_rows[row], ref, man, tor, keys, g_np, X64, Y64, idx, cfg.mode)
                 if cfg.fd_every and step % cfg.fd_every == 0:
