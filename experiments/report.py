@@ -80,9 +80,10 @@ def write_report(result: RunResult, folder: Path, figures: list[str]) -> Path:
         f"{f', finite differences every {cfg.fd_every}' if cfg.fd_every else ''}",
         f"- wall time {result.seconds:.2f} s", "",
         "## Verdict", "",
-        f"Worst values over the logged steps; tolerance on `rel_err` for `{cfg.dtype}` derived "
-        "from the unit roundoff and the length of the rounding chain "
-        "(`experiments.metrics.gradient_tolerance`).", "",
+        f"Worst values over the logged steps. Each step's `rel_err` is held to its own bound "
+        f"`rel_tol` = 2γ_m·cond for `{cfg.dtype}` (unit roundoff × length of the rounding "
+        "chain × how much the gradient's terms cancel; README: Tolerances); `tolerance` and "
+        "`worst_ratio` are taken at `worst_step`, the step closest to its bound.", "",
         markdown_table(result.summary), "",
         "## Diagnosis", "",
         findings_markdown(result.findings), "",
