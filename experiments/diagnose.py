@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.metrics import TINY, unit_roundoff
+from experiments.metrics import TINY, rel_err, unit_roundoff
 
 KINDS = ("agree", "rounding", "constant_ratio", "transposed", "accumulated", "layer_confined",
          "other", "onset", "drift")
@@ -91,14 +91,6 @@ def fit_ratio(gm: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
     c = float(m @ t) / tt
     r = m - c * t
     return c, math.sqrt(float(r @ r)) / max(nm, TINY)
-
-
-def _rel_err(gm: np.ndarray, gt: np.ndarray) -> float:
-    m = np.asarray(gm, dtype=np.float64).ravel()
-    t = np.asarray(gt, dtype=np.float64).ravel()
-    d = m - t
-    scale = max(math.sqrt(float(m @ m)), math.sqrt(float(t @ t)), TINY)
-    return math.sqrt(float(d @ d)) / scale
 
 
 def _layer(key: str) -> int | None:
@@ -220,7 +212,7 @@ def diagnose(manual: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarra
             findings.append(Finding("other", (k,), f"shape {m.shape} differs from the "
                                     f"reference's {t.shape}", {}))
             continue
-        e = _rel_err(m, t)
+        e = rel_err(m, t)
         errs[k] = e
         tol = tol_of(k)
         bug = max(base_bug, tol)
@@ -248,7 +240,7 @@ def diagnose(manual: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarra
                 continue
         if previous is not None and k in previous:
             p = np.asarray(previous[k], dtype=np.float64)
-            if np.any(p != 0) and _rel_err(m, t + p) <= bug:
+            if np.any(p != 0) and rel_err(m, t + p) <= bug:
                 accumulated.append(k)
                 continue
         unexplained.append(k)

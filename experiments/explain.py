@@ -372,7 +372,7 @@ def _error_terms(loss: str, A: np.ndarray, T: np.ndarray) -> np.ndarray:
     if loss == "bce":
         with np.errstate(divide="ignore"):
             la = np.maximum(np.log(A), -100.0)          # BCELoss clamps log at −100
-            l1a = np.maximum(np.log(1 - A), -100.0)
+            l1a = np.maximum(np.log1p(-A), -100.0)     # log(1 − A) as log1p, as manual
         return -(T * la + (1 - T) * l1a) / M
     S = A - A.max(axis=1, keepdims=True)                # cross_entropy: log-softmax
     logp = S - np.log(np.exp(S).sum(axis=1, keepdims=True))
