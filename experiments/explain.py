@@ -194,26 +194,18 @@ def _is_222(sizes) -> bool:
 def prepare(cfg: RunConfig) -> Problem:
     """Resolve ``cfg`` and build the run's initial parameters and first batch, as the runner
     does (same SeedSequence spawn for the init and the batch order)."""
-    from experiments.init import InitError, initial_params, worked_example_params
-    from experiments.runner import resolve
+    from experiments.init import worked_example_params
+    from experiments.runner import batches, initial_state
 
-    cfg, data = resolve(replace(cfg, device="cpu", manual_backend="numpy"))
-    seq = np.random.SeedSequence(cfg.seed)
-    init_seq, order_seq = seq.spawn(2)
-    try:
-        params = initial_params(cfg.init, cfg.sizes, cfg.bias,
-                                np.random.default_rng(init_seq), cfg.seed)
-    except InitError as err:
-        raise ConfigError(str(err)) from None
+    cfg, data, params, order_rng, _ = initial_state(
+        replace(cfg, device="cpu", manual_backend="numpy"))
     N = data.X.shape[0]
     dtype = np.dtype(cfg.dtype)
-    if cfg.batch_size == "full" or cfg.batch_size >= N:
+    B = N if cfg.batch_size == "full" else min(cfg.batch_size, N)
+    _, _, idx = next(batches(N, B, cfg.shuffle, order_rng, 1))   # the run's first batch
+    if idx is None:
         idx, batch = np.arange(N), f"full batch, N = {N}"
     else:
-        B = cfg.batch_size
-        order = (np.random.default_rng(order_seq).permutation(N) if cfg.shuffle
-                 else np.arange(N))
-        idx = order[:B]
         batch = f"the first batch of the run: {B} of {N} samples"
     X = data.X[idx].astype(dtype)                                        # (N, D)
     Y = data.Y[idx] if data.Y.dtype.kind == "i" else data.Y[idx].astype(dtype)

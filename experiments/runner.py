@@ -124,6 +124,40 @@ def _logged_steps(total: int, log_every: int, fd_every: int, n_params: int) -> n
     return np.union1d(steps, [total - 1])
 
 
+def initial_state(cfg: RunConfig):
+    """``(cfg, data, params, order_rng, seeds)``: the resolved config and data, the one
+    initial parameter dict and the batch-order generator. One ``SeedSequence(seed)``
+    spawns two streams, init and batch order, so a different batch size never changes
+    the init. The runner, ``explain`` and the studies' replay all start from here."""
+    cfg, data = resolve(cfg)
+    init_seq, order_seq = np.random.SeedSequence(cfg.seed).spawn(2)
+    try:
+        params = initial_params(cfg.init, cfg.sizes, cfg.bias,
+                                np.random.default_rng(init_seq), cfg.seed)
+    except InitError as err:
+        raise ConfigError(str(err)) from None
+    seeds = {"seed": cfg.seed, "init_entropy": str(init_seq.entropy),
+             "init_spawn_key": list(init_seq.spawn_key),
+             "order_spawn_key": list(order_seq.spawn_key)}
+    return cfg, data, params, np.random.default_rng(order_seq), seeds
+
+
+def batches(N: int, B: int, shuffle: bool, order_rng, total: int):
+    """Yield ``(step, epoch, idx)`` for ``total`` steps: ``idx`` is None for the full batch,
+    else the step's slice of this epoch's order (reshuffled from ``order_rng`` at each
+    epoch start when ``shuffle``; the last batch of an epoch may be smaller)."""
+    per_epoch = math.ceil(N / B)
+    order = np.arange(N)
+    for step in range(total):
+        pos = step % per_epoch
+        if B >= N:
+            yield step, step // per_epoch, None
+            continue
+        if pos == 0 and shuffle:
+            order = order_rng.permutation(N)
+        yield step, step // per_epoch, order[pos * B:(pos + 1) * B]
+
+
 def run_experiment(cfg: RunConfig, *, progress: bool = False) -> RunResult:
     """Train both sides in lockstep as ``cfg`` says; never raises for divergence/interrupt.
 
@@ -135,16 +169,8 @@ def run_experiment(cfg: RunConfig, *, progress: bool = False) -> RunResult:
 
 
 def _run(cfg: RunConfig, progress: bool) -> RunResult:
-    cfg, data = resolve(cfg)
     t_start = time.perf_counter()
-    seq = np.random.SeedSequence(cfg.seed)
-    init_seq, order_seq = seq.spawn(2)
-    try:
-        params = initial_params(cfg.init, cfg.sizes, cfg.bias,
-                                np.random.default_rng(init_seq), cfg.seed)
-    except InitError as err:
-        raise ConfigError(str(err)) from None
-    order_rng = np.random.default_rng(order_seq)
+    cfg, data, params, order_rng, seeds = initial_state(cfg)
 
     spec = dict(activation=cfg.activation, output_activation=cfg.resolved_output_activation,
                 bias=cfg.bias, loss=cfg.loss, dtype=cfg.dtype)
@@ -193,19 +219,13 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
     status, message, row, step = "completed", "", 0, 0
     last_g: dict = {}
     examples = 0
-    order = np.arange(N)
     full = B == N
     bar = _progress(total, cfg.name, progress)
     try:
-        for step in range(total):
-            pos = step % steps_per_epoch
-            if pos == 0 and cfg.shuffle and not full:
-                order = order_rng.permutation(N)
-            if full:
-                idx = None
+        for step, epoch, idx in batches(N, B, cfg.shuffle, order_rng, total):
+            if idx is None:
                 xm, ym, xt, yt = Xm, Ym, Xt, Yt
             else:
-                idx = order[pos * B:(pos + 1) * B]
                 it = torch.as_tensor(idx, device=device)
                 xt, yt = Xt[it], Yt[it]
                 xm, ym = (xt, yt) if cfg.manual_backend == "torch" else (X[idx], Y[idx])
@@ -216,7 +236,7 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
             is_logged = row < n_log and logged[row] == step
             bad_m, bad_t = not math.isfinite(Em), not math.isfinite(Et)
             if is_logged or bad_m or bad_t:
-                loss_rows[row] = (step, step // steps_per_epoch, Em, Et, abs(Em - Et),
+                loss_rows[row] = (step, epoch, Em, Et, abs(Em - Et),
                                   abs(Em - Et) / max(abs(Em), abs(Et), TINY), examples)
                 g_np = {k: (_to_numpy(gm[k]), _to_numpy(gt[k])) for k in keys}
                 metrics = compare_many([g[0] for g in g_np.values()],
@@ -274,9 +294,7 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
     result = RunResult(config=cfg, dataset=data, loss=loss_df, grads=grads_df, final_grads=final,
                      predictions=preds, summary=summary, status=status, message=message,
                      steps_done=steps_done, total_steps=total,
-                     seeds={"seed": cfg.seed, "init_entropy": str(init_seq.entropy),
-                            "init_spawn_key": list(init_seq.spawn_key),
-                            "order_spawn_key": list(order_seq.spawn_key)},
+                     seeds=seeds,
                      seconds=seconds)
     # The automatic diagnosis (constant ratio, transposed, one layer, ...) of every run.
     result.findings = diagnose_result(result)

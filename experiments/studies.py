@@ -47,11 +47,10 @@ from matplotlib.figure import Figure
 
 import manual
 from experiments.config import ConfigError, RunConfig, replace
-from experiments.init import initial_params
 from experiments.plots import DPI
 from experiments.report import markdown_table
 from experiments.rundir import check_out, write_csv
-from experiments.runner import RunResult, resolve, run_experiment, summarize
+from experiments.runner import RunResult, batches, initial_state, run_experiment, summarize
 
 #: columns every study's arms.csv ends with: how the two sides compared in that arm
 AGREEMENT_COLUMNS = ["lockstep_mode", "status", "steps_done", "rel_err", "worst_ratio",
@@ -98,12 +97,8 @@ class Replay:
     """
 
     def __init__(self, cfg: RunConfig):
-        self.cfg, self.data = resolve(cfg)
+        self.cfg, self.data, self.params0, self._order_rng, _ = initial_state(cfg)
         cfg = self.cfg
-        init_seq, order_seq = np.random.SeedSequence(cfg.seed).spawn(2)
-        self.params0 = initial_params(cfg.init, cfg.sizes, cfg.bias,
-                                      np.random.default_rng(init_seq), cfg.seed)
-        self._order_rng = np.random.default_rng(order_seq)
         self.net = manual.MLP(cfg.sizes, cfg.activation, cfg.resolved_output_activation,
                               cfg.bias, cfg.loss, cfg.dtype, params=self.params0)
         self.X = self.data.X.astype(cfg.dtype)                        # (N, D)
@@ -120,14 +115,9 @@ class Replay:
         opt = manual.SGD(net.param_arrays, lr=cfg.lr, momentum=cfg.momentum,
                          dampening=cfg.dampening, weight_decay=cfg.weight_decay,
                          nesterov=cfg.nesterov)
-        order = np.arange(self.N)
-        full = self.B == self.N
         with np.errstate(all="ignore"):
-            for step in range(self.total):
-                pos = step % self.steps_per_epoch
-                if pos == 0 and cfg.shuffle and not full:
-                    order = self._order_rng.permutation(self.N)
-                idx = None if full else order[pos * self.B:(pos + 1) * self.B]
+            for step, _, idx in batches(self.N, self.B, cfg.shuffle, self._order_rng,
+                                        self.total):
                 xb = self.X if idx is None else self.X[idx]           # (B, D)
                 yb = self.Y if idx is None else self.Y[idx]           # (B, K)
                 E, g = net.loss_and_gradients(xb, yb)
