@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -45,6 +46,32 @@ def check_out(out: Path, force: bool) -> None:
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise ConfigError(f"cannot create run directory {out}: {parent} is not a writable "
                           f"folder; choose another --out")
+
+
+@contextlib.contextmanager
+def atomic_folder(out: Path, force: bool):
+    """Yield a fresh temporary folder next to ``out``; when the block ends without an
+    exception it is renamed to ``out`` (an existing ``out``, allowed by ``force``, is set
+    aside and removed only then), otherwise removed: nothing is ever half-written."""
+    out = Path(out)
+    check_out(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():  # --force: swap, then remove the old folder
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_csv(df, path: Path) -> None:
@@ -111,13 +138,7 @@ def write_run(result: RunResult, out: Path, *, force: bool = False, plots: bool 
     from experiments.report import write_report
 
     out = Path(out)
-    check_out(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    with atomic_folder(out, force) as tmp:
         cfg = result.config
         header = (f"# handgrad resolved config for run {cfg.name!r}: every default spelled out.\n"
                   f"# Re-run with: handgrad run {out / 'config.toml'} --out NEW_DIR\n")
@@ -140,14 +161,4 @@ def write_run(result: RunResult, out: Path, *, force: bool = False, plots: bool 
             from experiments.plots import plot_run
             figures = plot_run(tmp)
         write_report(result, tmp, [Path(f).name for f in figures])
-        if out.exists():  # --force: swap, then remove the old run
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -232,7 +232,15 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
             examples += B if full else len(idx)
 
             Em, gm = man.loss_and_gradients(xm, ym, native=True)
-            Et, gt = tor.loss_and_gradients(xt, yt, native=True)
+            try:
+                Et, gt = tor.loss_and_gradients(xt, yt, native=True)
+            except RuntimeError:
+                # torch.nn.BCELoss refuses NaN outputs instead of returning NaN: with
+                # non-finite weights that is divergence, anything else is a real error
+                if _finite(t_params):
+                    raise
+                Et, gt = math.nan, {k: torch.full_like(v, math.nan)
+                                    for k, v in tor.trainable.items()}
             is_logged = row < n_log and logged[row] == step
             bad_m, bad_t = not math.isfinite(Em), not math.isfinite(Et)
             if is_logged or bad_m or bad_t:

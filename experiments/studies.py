@@ -34,8 +34,6 @@ import contextlib
 import difflib
 import itertools
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,7 +47,7 @@ import manual
 from experiments.config import ConfigError, RunConfig, replace
 from experiments.plots import DPI
 from experiments.report import markdown_table
-from experiments.rundir import check_out, write_csv
+from experiments.rundir import atomic_folder, check_out, write_csv
 from experiments.runner import RunResult, batches, initial_state, run_experiment, summarize
 
 #: columns every study's arms.csv ends with: how the two sides compared in that arm
@@ -60,29 +58,9 @@ AGREEMENT_COLUMNS = ["lockstep_mode", "status", "steps_done", "rel_err", "worst_
 # ------------------------------------------------------------------ shared machinery
 
 
-@contextlib.contextmanager
-def _study_folder(out: Path, force: bool) -> Iterator[Path]:
-    """A fresh temporary folder next to ``out``, renamed to ``out`` when the block ends
-    without an exception (removed otherwise); as ``experiments.rundir.write_run``."""
-    out = Path(out)
-    check_out(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():   # force: swap, then remove the old folder
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _study_folder(out: Path, force: bool):
+    """A temporary folder renamed to ``out`` at the end, as every run directory."""
+    return atomic_folder(Path(out), force)
 
 
 class Replay:

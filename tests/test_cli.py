@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from seed_script import run_seed_script
 
 from experiments.cli import EXIT_BAD_INPUT, EXIT_DIVERGED, main
 from experiments.config import load_config, named_experiments
@@ -117,32 +117,10 @@ def test_console_script_list():
 
 # -- the seed script, reproduced ------------------------------------------------------------
 
-def seed_script_last_forward_pass() -> np.ndarray:
-    """The original seed script, verbatim in substance: its l2 after the loop is the forward
-    pass of iteration 9999, made with the weights after 9999 updates."""
-    X = np.array([[0, 0, 1], [1, 1, 1], [1, 0, 1], [0, 1, 1]])   # experiments.datasets "seed"
-    y = np.array([[0, 1, 1, 0]]).T
-    # the script's own calls, global stream and all (the caller restores the state)
-    np.random.seed(10)  # noqa: NPY002
-    syn0 = np.random.rand(3, 4)  # noqa: NPY002
-    syn1 = np.random.rand(4, 1)  # noqa: NPY002
-    for _ in range(10000):
-        l1 = 1 / (1 + np.exp(-(X @ syn0)))
-        l2 = 1 / (1 + np.exp(-(l1 @ syn1)))
-        l2_delta = (y - l2) * (l2 * (1 - l2))
-        l1_delta = l2_delta @ syn1.T * (l1 * (1 - l1))
-        syn1 += l1.T @ l2_delta
-        syn0 += X.T @ l1_delta
-    return l2
-
-
 @pytest.mark.slow
 def test_seed_run_prints_the_seed_scripts_predictions(tmp_path, capsys):
-    state = np.random.get_state()  # noqa: NPY002
-    try:
-        want = str(seed_script_last_forward_pass())
-    finally:
-        np.random.set_state(state)  # noqa: NPY002        # leave the global stream as we found it
+    # the original script's print of its last forward pass (tests/seed_script.py)
+    want = run_seed_script()[0]
     assert handgrad("run", "seed", "--out", tmp_path / "seed", "--no-plots") == 0
     stdout = capsys.readouterr().out
     m = re.search(r"Last forward pass \(at step 9999[^\n]*\nmanual:\n(.*?)\ntorch:\n(.*?)\n\n",

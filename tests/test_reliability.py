@@ -809,3 +809,14 @@ def test_property_cases_were_tried():
     print(f"\nproperty test: {CASES['tried']} cases tried, exit codes {CASES['exit']}, "
           f"refusals by first word {CASES['errors']}, float64 'differ' {CASES['differ']}")
     assert CASES["tried"] >= 60 or CASES["tried"] == 0 or CASES["failed"]
+
+
+def test_bce_with_overflowed_weights_is_divergence_not_a_crash(tmp_path, capsys):
+    # Found by the property test: after an overflowing update the outputs are NaN, which
+    # torch.nn.BCELoss refuses with a RuntimeError instead of returning NaN.
+    code = handgrad("run", "seed", "--set", "hidden=[]", "--set", "loss=bce", "--set",
+                    "bias=true", "--set", "init=uniform", "--set", "lr=1e300", "--set",
+                    "steps=3", "--set", "log_every=1", "--set", "mode=free", "--set",
+                    "weight_decay=0.01", "--out", tmp_path / "D", *FAST)
+    assert code == EXIT_DIVERGED
+    assert "diverged at step 1: both sides" in capsys.readouterr().err
