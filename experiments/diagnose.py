@@ -425,7 +425,8 @@ def diagnose_frames(final_grads: pd.DataFrame, grads: pd.DataFrame | None = None
             step = min(int(f.numbers["step"]) for f in early)
             drift = (float(grads.loc[grads["step"] >= step, "weight_max_abs_diff"].max())
                      if "weight_max_abs_diff" in grads else math.nan)
-            findings.append(Finding(
+            # first: in a free run this is the likelier explanation, and the one to act on
+            findings.insert(0, Finding(
                 "drift", tuple(dict.fromkeys(k for f in early for k in f.params)),
                 f"mode free: the sides have trained on different weights since step {step} "
                 f"(weight_max_abs_diff up to {drift:.2g}), so the last step compares gradients "

@@ -331,8 +331,8 @@ def test_diagnose_run_missing_factor_2(tmp_path, monkeypatch):
 def test_diagnose_run_free_mode_warns_of_drift(tmp_path, monkeypatch):
     _, out = _run_dir(tmp_path, monkeypatch, "missing_output_sigma_prime", "free", "free")
     fs = diagnose_run(out)
-    assert fs[-1].kind == "drift" and fs[-1].numbers["step"] == 0, fs
-    assert "mode=synced" in fs[-1].detail
+    assert fs[0].kind == "drift" and fs[0].numbers["step"] == 0, fs   # listed first
+    assert "mode=synced" in fs[0].detail
     _, out = _run_dir(tmp_path, monkeypatch, "missing_output_sigma_prime", "synced")
     fs = diagnose_run(out)
     assert [f.kind for f in fs] == ["other", "onset"], fs
