@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.config import ConfigError
+from experiments.rundir import write_csv
 
 IMPLS = ("manual-numpy", "manual-torch", "torch-autograd", "floor-numpy", "floor-torch")
 FLOOR_OF = {"manual-numpy": "floor-numpy", "floor-numpy": "floor-numpy",
@@ -590,7 +591,7 @@ def write_bench(df: pd.DataFrame, out: str | Path) -> tuple[Path, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "bench.csv"
-    df.to_csv(csv, index=False, float_format="%.6g")
+    write_csv(df, csv)   # shortest round-trip floats, as every handgrad CSV
     return csv, plot_bench(df, out / "bench.png")
 
 

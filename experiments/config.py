@@ -18,9 +18,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
-LOSSES = ("half_sse", "mse", "bce", "cross_entropy")
-DTYPES = ("float64", "float32")
+import manual
+import manual.network
+
+ACTIVATIONS = tuple(manual.ACTIVATIONS)   # the shared vocabulary, from the contract
+LOSSES = tuple(manual.LOSSES)
+DTYPES = manual.network.DTYPES
 MODES = ("free", "synced")
 BACKENDS = ("numpy", "torch")
 FLOAT32_MAX = 3.4028234663852886e38   # numpy.finfo(numpy.float32).max

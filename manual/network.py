@@ -21,7 +21,6 @@ from manual._array import namespace, to_numpy
 from manual.activations import ACTIVATIONS
 from manual.losses import LOSSES, targets_for
 
-BIAS_MODES = (True, False, "frozen")
 DTYPES = ("float64", "float32")
 
 
