@@ -88,7 +88,8 @@ def cmd_list() -> int:
     return 0
 
 
-def _raise_interrupt(signum, frame):
+def raise_interrupt(signum, frame):
+    """Signal handler: SIGTERM ends a run the way Ctrl-C does."""
     raise KeyboardInterrupt
 
 
@@ -122,7 +123,7 @@ def cmd_run(args) -> int:
         cfg = replace(cfg, out=str(args.out))
     out = default_out(cfg)
     check_out(out, args.force)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM ends a run like Ctrl-C
+    signal.signal(signal.SIGTERM, raise_interrupt)  # SIGTERM ends a run like Ctrl-C
     result = run_experiment(cfg, progress=not args.quiet)
     write_run(result, out, force=args.force, plots=not args.no_plots)
     if not args.quiet:

@@ -125,8 +125,8 @@ def _loss_grad_error(loss: str, A: np.ndarray, EA: np.ndarray) -> np.ndarray:
         return EA
     if loss == "mse":
         return 2 * EA / (N * K)
-    if loss == "bce":   # not used: magnitude_gradients bounds bce's output delta whole
-        return EA / np.maximum(A * (1 - A), 1e-12) / (N * K)
+    if loss == "bce":   # magnitude_gradients bounds bce's output delta whole, not via ∂E/∂A
+        return np.zeros_like(EA)
     # softmax: |δP| ≤ P (|δz| + Σ_k P_k |δz_k|) ≤ 2 P max|δz| per row
     return 2 * _softmax(A) * EA.max(axis=1, keepdims=True) / N
 

@@ -210,8 +210,6 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
     ref = None
     if cfg.dtype == "float32":  # float64 reference: the manual code in float64 (numpy)
         ref = manual.MLP(cfg.sizes, **{**spec, "dtype": "float64"}, params=params)
-    X64 = data.X
-    Y64 = data.Y
     T_all = data.Y
     if data.Y.ndim == 1:  # integer labels -> one-hot, for the magnitude bound
         T_all = (data.Y[:, None] == np.arange(cfg.sizes[-1])[None, :]).astype(np.float64)
@@ -219,7 +217,6 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
     status, message, row, step = "completed", "", 0, 0
     last_g: dict = {}
     examples = 0
-    full = B == N
     bar = _progress(total, cfg.name, progress)
     try:
         for step, epoch, idx in batches(N, B, cfg.shuffle, order_rng, total):
@@ -229,7 +226,7 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
                 it = torch.as_tensor(idx, device=device)
                 xt, yt = Xt[it], Yt[it]
                 xm, ym = (xt, yt) if cfg.manual_backend == "torch" else (X[idx], Y[idx])
-            examples += B if full else len(idx)
+            examples += N if idx is None else len(idx)
 
             Em, gm = man.loss_and_gradients(xm, ym, native=True)
             try:
@@ -256,9 +253,10 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
                 grad_rows[row, :, COL["rel_tol"]] = step_tolerances(
                     man, w_np, acts, T_all if idx is None else T_all[idx], metrics, cfg.dtype)
                 if ref is not None:
-                    _reference(grad_rows[row], ref, man, tor, keys, g_np, X64, Y64, idx, cfg.mode)
+                    _reference(grad_rows[row], ref, man, tor, keys, g_np, data.X, data.Y, idx,
+                               cfg.mode)
                 if cfg.fd_every and step % cfg.fd_every == 0:
-                    _finite_differences(grad_rows[row], man, tor, keys, g_np, X64, Y64, idx)
+                    _finite_differences(grad_rows[row], man, tor, keys, g_np, data.X, data.Y, idx)
                 if not (bad_m or bad_t) and math.isfinite(sum(m[3] + m[4] for m in metrics)):
                     last_g = g_np   # the last finite gradients, for final_grads.csv
                 else:

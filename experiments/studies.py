@@ -58,11 +58,6 @@ AGREEMENT_COLUMNS = ["lockstep_mode", "status", "steps_done", "rel_err", "worst_
 # ------------------------------------------------------------------ shared machinery
 
 
-def _study_folder(out: Path, force: bool):
-    """A temporary folder renamed to ``out`` at the end, as every run directory."""
-    return atomic_folder(Path(out), force)
-
-
 class Replay:
     """The manual side's training loop alone, with the runner's init and batch order.
 
@@ -297,7 +292,7 @@ def batch_modes(out: Path, *, quick: bool = False, force: bool = False,
                          **agreement(result, batch_loss)})
     curves_df = pd.concat(curves, ignore_index=True)[CURVE_COLUMNS]
     arms_df = pd.DataFrame(rows)[BATCH_ARMS_COLUMNS]
-    with _study_folder(out, force) as tmp:
+    with atomic_folder(out, force) as tmp:
         write_csv(curves_df, tmp / "curves.csv")
         write_csv(arms_df, tmp / "arms.csv")
         figures = [_batch_modes_figure(curves_df, tmp / "batch_modes.png")]
@@ -479,7 +474,7 @@ def learning_rate(out: Path, *, quick: bool = False, force: bool = False,
     curves_df = pd.concat(curves, ignore_index=True)[LR_CURVE_COLUMNS]
     arms_df = pd.DataFrame(rows)[LR_ARMS_COLUMNS]
     arms_df["diverged_step"] = arms_df["diverged_step"].astype("Int64")
-    with _study_folder(out, force) as tmp:
+    with atomic_folder(out, force) as tmp:
         write_csv(curves_df, tmp / "curves.csv")
         write_csv(arms_df, tmp / "arms.csv")
         figures = [_lr_figure(curves_df, arms_df, tmp / "learning_rate.png")]
@@ -719,7 +714,7 @@ def convex_vs_nonconvex(out: Path, *, quick: bool = False, force: bool = False,
     rng = np.random.default_rng(2024)   # the slice directions
     init_rows, pair_rows, weight_rows = [], [], []
     slices, gd_rows, planes = [], [], []
-    with _study_folder(out, force) as tmp, _one_torch_thread():
+    with atomic_folder(out, force) as tmp, _one_torch_thread():
         (tmp / "inits").mkdir()
         for model, hidden in models.items():
             finals, nets = [], []
@@ -1152,7 +1147,7 @@ def sparse_features(out: Path, *, quick: bool = False, force: bool = False,
     zeros_df = pd.concat(zeros, ignore_index=True)[SPARSE_ZERO_COLUMNS]
     moves_df = pd.concat(moves, ignore_index=True)[SPARSE_MOVE_COLUMNS]
     arms_df = pd.DataFrame(rows)[SPARSE_ARMS_COLUMNS]
-    with _study_folder(out, force) as tmp:
+    with atomic_folder(out, force) as tmp:
         write_csv(zeros_df, tmp / "zeros.csv")
         write_csv(moves_df, tmp / "movement.csv")
         write_csv(arms_df, tmp / "arms.csv")
@@ -1348,7 +1343,7 @@ def float32_drift_lesson(out: Path, *, quick: bool = False, force: bool = False,
     drift = pd.concat(frames, ignore_index=True)
     arms = pd.DataFrame(rows)[DRIFT_ARMS_COLUMNS]
     arms["first_vacuous_step"] = arms["first_vacuous_step"].astype("Int64")
-    with _study_folder(out, force) as tmp:
+    with atomic_folder(out, force) as tmp:
         write_csv(drift, tmp / "drift.csv")
         write_csv(arms, tmp / "arms.csv")
         figures = [_drift_figure(drift, tmp / "float32_drift.png")]

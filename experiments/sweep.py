@@ -469,13 +469,10 @@ def _progress_line(row: dict, done: int, total: int) -> None:
           f"{row['seconds']:.1f} s", flush=True)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def cmd_sweep(args) -> int:
+    from experiments.cli import raise_interrupt
     grid = parse_grid(args.grid)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM ends it like Ctrl-C
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)  # SIGTERM ends it like Ctrl-C
     try:
         table = run_sweep(args.experiment, grid, jobs=args.jobs, overrides=args.overrides,
                           out=args.out, force=args.force, backend=args.backend,
