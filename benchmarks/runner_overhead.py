@@ -21,9 +21,9 @@ import torch
 
 import manual
 import torch_impl
-from experiments.config import load_config, replace
-from experiments.init import initial_params
-from experiments.runner import resolve, run_experiment
+from experiments.core.config import load_config, replace
+from experiments.core.init import initial_params
+from experiments.core.runner import resolve, run_experiment
 
 
 def bare_loops(cfg, steps: int) -> tuple[float, float, float]:

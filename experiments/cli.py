@@ -19,8 +19,8 @@ EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
 #: modules exposing ``register(subparsers, formatter_class)``; the subcommand they add sets
 #: ``func(args) -> int`` with ``set_defaults``. Imported lazily by ``build_parser``.
-FEATURE_MODULES: list[str] = ["experiments.explain", "experiments.bugs", "experiments.sweep",
-                              "experiments.bench"]
+FEATURE_MODULES: list[str] = ["experiments.teaching.explain", "experiments.teaching.bugs",
+                              "experiments.tools.sweep", "experiments.tools.bench"]
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list() -> int:
-    from experiments.config import load_config, named_experiments
-    from experiments.studies import STUDIES
+    from experiments.core.config import load_config, named_experiments
+    from experiments.teaching.studies import STUDIES
     for name in named_experiments():
         cfg = load_config(name)
         first = " ".join(cfg.description.split()).split(". ")[0].rstrip(".")
@@ -96,12 +96,12 @@ def raise_interrupt(signum, frame):
 def cmd_run(args) -> int:
     import pandas as pd
 
-    from experiments.config import ConfigError, load_config, named_experiments, replace
-    from experiments.metrics import gradient_tolerance
-    from experiments.report import predictions_text
-    from experiments.rundir import check_out, default_out, write_run
-    from experiments.runner import run_experiment
-    from experiments.studies import STUDIES, run_study
+    from experiments.core.config import ConfigError, load_config, named_experiments, replace
+    from experiments.core.metrics import gradient_tolerance
+    from experiments.core.runner import run_experiment
+    from experiments.output.report import predictions_text
+    from experiments.output.rundir import check_out, default_out, write_run
+    from experiments.teaching.studies import STUDIES, run_study
     if args.experiment in STUDIES:
         if args.overrides:
             raise ConfigError(f"{args.experiment} is a study (several runs); --set does not "
@@ -141,7 +141,7 @@ def cmd_run(args) -> int:
                   f"(README: Tolerances);\nworst_ratio = rel_err / that tolerance at the "
                   f"worst step:")
             print(result.summary[cols].to_string(index=False))
-        from experiments.diagnose import format_findings
+        from experiments.core.diagnose import format_findings
         print("diagnosis:\n" + format_findings(result.findings))
         if not result.loss.empty:
             print(f"loss: worst |E_manual - E_torch| = {result.loss['abs_diff'].max():.3g} "
@@ -156,7 +156,7 @@ def cmd_run(args) -> int:
 
 
 def _require_run_dir(path: Path) -> None:
-    from experiments.config import ConfigError
+    from experiments.core.config import ConfigError
     missing = [f for f in ("loss.csv", "grads.csv", "summary.csv") if not (path / f).is_file()]
     if missing:
         raise ConfigError(f"{path} is not a complete handgrad run directory (no "
@@ -165,7 +165,7 @@ def _require_run_dir(path: Path) -> None:
 
 
 def cmd_plot(args) -> int:
-    from experiments.plots import plot_run
+    from experiments.output.plots import plot_run
     _require_run_dir(args.run_dir)
     for path in plot_run(args.run_dir):
         print(path)
@@ -173,7 +173,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from experiments.compare import compare_runs
+    from experiments.output.compare import compare_runs
     _require_run_dir(args.run_a)
     _require_run_dir(args.run_b)
     out = args.out or args.run_a.parent / f"compare-{args.run_a.name}-vs-{args.run_b.name}"
@@ -183,7 +183,7 @@ def cmd_compare(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments.config import ConfigError
+    from experiments.core.config import ConfigError
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import experiments.cli as cli
-from experiments.bench import (
+from experiments.core.config import ConfigError
+from experiments.tools.bench import (
     CASES_BY_NAME,
     COLUMNS,
     IMPLS,
@@ -32,7 +33,6 @@ from experiments.bench import (
     thread_limit,
     write_bench,
 )
-from experiments.config import ConfigError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = BenchConfig(cases=("seed",), devices=("cpu",), dtypes=("float32", "float64"),
@@ -47,7 +47,7 @@ def tiny() -> pd.DataFrame:
 def handgrad(monkeypatch, *args) -> int:
     """``experiments.cli.main`` with the bench module registered (whether or not it is yet)."""
     monkeypatch.setattr(cli, "FEATURE_MODULES",
-                        list(dict.fromkeys([*cli.FEATURE_MODULES, "experiments.bench"])))
+                        list(dict.fromkeys([*cli.FEATURE_MODULES, "experiments.tools.bench"])))
     return cli.main([str(a) for a in args])
 
 

@@ -1,4 +1,4 @@
-"""experiments.bugs (the bug gallery) and experiments.diagnose (automatic diagnosis).
+"""experiments.teaching.bugs (the bug gallery) and experiments.core.diagnose (automatic diagnosis).
 
 Tolerances: a bug is "detected" when its rel_err exceeds 1e6 × the rounding tolerance
 rel_tol = 2γ_m·cond (≈1e-14 here) and 1e-2 in absolute terms — derivation mistakes change
@@ -16,10 +16,9 @@ import pandas as pd
 import pytest
 
 import manual
-from experiments import bugs, cli
-from experiments.bugs import BUGS, CONTROL, BuggyMLP, register, run_gallery
-from experiments.config import ConfigError, load_config
-from experiments.diagnose import (
+from experiments import cli
+from experiments.core.config import ConfigError, load_config
+from experiments.core.diagnose import (
     Finding,
     bug_tolerance,
     diagnose,
@@ -31,8 +30,10 @@ from experiments.diagnose import (
     param_kinds,
     ratio_causes,
 )
-from experiments.rundir import write_run
-from experiments.runner import run_experiment
+from experiments.core.runner import run_experiment
+from experiments.output.rundir import write_run
+from experiments.teaching import bugs
+from experiments.teaching.bugs import BUGS, CONTROL, BuggyMLP, register, run_gallery
 
 SIZES = (3, 4, 4, 3)
 N, K = 5, 3
@@ -150,7 +151,7 @@ def test_free_mode_runs(gallery):
 def test_buggy_copy_without_bug_is_bit_identical():
     rng = np.random.default_rng(1)
     for loss, sizes in (("mse", SIZES), ("half_sse", (2, 3, 1)), ("bce", (3, 5, 2))):
-        from experiments.init import uniform_params
+        from experiments.core.init import uniform_params
         p = uniform_params(sizes, True, rng)
         X = rng.normal(size=(6, sizes[0]))
         Y = rng.uniform(0.1, 0.9, size=(6, sizes[-1]))
@@ -367,8 +368,9 @@ def test_cli_register(tmp_path, capsys):
 
 
 def test_cli_bad_input_through_main(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "FEATURE_MODULES", [*cli.FEATURE_MODULES, "experiments.bugs"]
-                        if "experiments.bugs" not in cli.FEATURE_MODULES else cli.FEATURE_MODULES)
+    name = "experiments.teaching.bugs"
+    monkeypatch.setattr(cli, "FEATURE_MODULES", [*cli.FEATURE_MODULES, name]
+                        if name not in cli.FEATURE_MODULES else cli.FEATURE_MODULES)
     out = tmp_path / "never"
     for bad in (["--steps", "1"], ["--sizes", "3,4"], ["--sizes", "a,b"], ["--batch", "1"]):
         assert cli.main(["bugs", "--out", str(out), *bad]) == cli.EXIT_BAD_INPUT

@@ -16,7 +16,7 @@ import pytest
 from seed_script import run_seed_script
 
 from experiments.cli import EXIT_BAD_INPUT, EXIT_DIVERGED, main
-from experiments.config import load_config, named_experiments
+from experiments.core.config import load_config, named_experiments
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NAMED = sorted(named_experiments())
@@ -139,7 +139,7 @@ def test_list(capsys):
     experiments_block, studies_block = capsys.readouterr().out.split("\n\n")
     lines = experiments_block.splitlines()
     assert [line.split()[0] for line in lines] == NAMED
-    from experiments.studies import STUDIES
+    from experiments.teaching.studies import STUDIES
     assert [line.split()[0] for line in studies_block.splitlines()[1:]] == list(STUDIES)
     for line, name in zip(lines, NAMED, strict=True):
         description = line[len(name):].strip()

@@ -1,4 +1,4 @@
-"""experiments.config: RunConfig validation, ``--set`` parsing, TOML loading, round trips.
+"""experiments.core.config: RunConfig validation, ``--set`` parsing, TOML loading, round trips.
 
 Every rejection must be a ``ConfigError`` (a ValueError) whose message names the key, so
 the CLI's one-line error tells the user what to change.
@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 import tomli_w
 
-from experiments.config import (
+from experiments.core.config import (
     FIELD_TYPES,
     ConfigError,
     RunConfig,

@@ -1,4 +1,4 @@
-"""Tests for experiments.datasets: shapes, target encodings per loss, determinism,
+"""Tests for experiments.core.datasets: shapes, target encodings per loss, determinism,
 standardisation, and every CSV error, plus a fuzz test of the CSV loader."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.datasets import DATASETS, LOSSES, DataError, Dataset, load_dataset
+from experiments.core.datasets import DATASETS, LOSSES, DataError, Dataset, load_dataset
 
 EPS = np.finfo(np.float64).eps
 

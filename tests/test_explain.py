@@ -24,9 +24,9 @@ import pandas as pd
 import pytest
 
 import manual
-from experiments import explain as ex
-from experiments.config import ConfigError, load_config
-from experiments.metrics import gradient_tolerance, magnitude_gradients
+from experiments.core.config import ConfigError, load_config
+from experiments.core.metrics import gradient_tolerance, magnitude_gradients
+from experiments.teaching import explain as ex
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 U = np.finfo(np.float64).eps / 2          # unit roundoff of float64
@@ -189,7 +189,7 @@ def test_products_equal_manual_and_autograd(name, overrides):
             tol_h = 2 * gamma(len(g.upstream)) * np.abs(terms).sum(axis=0)
             assert np.all(np.abs(terms.sum(axis=0) - g.factors[0].values) <= tol_h)
     # Against autograd, norm-wise per tensor: ‖g_m − g_t‖ ≤ 2 γ_m ‖G̃‖ with G̃ the gradient
-    # recomputed from magnitudes (experiments.metrics; README "Tolerances").
+    # recomputed from magnitudes (experiments.core.metrics; README "Tolerances").
     acts = net.forward_cache(prob.X)
     G = magnitude_gradients(net, net.params, acts, prob.T)
     base = gradient_tolerance(c.dtype, c.sizes, N)
@@ -361,7 +361,7 @@ def test_cli_bad_input_exits_2_with_one_line(capsys, argv, words):
 def test_through_cli_main(monkeypatch, capsys):
     """The real entry point, with this module registered as experiments/cli.py will list it."""
     from experiments import cli as cli_module
-    monkeypatch.setattr(cli_module, "FEATURE_MODULES", ["experiments.explain"])
+    monkeypatch.setattr(cli_module, "FEATURE_MODULES", ["experiments.teaching.explain"])
     assert cli_module.main(["explain", "--param", "w9"]) == cli_module.EXIT_BAD_INPUT
     assert capsys.readouterr().err.startswith("handgrad: error: --param 'w9'")
     assert cli_module.main(["explain", "--param", "w8", "--format", "csv"]) == 0

@@ -1,4 +1,4 @@
-"""experiments.plots: figures from synthetic run directories (no training involved).
+"""experiments.output.plots: figures from synthetic run directories (no training involved).
 
 Two params as in a 2-3 network's first layer: layers.0.weight (3, 2) and layers.0.bias (3,).
 The float64-like run has exact zeros (bit-identical steps) and an all-empty reference column;
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from experiments.plots import plot_compare, plot_run
+from experiments.output.plots import plot_compare, plot_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SHAPES = {"layers.0.weight": (3, 2), "layers.0.bias": (3,)}

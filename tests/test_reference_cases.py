@@ -17,7 +17,7 @@ from seed_script import SEED_PRINTED, global_numpy_rng_restored, run_seed_script
 
 import manual
 import torch_impl
-from experiments.init import initial_params, worked_example_params
+from experiments.core.init import initial_params, worked_example_params
 
 X_SEED = np.array([[0, 0, 1], [1, 1, 1], [1, 0, 1], [0, 1, 1]])
 Y_SEED = np.array([[0], [1], [1], [0]])

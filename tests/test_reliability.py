@@ -389,7 +389,7 @@ def test_interrupt_before_the_first_step(tmp_path, monkeypatch, capsys):
 
 
 def test_interrupt_while_writing_leaves_nothing(tmp_path, monkeypatch, capsys):
-    import experiments.rundir as rundir
+    import experiments.output.rundir as rundir
 
     original, calls = rundir.write_csv, {"n": 0}
 

@@ -1,6 +1,7 @@
-"""experiments.runner + experiments.rundir: lockstep semantics, the summary, the CSV schema,
-mini-batches, reproducibility, divergence, the finite-difference and float64 witnesses,
-and the all-or-nothing run directory. Every run here is tiny (a few hundred steps at most).
+"""experiments.core.runner + experiments.output.rundir: lockstep semantics, the summary,
+the CSV schema, mini-batches, reproducibility, divergence, the finite-difference and
+float64 witnesses, and the all-or-nothing run directory.
+Every run here is tiny (a few hundred steps at most).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import torch
 
 import manual
 import torch_impl
-from experiments.config import ConfigError, load_config, named_experiments
-from experiments.metrics import VERDICTS
-from experiments.rundir import write_run
-from experiments.runner import run_experiment
+from experiments.core.config import ConfigError, load_config, named_experiments
+from experiments.core.metrics import VERDICTS
+from experiments.core.runner import run_experiment
+from experiments.output.rundir import write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 U32 = 2.0**-24  # unit roundoff of float32
@@ -140,7 +141,7 @@ def test_summary_rows_and_verdicts():
 def test_float64_named_experiments_agree(name):
     # 20 steps of each named experiment in float64 on the CPU: both sides round differently
     # (BLAS, summation order, exp), but each gradient within the runner's own rounding
-    # bound rel_tol (experiments.metrics.gradient_tolerance, widened by the condition
+    # bound rel_tol (experiments.core.metrics.gradient_tolerance, widened by the condition
     # number where terms cancel).
     r = run(name, "steps=20", "dtype=float64", "device=cpu", "log_every=1", "fd_every=0")
     assert r.status == "completed", r.message
@@ -530,11 +531,11 @@ def test_write_run_creates_parents(small_result, tmp_path):
 
 
 def test_failure_while_writing_leaves_nothing(small_result, tmp_path, monkeypatch):
-    import experiments.plots
+    import experiments.output.plots
 
     def boom(run_dir):
         raise RuntimeError("plotting failed")
-    monkeypatch.setattr(experiments.plots, "plot_run", boom)
+    monkeypatch.setattr(experiments.output.plots, "plot_run", boom)
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="plotting failed"):
         write_run(small_result, out)
@@ -542,7 +543,7 @@ def test_failure_while_writing_leaves_nothing(small_result, tmp_path, monkeypatc
 
 
 def test_failure_while_replacing_keeps_the_old_run(small_result, tmp_path, monkeypatch):
-    import experiments.plots
+    import experiments.output.plots
 
     out = tmp_path / "run"
     out.mkdir()
@@ -550,7 +551,7 @@ def test_failure_while_replacing_keeps_the_old_run(small_result, tmp_path, monke
 
     def boom(run_dir):
         raise RuntimeError("plotting failed")
-    monkeypatch.setattr(experiments.plots, "plot_run", boom)
+    monkeypatch.setattr(experiments.output.plots, "plot_run", boom)
     with pytest.raises(RuntimeError):
         write_run(small_result, out, force=True)
     assert [p.name for p in tmp_path.iterdir()] == ["run"]

@@ -1,4 +1,4 @@
-"""experiments.studies: every gradient-descent lesson runs (quick) and writes its folder;
+"""experiments.teaching.studies: every gradient-descent lesson runs (quick) and writes its folder;
 the lessons' claims hold in the numbers they write.
 
 Each study runs once per module (quick=True, a few seconds each) into a tmp folder; the
@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-import experiments.studies as studies
-from experiments.config import ConfigError
-from experiments.studies import STUDIES, run_study
+import experiments.teaching.studies as studies
+from experiments.core.config import ConfigError
+from experiments.teaching.studies import STUDIES, run_study
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -1,4 +1,4 @@
-"""experiments.sweep: a 2×2 grid on the seed experiment (3 epochs = 3 full-batch steps per
+"""experiments.tools.sweep: a 2×2 grid on the seed experiment (3 epochs = 3 full-batch steps per
 point), run once in this process (jobs=1) and once in two loky worker processes (jobs=2);
 the two must write byte-identical CSVs. Bad grids must fail before anything is written.
 
@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from experiments import cli
-from experiments.config import ConfigError
-from experiments.sweep import SWEEP_COLUMNS, _point_name, parse_grid, register, run_sweep
+from experiments.core.config import ConfigError
+from experiments.tools.sweep import SWEEP_COLUMNS, _point_name, parse_grid, register, run_sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GRID = ["--grid", "lr=0.5,1.0", "--grid", "dtype=float32,float64"]
@@ -151,7 +151,7 @@ def test_missing_cluster_backend_is_a_clear_error(tmp_path, monkeypatch, backend
 
 
 def test_cli_main_bad_grid_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "FEATURE_MODULES", ["experiments.sweep"])
+    monkeypatch.setattr(cli, "FEATURE_MODULES", ["experiments.tools.sweep"])
     code = cli.main(["sweep", "seed", "--grid", "lr=0.5,fast", "--out", str(tmp_path / "sw")])
     err = capsys.readouterr().err
     assert code == cli.EXIT_BAD_INPUT

@@ -56,8 +56,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.config import ConfigError
-from experiments.rundir import write_csv
+from experiments.core.config import ConfigError
+from experiments.output.rundir import write_csv
 
 IMPLS = ("manual-numpy", "manual-torch", "torch-autograd", "floor-numpy", "floor-torch")
 FLOOR_OF = {"manual-numpy": "floor-numpy", "floor-numpy": "floor-numpy",
@@ -195,7 +195,7 @@ class _Impl:
 
 def _data(case: BenchCase, dtype: str):
     """Initial parameters and one batch, from one seeded generator (the same for every impl)."""
-    from experiments.init import uniform_params
+    from experiments.core.init import uniform_params
     rng = np.random.default_rng(0)
     params = uniform_params(case.sizes, case.bias, rng)
     X = rng.standard_normal((case.batch, case.sizes[0])).astype(dtype)          # (N, D)

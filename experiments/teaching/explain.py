@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 import manual
-from experiments.config import ConfigError, RunConfig, load_config, replace
+from experiments.core.config import ConfigError, RunConfig, load_config, replace
 
 __all__ = [
     "CSV_COLUMNS",
@@ -194,8 +194,8 @@ def _is_222(sizes) -> bool:
 def prepare(cfg: RunConfig) -> Problem:
     """Resolve ``cfg`` and build the run's initial parameters and first batch, as the runner
     does (same SeedSequence spawn for the init and the batch order)."""
-    from experiments.init import worked_example_params
-    from experiments.runner import batches, initial_state
+    from experiments.core.init import worked_example_params
+    from experiments.core.runner import batches, initial_state
 
     cfg, data, params, order_rng, _ = initial_state(
         replace(cfg, device="cpu", manual_backend="numpy"))

@@ -1,6 +1,6 @@
 """Gradient-descent lessons: named studies built from lockstep runs.
 
-Each study trains the network with ``experiments.runner.run_experiment`` (so manual and
+Each study trains the network with ``experiments.core.runner.run_experiment`` (so manual and
 torch are compared at every logged step of every arm: the runner's mode, the worst
 ``rel_err``, the worst ``rel_err / rel_tol`` ratio and the verdict are columns of the
 study's per-arm table, ``AGREEMENT_COLUMNS``), measures one gradient-descent phenomenon,
@@ -44,11 +44,11 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 import manual
-from experiments.config import ConfigError, RunConfig, replace
-from experiments.plots import DPI
-from experiments.report import markdown_table
-from experiments.rundir import atomic_folder, check_out, write_csv
-from experiments.runner import RunResult, batches, initial_state, run_experiment, summarize
+from experiments.core.config import ConfigError, RunConfig, replace
+from experiments.core.runner import RunResult, batches, initial_state, run_experiment, summarize
+from experiments.output.plots import DPI
+from experiments.output.report import markdown_table
+from experiments.output.rundir import atomic_folder, check_out, write_csv
 
 #: columns every study's arms.csv ends with: how the two sides compared in that arm
 AGREEMENT_COLUMNS = ["lockstep_mode", "status", "steps_done", "rel_err", "worst_ratio",
@@ -61,7 +61,7 @@ AGREEMENT_COLUMNS = ["lockstep_mode", "status", "steps_done", "rel_err", "worst_
 class Replay:
     """The manual side's training loop alone, with the runner's init and batch order.
 
-    ``experiments.runner`` draws the initial weights from the first child of
+    ``experiments.core.runner`` draws the initial weights from the first child of
     ``SeedSequence(seed)`` and the batch order (a permutation per epoch, mini-batches
     only, when ``shuffle``) from the second; this does the same, so the loss it sees at
     every step equals the runner's ``loss_manual`` bit for bit (checked by each study).
@@ -379,7 +379,7 @@ def _batch_modes_text(arms: pd.DataFrame, cfg: RunConfig, epochs: int,
         f"- Manual vs torch: worst rel_err over all arms {_fmt(arms['rel_err'].max())} "
         f"({_fmt(arms['worst_ratio'].max())} of the per-step tolerance), verdicts "
         f"{', '.join(sorted(set(arms['verdict'])))}. The replay (manual alone, see "
-        "`experiments.studies.Replay`) reproduces the runner's `loss_manual` to "
+        "`experiments.teaching.studies.Replay`) reproduces the runner's `loss_manual` to "
         f"{_fmt(arms['replay_max_abs_diff'].max())} (synced mode follows torch's weights, "
         "the replay its own: they differ by rounding only).", "",
     ]
@@ -643,8 +643,8 @@ def permutations_of_hidden(w: np.ndarray, sizes) -> np.ndarray:
 
 def _rounding_of_gradient(net: manual.MLP, X, Y, T) -> float:
     """A bound on the rounding error of one computed ‖∇E‖: γ_m‖G̃‖ (Higham's bound used
-    by the runner, ``experiments.metrics``), summed over the tensors in quadrature."""
-    from experiments.metrics import gradient_tolerance, magnitude_gradients
+    by the runner, ``experiments.core.metrics``), summed over the tensors in quadrature."""
+    from experiments.core.metrics import gradient_tolerance, magnitude_gradients
 
     net.loss_and_gradients(X, Y)
     acts = net.last_activations
@@ -699,7 +699,7 @@ def convex_vs_nonconvex(out: Path, *, quick: bool = False, force: bool = False,
     slices_1d.csv model, slice, t, objective;  gd_1d.csv model, slice, start, k, t, objective
     slice_2d.csv model, plane, a, b, objective
     """
-    from experiments.init import uniform_params
+    from experiments.core.init import uniform_params
 
     out = Path(out)
     check_out(out, force)
@@ -1304,7 +1304,7 @@ def float32_drift_lesson(out: Path, *, quick: bool = False, force: bool = False,
     drift.csv  ``DRIFT_COLUMNS``, one row per logged step × parameter × mode
     arms.csv   ``DRIFT_ARMS_COLUMNS``, one row per mode
     """
-    from experiments.config import load_config
+    from experiments.core.config import load_config
 
     out = Path(out)
     check_out(out, force)
@@ -1391,7 +1391,7 @@ def _drift_figure(drift: pd.DataFrame, path: Path) -> str:
 
 
 def _drift_text(arms: pd.DataFrame, cfg: RunConfig) -> list[str]:
-    from experiments.metrics import unit_roundoff
+    from experiments.core.metrics import unit_roundoff
 
     by = arms.set_index("mode")
     free, synced = by.loc["free"], by.loc["synced"]

@@ -4,7 +4,7 @@
 
 writes, under OUT (default ``sweeps/<config name>``):
 
-    <key1>=<v1>,<key2>=<v2>/   one ordinary run directory per point (experiments.rundir),
+    <key1>=<v1>,<key2>=<v2>/   one ordinary run directory per point (experiments.output.rundir),
                                e.g. ``lr=0.5,dtype=float32``; characters outside
                                ``A-Za-z0-9._+-`` in a value become ``-`` (``sizes=2-3-1``)
     sweep.csv                  one row per point, in grid order: SWEEP_COLUMNS, with one
@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from experiments.config import ConfigError, RunConfig, load_config, parse_override, replace
+from experiments.core.config import ConfigError, RunConfig, load_config, parse_override, replace
 
 __all__ = ["BACKENDS", "SWEEP_COLUMNS", "default_sweep_out", "parse_grid", "plot_sweep",
            "register", "run_sweep"]
@@ -145,8 +145,8 @@ def _check_grid(grid: dict[str, list[str]], set_keys: set[str]) -> dict[str, lis
 
 def _check_point(cfg: RunConfig) -> None:
     """What the runner would refuse at its start: data that does not fit, a bad init."""
-    from experiments.init import InitError, initial_params
-    from experiments.runner import resolve
+    from experiments.core.init import InitError, initial_params
+    from experiments.core.runner import resolve
 
     resolved, _ = resolve(cfg)
     try:
@@ -162,8 +162,8 @@ def _run_point(index: int, cfg: RunConfig, run_dir: str, plots: bool) -> dict:
     """Run one point and write its run directory; return a small summary (no DataFrames)."""
     import torch
 
-    from experiments.rundir import write_run
-    from experiments.runner import run_experiment
+    from experiments.core.runner import run_experiment
+    from experiments.output.rundir import write_run
 
     # One torch thread and one BLAS thread per worker: N jobs on N cores would otherwise each
     # start a thread per core and oversubscribe the machine; and a fixed thread count keeps

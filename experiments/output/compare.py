@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.report import markdown_table
+from experiments.output.report import markdown_table
 
 
 def _config(run: Path) -> dict:
@@ -30,7 +30,7 @@ def first_difference(a: pd.DataFrame, b: pd.DataFrame, on: list[str], cols: list
 
 def compare_runs(run_a: str | Path, run_b: str | Path, out: str | Path) -> str:
     """Write comparison figures into ``out`` and return a text report."""
-    from experiments.plots import plot_compare
+    from experiments.output.plots import plot_compare
 
     run_a, run_b = Path(run_a), Path(run_b)
     ca, cb = _config(run_a), _config(run_b)

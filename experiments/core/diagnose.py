@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.metrics import TINY, rel_err, unit_roundoff
+from experiments.core.metrics import TINY, rel_err, unit_roundoff
 
 KINDS = ("agree", "rounding", "constant_ratio", "transposed", "accumulated", "layer_confined",
          "other", "onset", "drift")
@@ -494,7 +494,7 @@ def diagnose_run(run_dir: str | Path) -> list[Finding]:
 
 
 def diagnose_result(result) -> list[Finding]:
-    """Diagnose an in-memory ``experiments.runner.RunResult`` (same as ``diagnose_run`` on
+    """Diagnose an in-memory ``experiments.core.runner.RunResult`` (same as ``diagnose_run`` on
     the directory it would write)."""
     preds = result.predictions
     batch = int(preds["sample"].max()) + 1 if not preds.empty else None

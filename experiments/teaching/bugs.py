@@ -3,7 +3,7 @@
 Each bug is injected into a *copy* of ``manual.MLP.backward`` (``BuggyMLP`` below; manual/
 itself is never touched), then the buggy manual side and torch_impl train in lockstep for a
 few steps from one initialisation. Every step's gradients are compared (rel_err, the fitted
-ratio c = ⟨g_m, g_t⟩/⟨g_t, g_t⟩) and diagnosed by ``experiments.diagnose``. The unmodified
+ratio c = ⟨g_m, g_t⟩/⟨g_t, g_t⟩) and diagnosed by ``experiments.core.diagnose``. The unmodified
 ``manual.MLP`` runs alongside as the control and must come out "agree".
 
 The network makes every bug visible: sizes 3-4-4-3 (layers.0 non-square, layers.1 square,
@@ -129,7 +129,7 @@ class BuggyMLP(manual.MLP):
 def _problem(sizes, batch: int, seed: int):
     """One seeded init (torch.nn.Linear's distribution: non-zero biases, no symmetry), inputs
     N(0, 1) and targets in (0.05, 0.95), all from one generator."""
-    from experiments.init import uniform_params
+    from experiments.core.init import uniform_params
     rng = np.random.default_rng(seed)
     params = uniform_params(sizes, True, rng)
     X = rng.normal(size=(batch, sizes[0]))                               # (N, D)
@@ -144,8 +144,8 @@ def run_gallery(bugs=None, *, sizes=(3, 4, 4, 3), batch: int = 5, steps: int = 4
     (``COLUMNS``): rel_err, the rounding tolerance rel_tol = 2γ_m·cond (as the runner),
     the fitted ratio c and its residual, the verdict, and the diagnosis kind and text."""
     import torch_impl
-    from experiments.diagnose import diagnose, fit_ratio, param_kinds
-    from experiments.metrics import compare_many, step_tolerances, verdict
+    from experiments.core.diagnose import diagnose, fit_ratio, param_kinds
+    from experiments.core.metrics import compare_many, step_tolerances, verdict
 
     names = list(BUGS) if bugs is None else list(bugs)
     unknown = [b for b in names if b not in BUGS]
@@ -293,7 +293,7 @@ def _write_atomic(path: Path, write) -> None:
 
 
 def _sizes(text: str) -> tuple[int, ...]:
-    from experiments.config import ConfigError
+    from experiments.core.config import ConfigError
     try:
         sizes = tuple(int(s) for s in text.replace("-", ",").split(","))
     except ValueError:
@@ -305,7 +305,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 def cmd_bugs(args) -> int:
-    from experiments.config import ConfigError
+    from experiments.core.config import ConfigError
     if args.steps < 2:
         raise ConfigError(f"--steps must be >= 2 (accumulated gradients show from step 1), "
                           f"got {args.steps}")

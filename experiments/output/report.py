@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.diagnose import findings_markdown
-from experiments.runner import RunResult
+from experiments.core.diagnose import findings_markdown
+from experiments.core.runner import RunResult
 
 DEFINITIONS = """\
 - `max_abs_diff` = max |g_m − g_t| over the tensor's elements (g_m manual, g_t torch).

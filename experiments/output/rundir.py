@@ -4,7 +4,7 @@
     provenance.json    versions, BLAS, threads, determinism flag, device, seeds, git commit
     loss.csv, grads.csv, summary.csv, final_grads.csv, predictions.csv
     report.md          what ran, the verdict table, the plots
-    *.png              seaborn figures drawn from the CSVs (experiments.plots)
+    *.png              seaborn figures drawn from the CSVs (experiments.output.plots)
     INTERRUPTED        only in a run stopped by Ctrl-C / SIGTERM (its CSVs stop at the last
                        completed step)
 """
@@ -25,8 +25,8 @@ import numpy as np
 import tomli_w
 import torch
 
-from experiments.config import ConfigError, RunConfig
-from experiments.runner import RunResult
+from experiments.core.config import ConfigError, RunConfig
+from experiments.core.runner import RunResult
 
 
 def default_out(cfg: RunConfig) -> Path:
@@ -135,7 +135,7 @@ def provenance(result: RunResult) -> dict:
 
 def write_run(result: RunResult, out: Path, *, force: bool = False, plots: bool = True) -> Path:
     """Write every file into ``.NAME.tmp-PID`` next to ``out``, then rename it into place."""
-    from experiments.report import write_report
+    from experiments.output.report import write_report
 
     out = Path(out)
     with atomic_folder(out, force) as tmp:
@@ -152,13 +152,13 @@ def write_run(result: RunResult, out: Path, *, force: bool = False, plots: bool 
             write_csv(result.final_grads, tmp / "final_grads.csv")
         if not result.predictions.empty:
             write_csv(result.predictions, tmp / "predictions.csv")
-        from experiments.diagnose import findings_frame
+        from experiments.core.diagnose import findings_frame
         write_csv(findings_frame(result.findings), tmp / "diagnosis.csv")
         if result.status == "interrupted":
             (tmp / "INTERRUPTED").write_text(result.message + "\n", encoding="utf-8")
         figures = []
         if plots and not result.loss.empty:
-            from experiments.plots import plot_run
+            from experiments.output.plots import plot_run
             figures = plot_run(tmp)
         write_report(result, tmp, [Path(f).name for f in figures])
     return out

@@ -2,7 +2,7 @@
 
 Per step s (0-based), on the mini-batch chosen for that step:
     1. each side evaluates its loss and gradients at its current weights;
-    2. if s is logged, the metrics compare those gradients (``experiments.metrics``);
+    2. if s is logged, the metrics compare those gradients (``experiments.core.metrics``);
     3. each side applies its own SGD update (manual.SGD by hand, torch.optim.SGD);
     4. if s is logged, ``weight_max_abs_diff`` compares the weights after the update;
     5. ``synced`` mode then copies the torch side's weights (and momentum buffers) into
@@ -24,11 +24,11 @@ import torch
 
 import manual
 import torch_impl
-from experiments.config import ConfigError, RunConfig, replace
-from experiments.datasets import Dataset, load_dataset
-from experiments.diagnose import diagnose_result, param_kinds
-from experiments.init import InitError, initial_params
-from experiments.metrics import TINY, compare_many, rel_err, step_tolerances
+from experiments.core.config import ConfigError, RunConfig, replace
+from experiments.core.datasets import Dataset, load_dataset
+from experiments.core.diagnose import diagnose_result, param_kinds
+from experiments.core.init import InitError, initial_params
+from experiments.core.metrics import TINY, compare_many, rel_err, step_tolerances
 
 LOSS_COLUMNS = ["step", "epoch", "loss_manual", "loss_torch", "abs_diff", "rel_diff",
                 "examples_seen"]
@@ -45,7 +45,7 @@ SUMMARY_COLUMNS = ["param", "max_abs_diff", "rel_err", "worst_step", "min_cosine
 
 @dataclass
 class RunResult:
-    """Everything a run produced; ``experiments.rundir.write_run`` puts it on disk."""
+    """Everything a run produced; ``experiments.output.rundir.write_run`` puts it on disk."""
 
     config: RunConfig                 # resolved: sizes filled in from the data
     dataset: Dataset
@@ -60,7 +60,7 @@ class RunResult:
     total_steps: int
     seeds: dict = field(default_factory=dict)
     seconds: float = 0.0
-    findings: list = field(default_factory=list)   # experiments.diagnose.Finding
+    findings: list = field(default_factory=list)   # experiments.core.diagnose.Finding
 
 
 class Diverged(Exception):
@@ -247,7 +247,7 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
                 metrics = compare_many([g[0] for g in g_np.values()],
                                        [g[1] for g in g_np.values()])     # (P, 5)
                 grad_rows[row, :, :5] = metrics   # compare_many's five, in GRAD_METRICS order
-                # rel_tol = 2γ_m · cond, cond = ‖G̃‖ / ‖g‖ ≥ 1 (experiments.metrics)
+                # rel_tol = 2γ_m · cond, cond = ‖G̃‖ / ‖g‖ ≥ 1 (experiments.core.metrics)
                 acts = [_to_numpy(x) for x in man.last_activations]
                 w_np = {k: _to_numpy(v) for k, v in man.param_arrays.items()}
                 grad_rows[row, :, COL["rel_tol"]] = step_tolerances(
