@@ -97,8 +97,8 @@ def cmd_run(args) -> int:
     import pandas as pd
 
     from experiments.core.config import ConfigError, load_config, named_experiments, replace
-    from experiments.core.metrics import gradient_tolerance
     from experiments.core.runner import run_experiment
+    from experiments.core.tolerance import gradient_tolerance
     from experiments.output.report import predictions_text
     from experiments.output.rundir import check_out, default_out, write_run
     from experiments.teaching.studies import STUDIES, run_study

@@ -7,7 +7,7 @@ array (e.g. torch tensors on CPU or CUDA) handed to it as parameters.
 from manual.activations import ACTIVATIONS
 from manual.gradcheck import finite_difference_gradients
 from manual.losses import LOSSES
-from manual.network import MLP, check_params, check_spec, parameter_shapes
+from manual.network import MLP, LayerTrace, check_params, check_spec, parameter_shapes
 from manual.optim import SGD
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "LOSSES",
     "MLP",
     "SGD",
+    "LayerTrace",
     "check_params",
     "check_spec",
     "finite_difference_gradients",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -76,6 +77,17 @@ def check_params(params: Mapping, shapes: Mapping[str, tuple[int, ...]]) -> None
         got = tuple(getattr(params[key], "shape", np.shape(params[key])))
         if got != shape:
             raise ValueError(f"params[{key!r}] has shape {got}, expected {shape}")
+
+
+@dataclass(frozen=True)
+class LayerTrace:
+    """One layer of a traced ``MLP.backward`` (native arrays; layer l as the keys count)."""
+
+    layer: int
+    dA: object        # ∂E/∂a_{l+1}: the error arriving at the layer's output   (N, n_out)
+    fprime: object    # f'(z) through the stored activation                     (N, n_out)
+    delta: object     # δ = ∂E/∂z = dA ⊙ f'                                      (N, n_out)
+    W: object         # a copy of the W that δ went back through                (n_out, n_in)
 
 
 class MLP:
@@ -176,11 +188,38 @@ class MLP:
     def loss(self, X, Y) -> float:
         """E(A, Y) as a Python float (see ``manual.losses`` for each definition)."""
         A = self.forward_cache(X)[-1]                                    # (N, K)
-        return float(self._loss(A, targets_for(self.loss_name, A, self._as_target(Y), self.xp),
-                                self.xp))
+        return float(self._loss(A, self.encode_targets(A, Y), self.xp))
 
-    # -- backward ---------------------------------------------------------------------
-    def backward(self, a: list, Y) -> dict:
+    # -- backward: the chain rule's factors, one public method each ---------------------
+    # ``backward`` chains them; each computes one factor and may be overridden to change
+    # that factor alone (the bug gallery injects its mistakes here). Layer index l counts
+    # from 0 as the parameter keys do: layer l holds W = ``layers.{l}.weight``, is fed by
+    # a[l] and produces a[l + 1].
+    def encode_targets(self, A, Y):
+        """Y as the loss sees it: (N, K) like A (integer labels become one-hot)."""
+        return targets_for(self.loss_name, A, self._as_target(Y), self.xp)
+
+    def loss_gradient(self, A, T):
+        """∂E/∂A for the configured loss and reduction (``manual.losses``)      (N, K)."""
+        return self._loss_grad(A, T, self.xp)
+
+    def activation_derivative(self, l: int, a_out):
+        """f'_l(z) = ∂a/∂z of layer l, taken from its stored output a = f_l(z)   (N, n_out)."""
+        return self._f[l][1](a_out, self.xp)
+
+    def weight_gradient(self, l: int, delta, a_in):
+        """∂E/∂W = δᵀ a_in, summed over the batch       (n_out, n_in) like W."""
+        return delta.T @ a_in
+
+    def bias_gradient(self, l: int, delta):
+        """∂E/∂b = Σ_n δ[n, :]                          (n_out,) like b."""
+        return self.xp.sum(delta, axis=0)
+
+    def input_gradient(self, l: int, delta):
+        """∂E/∂a_in = δ W: the error handed to the layer below   (N, n_in)."""
+        return delta @ self.param_arrays[f"layers.{l}.weight"]
+
+    def backward(self, a: list, Y, *, trace: list | None = None, after_layer=None) -> dict:
         """Backpropagation: the chain rule, last layer to first.
 
             δ_L = ∂E/∂A ⊙ f'_L(z_L)                       output delta      (N, n_L)
@@ -190,26 +229,32 @@ class MLP:
 
         In the 2-2-2 worked example's words, ∂E/∂w = ∂E/∂out · ∂out/∂net · ∂net/∂w:
         δ is ∂E/∂net, and ∂net/∂w is the activation a_{l-1} feeding that weight.
-        The code counts layers from 0 as the parameter keys do: loop index l handles
-        W_{l+1} = ``layers.{l}.weight``, fed by a[l] and producing a[l + 1].
         ``Y`` may be raw targets or already encoded (N, K) ones.
         Returns native arrays (same namespace/device as the parameters) for the
         trainable parameters only.
+
+        Extension points (documented, for teaching tools): ``trace``, a list, receives one
+        ``LayerTrace`` per layer (last first) with ∂E/∂a, f', δ and the W the error went
+        back through; ``after_layer(l, grads)`` is called once layer l's gradients are
+        known and before δ goes back through its W (an in-place update there gives the
+        "sequential" update order).
         """
-        xp, p = self.xp, self.param_arrays
         A = a[-1]                                                        # (N, K)
-        T = targets_for(self.loss_name, A, self._as_target(Y), xp)       # (N, K)
-        dA = self._loss_grad(A, T, xp)                                   # ∂E/∂A   (N, K)
+        dA = self.loss_gradient(A, self.encode_targets(A, Y))            # ∂E/∂A   (N, K)
         grads = {}
         for l in range(len(self._f) - 1, -1, -1):                        # L-1 ... 0
-            _, f_prime = self._f[l]
-            # δ_{l+1} = ∂E/∂a ⊙ f'(z), f' taken from the stored activation a[l + 1]
-            delta = dA * f_prime(a[l + 1], xp)                           # (N, n_out)
-            grads[f"layers.{l}.weight"] = delta.T @ a[l]                 # (n_out, n_in) like W
+            fprime = self.activation_derivative(l, a[l + 1])             # (N, n_out)
+            delta = dA * fprime                                          # δ = ∂E/∂z (N, n_out)
+            grads[f"layers.{l}.weight"] = self.weight_gradient(l, delta, a[l])
             if self.bias is True:
-                grads[f"layers.{l}.bias"] = xp.sum(delta, axis=0)        # (n_out,) like b
+                grads[f"layers.{l}.bias"] = self.bias_gradient(l, delta)
+            if after_layer is not None:
+                after_layer(l, grads)
+            if trace is not None:
+                trace.append(LayerTrace(l, dA, fprime, delta,
+                                        self.param_arrays[f"layers.{l}.weight"] + 0))
             if l > 0:
-                dA = delta @ p[f"layers.{l}.weight"]                     # ∂E/∂a_l  (N, n_in)
+                dA = self.input_gradient(l, delta)                       # ∂E/∂a_l  (N, n_in)
         return {k: grads[k] for k in self.trainable}                     # in key order
 
     def loss_and_gradients(self, X, Y, *, native: bool = False):
@@ -220,7 +265,7 @@ class MLP:
         """
         a = self.last_activations = self.forward_cache(X)
         A = self.last_output = a[-1]                                     # (N, K)
-        T = targets_for(self.loss_name, A, self._as_target(Y), self.xp)  # (N, K) encoded once
+        T = self.encode_targets(A, Y)                                    # (N, K) encoded once
         grads = self.backward(a, T)
         E = float(self._loss(A, T, self.xp))
         if not native:

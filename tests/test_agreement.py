@@ -1,10 +1,10 @@
 """manual/ (hand backprop) vs torch_impl/ (autograd): loss and every gradient agree.
 
-Tolerances are derived, not tuned (see ``experiments.core.metrics.gradient_tolerance``): each
+Tolerances are derived, not tuned (see ``experiments.core.tolerance.gradient_tolerance``): each
 gradient entry is the end of a chain of m rounded operations, so each side's componentwise
 error is ≤ γ_m·G̃ (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1,
 γ_m = m u / (1 − m u)), where G̃ is the gradient recomputed with every quantity replaced by
-its magnitude (``experiments.core.metrics.magnitude_gradients``). The sides round independently,
+its magnitude (``experiments.core.tolerance.magnitude_gradients``). The sides round independently,
 so ‖g_m − g_t‖ ≤ 2 γ_m ‖G̃‖, i.e. rel_err ≤ 2 γ_m · cond with cond = max(1, ‖G̃‖ / ‖g‖):
 exactly what the runner holds a run to.
 
@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 import manual
 import torch_impl
-from experiments.core.metrics import TINY, compare, gradient_tolerance, magnitude_gradients
+from experiments.core.metrics import TINY, compare
+from experiments.core.tolerance import gradient_tolerance, magnitude_gradients
 
 ACTS = ("sigmoid", "tanh", "relu", "identity")
 LOSSES = ("half_sse", "mse", "bce", "cross_entropy")

@@ -25,7 +25,7 @@ import pytest
 
 import manual
 from experiments.core.config import ConfigError, load_config
-from experiments.core.metrics import gradient_tolerance, magnitude_gradients
+from experiments.core.tolerance import gradient_tolerance, magnitude_gradients
 from experiments.teaching import explain as ex
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

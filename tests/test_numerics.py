@@ -23,7 +23,8 @@ import torch
 
 import manual
 import torch_impl
-from experiments.core.metrics import TINY, compare, gradient_tolerance, magnitude_gradients
+from experiments.core.metrics import TINY, compare
+from experiments.core.tolerance import gradient_tolerance, magnitude_gradients
 from manual.activations import sigmoid
 from manual.losses import bce, bce_grad
 

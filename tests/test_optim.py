@@ -23,7 +23,8 @@ import torch
 
 import manual
 import torch_impl
-from experiments.core.metrics import TINY, compare, gradient_tolerance, magnitude_gradients
+from experiments.core.metrics import TINY, compare
+from experiments.core.tolerance import gradient_tolerance, magnitude_gradients
 
 EPS = float(np.finfo(np.float64).eps)   # = 2u: one rounding on EACH of the two sides
 LR = 0.9

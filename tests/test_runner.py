@@ -141,7 +141,7 @@ def test_summary_rows_and_verdicts():
 def test_float64_named_experiments_agree(name):
     # 20 steps of each named experiment in float64 on the CPU: both sides round differently
     # (BLAS, summation order, exp), but each gradient within the runner's own rounding
-    # bound rel_tol (experiments.core.metrics.gradient_tolerance, widened by the condition
+    # bound rel_tol (experiments.core.tolerance.gradient_tolerance, widened by the condition
     # number where terms cancel).
     r = run(name, "steps=20", "dtype=float64", "device=cpu", "log_every=1", "fd_every=0")
     assert r.status == "completed", r.message

@@ -13,6 +13,7 @@ import pytest
 from matplotlib.image import imread
 
 import experiments.teaching.studies as studies
+from experiments.core import schema
 from experiments.core.config import ConfigError
 from experiments.teaching.studies import STUDIES, run_study
 
@@ -20,22 +21,22 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # name -> {csv file: columns it must have, in this order}
 EXPECTED_CSVS = {
-    "batch-modes": {"curves.csv": studies.CURVE_COLUMNS,
-                    "arms.csv": studies.BATCH_ARMS_COLUMNS},
-    "learning-rate": {"curves.csv": studies.LR_CURVE_COLUMNS,
-                      "arms.csv": studies.LR_ARMS_COLUMNS},
-    "convex-vs-nonconvex": {"inits.csv": studies.CV_INITS_COLUMNS,
-                            "pairs.csv": studies.CV_PAIRS_COLUMNS,
+    "batch-modes": {"curves.csv": schema.CURVE_COLUMNS,
+                    "arms.csv": schema.BATCH_ARMS_COLUMNS},
+    "learning-rate": {"curves.csv": schema.LR_CURVE_COLUMNS,
+                      "arms.csv": schema.LR_ARMS_COLUMNS},
+    "convex-vs-nonconvex": {"inits.csv": schema.CV_INITS_COLUMNS,
+                            "pairs.csv": schema.CV_PAIRS_COLUMNS,
                             "weights.csv": ["model", "init", "index", "param", "initial",
                                             "final"],
                             "slices_1d.csv": ["model", "slice", "t", "objective"],
                             "gd_1d.csv": ["model", "slice", "start", "k", "t", "objective"],
                             "slice_2d.csv": ["model", "plane", "a", "b", "objective"]},
-    "sparse-features": {"zeros.csv": studies.SPARSE_ZERO_COLUMNS,
-                        "movement.csv": studies.SPARSE_MOVE_COLUMNS,
-                        "arms.csv": studies.SPARSE_ARMS_COLUMNS},
-    "float32-drift-lesson": {"drift.csv": studies.DRIFT_COLUMNS,
-                             "arms.csv": studies.DRIFT_ARMS_COLUMNS},
+    "sparse-features": {"zeros.csv": schema.SPARSE_ZERO_COLUMNS,
+                        "movement.csv": schema.SPARSE_MOVE_COLUMNS,
+                        "arms.csv": schema.SPARSE_ARMS_COLUMNS},
+    "float32-drift-lesson": {"drift.csv": schema.DRIFT_COLUMNS,
+                             "arms.csv": schema.DRIFT_ARMS_COLUMNS},
 }
 # every study's per-arm table records how manual and torch compared
 AGREEMENT_CSV = {"batch-modes": "arms.csv", "learning-rate": "arms.csv",
@@ -94,7 +95,7 @@ def test_study_writes_csvs_pngs_and_report(folders, name):
 @pytest.mark.parametrize("name", list(AGREEMENT_CSV))
 def test_every_arm_records_manual_vs_torch_agreement(folders, name):
     arms = read(folders[name], AGREEMENT_CSV[name])
-    assert set(studies.AGREEMENT_COLUMNS) <= set(arms.columns)
+    assert set(schema.AGREEMENT_COLUMNS) <= set(arms.columns)
     # Every arm was compared at some step; the verdicts are the runner's own words.
     assert set(arms["verdict"]) <= {"exact", "agree", "differ"}
     assert arms["rel_err"].notna().all()

@@ -86,6 +86,19 @@ class RunConfig:
     def resolved_output_activation(self) -> str:
         return self.output_activation or self.activation
 
+    def spec(self, **changes) -> dict[str, Any]:
+        """The network spec both MLPs take after ``sizes`` (``manual.MLP(sizes, **spec)``);
+        ``changes`` override entries, e.g. ``spec(dtype="float64")``."""
+        return {"activation": self.activation,
+                "output_activation": self.resolved_output_activation,
+                "bias": self.bias, "loss": self.loss, "dtype": self.dtype, **changes}
+
+    @property
+    def sgd(self) -> dict[str, Any]:
+        """torch.optim.SGD's arguments (and manual.SGD's: the same names)."""
+        return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
+                "weight_decay": self.weight_decay, "nesterov": self.nesterov}
+
     def to_dict(self) -> dict[str, Any]:
         """Every field, defaults spelled out, TOML-ready (tuples as lists)."""
         return {k: list(v) if isinstance(v, tuple) else v

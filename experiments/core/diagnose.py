@@ -49,7 +49,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.core.metrics import TINY, rel_err, unit_roundoff
+from experiments.core.metrics import TINY, rel_err
+from experiments.core.tolerance import unit_roundoff
 
 KINDS = ("agree", "rounding", "constant_ratio", "transposed", "accumulated", "layer_confined",
          "other", "onset", "drift")

@@ -1,15 +1,11 @@
-"""The lockstep runner: one init, one batch order, both sides stepped side by side.
+"""``handgrad run``: the manual side against autograd, through the lockstep engine.
 
-Per step s (0-based), on the mini-batch chosen for that step:
-    1. each side evaluates its loss and gradients at its current weights;
-    2. if s is logged, the metrics compare those gradients (``experiments.core.metrics``);
-    3. each side applies its own SGD update (manual.SGD by hand, torch.optim.SGD);
-    4. if s is logged, ``weight_max_abs_diff`` compares the weights after the update;
-    5. ``synced`` mode then copies the torch side's weights (and momentum buffers) into
-       the manual side, so the next step's gradients are evaluated at the same point.
-
-Metrics go into arrays preallocated for the logged steps (steps × parameter tensors),
-and become DataFrames once, at the end.
+The engine (``experiments.core.engine``) steps the two standard sides; the ``Recorder``
+here fills the run's tables at each logged step: the gradient metrics
+(``experiments.core.metrics``), the step's rounding bound rel_tol
+(``experiments.core.tolerance``), the float64 and finite-difference witnesses, and the
+weights after the update (``weight_max_abs_diff``). Metrics go into arrays preallocated
+for the logged steps (steps × parameter tensors) and become DataFrames once, at the end.
 """
 
 from __future__ import annotations
@@ -27,20 +23,22 @@ import torch_impl
 from experiments.core.config import ConfigError, RunConfig, replace
 from experiments.core.datasets import Dataset, load_dataset
 from experiments.core.diagnose import diagnose_result, param_kinds
+from experiments.core.engine import (
+    Lockstep,
+    ManualSide,
+    Observer,
+    TorchSide,
+    batches,
+    finite,
+    to_numpy,
+)
 from experiments.core.init import InitError, initial_params
-from experiments.core.metrics import TINY, compare_many, rel_err, step_tolerances
+from experiments.core.metrics import TINY, Comparison, compare_many, rel_err
+from experiments.core.schema import GRAD_METRICS, LOSS_COLUMNS, SUMMARY_COLUMNS
+from experiments.core.tolerance import step_tolerances
 
-LOSS_COLUMNS = ["step", "epoch", "loss_manual", "loss_torch", "abs_diff", "rel_diff",
-                "examples_seen"]
-GRAD_METRICS = ["max_abs_diff", "rel_err", "cosine", "norm_manual", "norm_torch",
-                "weight_max_abs_diff", "fd_rel_err", "ref_rel_err_manual", "ref_rel_err_torch",
-                "rel_tol"]
-GRAD_COLUMNS = ["step", "epoch", "param", *GRAD_METRICS]
 COL = {name: i for i, name in enumerate(GRAD_METRICS)}   # metric -> index in the tables
-assert GRAD_METRICS[:5] == ["max_abs_diff", "rel_err", "cosine", "norm_manual", "norm_torch"]
-NORMS = slice(COL["norm_manual"], COL["norm_torch"] + 1)
-SUMMARY_COLUMNS = ["param", "max_abs_diff", "rel_err", "worst_step", "min_cosine",
-                   "weight_max_abs_diff", "fd_rel_err", "tolerance", "verdict", "worst_ratio"]
+NORMS = [COL["norm_manual"], COL["norm_torch"]]
 
 
 @dataclass
@@ -65,13 +63,6 @@ class RunResult:
 
 class Diverged(Exception):
     pass
-
-
-def _to_numpy(x) -> np.ndarray:
-    """A numpy view (CPU) or copy (device) of a numpy array or torch tensor."""
-    if isinstance(x, np.ndarray):
-        return x
-    return x.detach().cpu().numpy()
 
 
 def resolve(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
@@ -142,22 +133,6 @@ def initial_state(cfg: RunConfig):
     return cfg, data, params, np.random.default_rng(order_seq), seeds
 
 
-def batches(N: int, B: int, shuffle: bool, order_rng, total: int):
-    """Yield ``(step, epoch, idx)`` for ``total`` steps: ``idx`` is None for the full batch,
-    else the step's slice of this epoch's order (reshuffled from ``order_rng`` at each
-    epoch start when ``shuffle``; the last batch of an epoch may be smaller)."""
-    per_epoch = math.ceil(N / B)
-    order = np.arange(N)
-    for step in range(total):
-        pos = step % per_epoch
-        if B >= N:
-            yield step, step // per_epoch, None
-            continue
-        if pos == 0 and shuffle:
-            order = order_rng.permutation(N)
-        yield step, step // per_epoch, order[pos * B:(pos + 1) * B]
-
-
 def run_experiment(cfg: RunConfig, *, progress: bool = False) -> RunResult:
     """Train both sides in lockstep as ``cfg`` says; never raises for divergence/interrupt.
 
@@ -168,153 +143,172 @@ def run_experiment(cfg: RunConfig, *, progress: bool = False) -> RunResult:
         return _run(cfg, progress)
 
 
+def standard_sides(cfg: RunConfig, params: dict) -> tuple[ManualSide, TorchSide]:
+    """manual.MLP + manual.SGD (on numpy, or on torch tensors on ``cfg.device`` for the
+    torch backend) and torch_impl.MLP + torch.optim.SGD, both from ``params``."""
+    tor = torch_impl.MLP(cfg.sizes, **cfg.spec(), params=params, device=cfg.device)
+    if cfg.manual_backend == "torch":   # the same hand code, on torch tensors on `device`
+        device = torch.device(cfg.device)
+        params = {k: torch.as_tensor(v, device=device) for k, v in params.items()}
+    man = manual.MLP(cfg.sizes, **cfg.spec(), params=params)
+    return ManualSide(man, cfg.sgd), TorchSide(tor, cfg.sgd)
+
+
 def _run(cfg: RunConfig, progress: bool) -> RunResult:
     t_start = time.perf_counter()
     cfg, data, params, order_rng, seeds = initial_state(cfg)
-
-    spec = dict(activation=cfg.activation, output_activation=cfg.resolved_output_activation,
-                bias=cfg.bias, loss=cfg.loss, dtype=cfg.dtype)
-    device = torch.device(cfg.device)
-    tor = torch_impl.MLP(cfg.sizes, **spec, params=params, device=cfg.device)
-    if cfg.manual_backend == "torch":   # the same hand code, on torch tensors on `device`
-        man = manual.MLP(cfg.sizes, **spec, params={
-            k: torch.as_tensor(v, device=device) for k, v in params.items()})
-    else:
-        man = manual.MLP(cfg.sizes, **spec, params=params)
-    sgd = dict(lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening,
-               weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-    opt_m = manual.SGD(man.param_arrays, **sgd)
-    opt_t = tor.optimizer(**sgd)
-
+    man, tor = standard_sides(cfg, params)
     # Data, converted once: numpy in the run dtype for manual/numpy, tensors for torch.
-    np_dtype = np.dtype(cfg.dtype)
-    X = data.X.astype(np_dtype)
-    Y = data.Y if data.Y.dtype.kind == "i" else data.Y.astype(np_dtype)
-    Xt, Yt = tor.as_input(X), tor.as_target(Y)
-    Xm, Ym = (Xt, Yt) if cfg.manual_backend == "torch" else (X, Y)
+    X = data.X.astype(cfg.dtype)
+    Y = data.Y if data.Y.dtype.kind == "i" else data.Y.astype(cfg.dtype)
+    tor.bind(X, Y)
+    man.bind(*((tor.X, tor.Y) if cfg.manual_backend == "torch" else (X, Y)))
     N = X.shape[0]
     B = N if cfg.batch_size == "full" else cfg.batch_size
-    steps_per_epoch = math.ceil(N / B)
-    total = cfg.steps if cfg.steps else cfg.epochs * steps_per_epoch
-
-    keys = list(tor.trainable)
-    assert keys == man.trainable, (keys, man.trainable)
-    w_starts = np.cumsum([0] + [int(np.prod(man.shapes[k])) for k in keys[:-1]])
-    t_params = {k: v.detach() for k, v in tor.module.state_dict().items()}
-    # numpy views of the torch weights (updated in place by the optimizer; CPU only)
-    t_np = {k: v.numpy() for k, v in t_params.items()} if device.type == "cpu" else None
-    logged = _logged_steps(total, cfg.log_every, cfg.fd_every, len(keys))
-    n_log = len(logged)
-    loss_rows = np.full((n_log, len(LOSS_COLUMNS)), np.nan)
-    grad_rows = np.full((n_log, len(keys), len(GRAD_METRICS)), np.nan)
-    ref = None
-    if cfg.dtype == "float32":  # float64 reference: the manual code in float64 (numpy)
-        ref = manual.MLP(cfg.sizes, **{**spec, "dtype": "float64"}, params=params)
-    T_all = data.Y
-    if data.Y.ndim == 1:  # integer labels -> one-hot, for the magnitude bound
-        T_all = (data.Y[:, None] == np.arange(cfg.sizes[-1])[None, :]).astype(np.float64)
-
-    status, message, row, step = "completed", "", 0, 0
-    last_g: dict = {}
-    examples = 0
+    total = cfg.steps if cfg.steps else cfg.epochs * math.ceil(N / B)
+    assert man.keys == tor.keys, (man.keys, tor.keys)
+    rec = Recorder(cfg, data, man, tor, _logged_steps(total, cfg.log_every, cfg.fd_every,
+                                                      len(man.keys)))
+    engine = Lockstep([man], reference=tor, mode=cfg.mode)
+    status, message = "completed", ""
     bar = _progress(total, cfg.name, progress)
     try:
-        for step, epoch, idx in batches(N, B, cfg.shuffle, order_rng, total):
-            if idx is None:
-                xm, ym, xt, yt = Xm, Ym, Xt, Yt
-            else:
-                it = torch.as_tensor(idx, device=device)
-                xt, yt = Xt[it], Yt[it]
-                xm, ym = (xt, yt) if cfg.manual_backend == "torch" else (X[idx], Y[idx])
-            examples += N if idx is None else len(idx)
-
-            Em, gm = man.loss_and_gradients(xm, ym, native=True)
-            try:
-                Et, gt = tor.loss_and_gradients(xt, yt, native=True)
-            except RuntimeError:
-                # torch.nn.BCELoss refuses NaN outputs instead of returning NaN: with
-                # non-finite weights that is divergence, anything else is a real error
-                if _finite(t_params):
-                    raise
-                Et, gt = math.nan, {k: torch.full_like(v, math.nan)
-                                    for k, v in tor.trainable.items()}
-            is_logged = row < n_log and logged[row] == step
-            bad_m, bad_t = not math.isfinite(Em), not math.isfinite(Et)
-            if is_logged or bad_m or bad_t:
-                loss_rows[row] = (step, epoch, Em, Et, abs(Em - Et),
-                                  abs(Em - Et) / max(abs(Em), abs(Et), TINY), examples)
-                g_np = {k: (_to_numpy(gm[k]), _to_numpy(gt[k])) for k in keys}
-                metrics = compare_many([g[0] for g in g_np.values()],
-                                       [g[1] for g in g_np.values()])     # (P, 5)
-                grad_rows[row, :, :5] = metrics   # compare_many's five, in GRAD_METRICS order
-                # rel_tol = 2γ_m · cond, cond = ‖G̃‖ / ‖g‖ ≥ 1 (experiments.core.metrics)
-                acts = [_to_numpy(x) for x in man.last_activations]
-                w_np = {k: _to_numpy(v) for k, v in man.param_arrays.items()}
-                grad_rows[row, :, COL["rel_tol"]] = step_tolerances(
-                    man, w_np, acts, T_all if idx is None else T_all[idx], metrics, cfg.dtype)
-                if ref is not None:
-                    _reference(grad_rows[row], ref, man, tor, keys, g_np, data.X, data.Y, idx,
-                               cfg.mode)
-                if cfg.fd_every and step % cfg.fd_every == 0:
-                    _finite_differences(grad_rows[row], man, tor, keys, g_np, data.X, data.Y, idx)
-                if not (bad_m or bad_t) and math.isfinite(sum(m[3] + m[4] for m in metrics)):
-                    last_g = g_np   # the last finite gradients, for final_grads.csv
-                else:
-                    row += 1
-                    raise Diverged(_divergence_message(step, man, t_params, bad_m, bad_t,
-                                                       grad_rows[row - 1, :, NORMS], cfg.lr))
-            opt_m.step(gm)
-            opt_t.step()
-            if is_logged:   # weight_max_abs_diff after the update, all tensors in one pass
-                wm = np.concatenate([_to_numpy(man.param_arrays[k]).reshape(-1) for k in keys])
-                wt = np.concatenate([(t_np[k] if t_np is not None else _to_numpy(t_params[k]))
-                                     .reshape(-1) for k in keys])
-                drift = np.maximum.reduceat(np.abs(wm - wt), w_starts)    # (P,)
-                grad_rows[row, :, COL["weight_max_abs_diff"]] = drift
-                row += 1
-            if cfg.mode == "synced":
-                _sync(man, opt_m, tor, opt_t, t_params, keys)
-            bar.update(1)
-        step = total
-        if not (_finite(man.param_arrays) and _finite(t_params)):  # the last update
-            raise Diverged(_divergence_message(total, man, t_params, False, False, None,
-                                               cfg.lr))
+        engine.run(batches(N, B, cfg.shuffle, order_rng, total), rec, bar)
+        if not (finite(man.arrays) and finite(tor.arrays)):  # the last update
+            raise Diverged(_divergence_message(total, man, tor, False, False, None, cfg.lr))
     except Diverged as err:
         status, message = "diverged", str(err)
     except KeyboardInterrupt:
-        # A step cut off mid-way never reached `row += 1`: the tables end at the last
-        # completed logged step.
-        status, message = "interrupted", f"interrupted during step {step}"
+        # A step cut off mid-way never reached the recorder's row count: the tables end at
+        # the last completed logged step.
+        status, message = "interrupted", f"interrupted during step {engine.step}"
     finally:
         bar.close()
-    steps_done = step
-    seconds = time.perf_counter() - t_start
-
-    loss_df, grads_df = _frames(loss_rows[:row], grad_rows[:row], keys)
-    summary = summarize(grads_df, keys)
-    final = _final_grads(last_g, keys) if last_g else pd.DataFrame()
+    steps_done = engine.step
+    row = rec.row
+    loss_df, grads_df = _frames(rec.loss_rows[:row], rec.grad_rows[:row], man.keys)
+    summary = summarize(grads_df, man.keys)
+    final = _final_grads(rec.last_g, man.keys) if rec.last_g else pd.DataFrame()
     # After an interrupt the two sides' last forward passes may belong to different steps.
-    preds = _predictions(man, tor) if row and status != "interrupted" else pd.DataFrame()
-    if not message:
-        message = f"{steps_done} steps completed"
-    result = RunResult(config=cfg, dataset=data, loss=loss_df, grads=grads_df, final_grads=final,
-                     predictions=preds, summary=summary, status=status, message=message,
-                     steps_done=steps_done, total_steps=total,
-                     seeds=seeds,
-                     seconds=seconds)
+    preds = (_predictions(man.net, tor.tor) if row and status != "interrupted"
+             else pd.DataFrame())
+    result = RunResult(config=cfg, dataset=data, loss=loss_df, grads=grads_df,
+                       final_grads=final, predictions=preds, summary=summary, status=status,
+                       message=message or f"{steps_done} steps completed",
+                       steps_done=steps_done, total_steps=total, seeds=seeds,
+                       seconds=time.perf_counter() - t_start)
     # The automatic diagnosis (constant ratio, transposed, one layer, ...) of every run.
     result.findings = diagnose_result(result)
-    kinds = param_kinds(result.findings, keys)
+    kinds = param_kinds(result.findings, man.keys)
     summary["diagnosis"] = summary["param"].map(kinds).fillna(
-        " + ".join(sorted({kinds[k] for k in keys if kinds[k] != "agree"})) or "agree")
+        " + ".join(sorted({kinds[k] for k in man.keys if kinds[k] != "agree"})) or "agree")
     return result
 
 
-def _finite(arrays) -> bool:
-    return all(math.isfinite(float(_to_numpy(v).sum())) for v in arrays.values())
+class Recorder(Observer):
+    """The runner's metrics: preallocated rows for the logged steps (``schema``'s columns),
+    filled from the engine's hooks. ``compare`` also detects divergence (a non-finite loss
+    at any step, a non-finite gradient at a logged one) and raises ``Diverged``."""
+
+    def __init__(self, cfg: RunConfig, data: Dataset, man: ManualSide, tor: TorchSide,
+                 logged: np.ndarray):
+        self.cfg, self.data, self.man, self.tor, self.logged = cfg, data, man, tor, logged
+        self.keys = man.keys
+        P = len(self.keys)
+        self.loss_rows = np.full((len(logged), len(LOSS_COLUMNS)), np.nan)
+        self.grad_rows = np.full((len(logged), P, len(GRAD_METRICS)), np.nan)
+        self.row, self.examples, self.last_g = 0, 0, {}
+        self.w_starts = np.cumsum([0] + [int(np.prod(man.net.shapes[k]))
+                                         for k in self.keys[:-1]])
+        self.ref = None
+        if cfg.dtype == "float32":  # float64 reference: the manual code in float64 (numpy)
+            self.ref = manual.MLP(cfg.sizes, **cfg.spec(dtype="float64"), params=man.params)
+        T = data.Y
+        if T.ndim == 1:  # integer labels -> one-hot, for the magnitude bound
+            T = (T[:, None] == np.arange(cfg.sizes[-1])[None, :]).astype(np.float64)
+        self.T_all = T
+        # numpy views of the torch weights (updated in place by the optimizer; CPU only)
+        self.t_np = ({k: v.numpy() for k, v in tor.arrays.items()}
+                     if tor.tor.device.type == "cpu" else None)
+        self.is_logged = False
+
+    def compare(self, step, epoch, idx, ref, evals) -> None:
+        (Em, gm), (Et, gt) = evals[0], ref
+        self.examples += self.data.X.shape[0] if idx is None else len(idx)
+        self.is_logged = self.row < len(self.logged) and self.logged[self.row] == step
+        bad_m, bad_t = not math.isfinite(Em), not math.isfinite(Et)
+        if not (self.is_logged or bad_m or bad_t):
+            return
+        row, cfg = self.grad_rows[self.row], self.cfg
+        self.loss_rows[self.row] = (step, epoch, Em, Et, abs(Em - Et),
+                                    abs(Em - Et) / max(abs(Em), abs(Et), TINY), self.examples)
+        g_np = {k: (to_numpy(gm[k]), to_numpy(gt[k])) for k in self.keys}
+        metrics = compare_many([g[0] for g in g_np.values()], [g[1] for g in g_np.values()])
+        for name in Comparison._fields:
+            row[:, COL[name]] = [getattr(m, name) for m in metrics]
+        # rel_tol = 2γ_m · cond, cond = ‖G̃‖ / ‖g‖ ≥ 1 (experiments.core.tolerance)
+        net = self.man.net
+        acts = [to_numpy(x) for x in net.last_activations]
+        w_np = {k: to_numpy(v) for k, v in net.param_arrays.items()}
+        row[:, COL["rel_tol"]] = step_tolerances(
+            net, w_np, acts, self.T_all if idx is None else self.T_all[idx], metrics, cfg.dtype)
+        if self.ref is not None:
+            self._reference(row, g_np, idx)
+        if cfg.fd_every and step % cfg.fd_every == 0:
+            self._finite_differences(row, g_np, idx)
+        if not (bad_m or bad_t) and math.isfinite(sum(m.norm_manual + m.norm_torch
+                                                      for m in metrics)):
+            self.last_g = g_np   # the last finite gradients, for final_grads.csv
+            return
+        self.row += 1
+        raise Diverged(_divergence_message(step, self.man, self.tor, bad_m, bad_t,
+                                           row[:, NORMS], cfg.lr))
+
+    def updated(self, step) -> None:
+        if not self.is_logged:
+            return
+        # weight_max_abs_diff after the update, all tensors in one pass
+        keys, man = self.keys, self.man
+        wm = np.concatenate([to_numpy(man.arrays[k]).reshape(-1) for k in keys])
+        wt = np.concatenate([(self.t_np[k] if self.t_np is not None
+                              else to_numpy(self.tor.arrays[k])).reshape(-1) for k in keys])
+        self.grad_rows[self.row, :, COL["weight_max_abs_diff"]] = np.maximum.reduceat(
+            np.abs(wm - wt), self.w_starts)                                   # (P,)
+        self.row += 1
+
+    def _batch(self, idx):
+        X64, Y64 = self.data.X, self.data.Y
+        return (X64, Y64) if idx is None else (X64[idx], Y64[idx])
+
+    def _reference(self, row, g_np, idx) -> None:
+        """float32 runs: rel_err of each side's gradient to a float64 one at that side's
+        weights."""
+        xb, yb = self._batch(idx)
+        self.ref.set_params(self.tor.params)
+        g_ref_t = self.ref.gradients(xb, yb)
+        if self.cfg.mode != "synced":
+            self.ref.set_params(self.man.params)
+            g_ref_m = self.ref.gradients(xb, yb)
+        else:
+            g_ref_m = g_ref_t
+        for j, k in enumerate(self.keys):
+            row[j, COL["ref_rel_err_manual"]] = rel_err(g_np[k][0], g_ref_m[k])
+            row[j, COL["ref_rel_err_torch"]] = rel_err(g_np[k][1], g_ref_t[k])
+
+    def _finite_differences(self, row, g_np, idx) -> None:
+        """fd_rel_err: the worse side's rel_err to central differences (float64) at the
+        torch side's weights (the two sides' weights differ by rounding, far below the FD
+        error)."""
+        xb, yb = self._batch(idx)
+        probe = manual.MLP(self.cfg.sizes, **self.cfg.spec(dtype="float64"),
+                           params=self.tor.params)
+        fd = manual.finite_difference_gradients(probe, xb, yb)
+        for j, k in enumerate(self.keys):
+            row[j, COL["fd_rel_err"]] = max(rel_err(g_np[k][0], fd[k]),
+                                            rel_err(g_np[k][1], fd[k]))
 
 
-def _divergence_message(step, man, t_params, bad_m, bad_t, norms, lr) -> str:
+def _divergence_message(step, man, tor, bad_m, bad_t, norms, lr) -> str:
     """Which side diverged first, and at which step.
 
     Checked where a non-finite value is first seen (a loss every step, gradients at logged
@@ -322,7 +316,7 @@ def _divergence_message(step, man, t_params, bad_m, bad_t, norms, lr) -> str:
     before made them so (an unlogged non-finite gradient, or an overflowing update), and
     that earlier step is reported. No per-step weight check is needed for this.
     """
-    w_m, w_t = not _finite(man.param_arrays), not _finite(t_params)
+    w_m, w_t = not finite(man.arrays), not finite(tor.arrays)
     if w_m or w_t:
         step, bad_m, bad_t, what = step - 1, w_m, w_t, "its update made the weights non-finite"
     else:
@@ -332,47 +326,6 @@ def _divergence_message(step, man, t_params, bad_m, bad_t, norms, lr) -> str:
         what = "a non-finite loss or gradient"
     side = "both sides" if bad_m and bad_t else ("the manual side" if bad_m else "the torch side")
     return f"diverged at step {step}: {side} first ({what}; lr = {lr})"
-
-
-def _sync(man, opt_m, tor, opt_t, t_params, keys) -> None:
-    """Reset the manual side to the torch side's weights and momentum buffers."""
-    for k, v in t_params.items():
-        dst = man.param_arrays[k]
-        dst[...] = _to_numpy(v) if isinstance(dst, np.ndarray) else v
-    for k in keys:
-        buf = opt_t.state.get(tor.trainable[k], {}).get("momentum_buffer")
-        if buf is not None:
-            b = man.param_arrays[k]
-            opt_m.momentum_buffer[k] = (_to_numpy(buf).copy() if isinstance(b, np.ndarray)
-                                        else buf.clone())
-
-
-def _reference(rows, ref, man, tor, keys, g_np, X64, Y64, idx, mode) -> None:
-    """float32 runs: rel_err of each side's gradient to a float64 one at that side's weights."""
-    xb = X64 if idx is None else X64[idx]
-    yb = Y64 if idx is None else Y64[idx]
-    ref.set_params(tor.params)
-    g_ref_t = ref.gradients(xb, yb)
-    if mode != "synced":
-        ref.set_params(man.params)
-        g_ref_m = ref.gradients(xb, yb)
-    else:
-        g_ref_m = g_ref_t
-    for j, k in enumerate(keys):
-        rows[j, COL["ref_rel_err_manual"]] = rel_err(g_np[k][0], g_ref_m[k])
-        rows[j, COL["ref_rel_err_torch"]] = rel_err(g_np[k][1], g_ref_t[k])
-
-
-def _finite_differences(rows, man, tor, keys, g_np, X64, Y64, idx) -> None:
-    """fd_rel_err: the worse side's rel_err to central differences (float64) at the torch
-    side's weights (the two sides' weights differ by rounding, far below the FD error)."""
-    xb = X64 if idx is None else X64[idx]
-    yb = Y64 if idx is None else Y64[idx]
-    probe = manual.MLP(tor.sizes, tor.activation, tor.output_activation, tor.bias,
-                       tor.loss_name, "float64", params=tor.params)
-    fd = manual.finite_difference_gradients(probe, xb, yb)
-    for j, k in enumerate(keys):
-        rows[j, COL["fd_rel_err"]] = max(rel_err(g_np[k][0], fd[k]), rel_err(g_np[k][1], fd[k]))
 
 
 def _frames(loss_rows, grad_rows, keys) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -427,8 +380,8 @@ def _final_grads(g_np, keys) -> pd.DataFrame:
 
 def _predictions(man, tor) -> pd.DataFrame:
     """The last forward pass of both sides (made before the last update), long form."""
-    a = _to_numpy(man.last_output).astype(np.float64)
-    b = _to_numpy(tor.last_output).astype(np.float64)
+    a = to_numpy(man.last_output).astype(np.float64)
+    b = to_numpy(tor.last_output).astype(np.float64)
     r, c = np.indices(a.shape)
     return pd.DataFrame({"sample": r.ravel(), "output": c.ravel(), "manual": a.ravel(),
                          "torch": b.ravel(), "abs_diff": np.abs(a - b).ravel()})

@@ -28,12 +28,11 @@ import numpy as np
 import pandas as pd
 
 import manual
+from experiments.core.schema import BUGS_COLUMNS as COLUMNS
 from manual.activations import sigmoid, sigmoid_prime
 from manual.losses import targets_for
 
 CONTROL = "control"
-COLUMNS = ["bug", "step", "param", "rel_err", "rel_tol", "max_abs_diff", "cosine", "ratio",
-           "ratio_residual", "verdict", "diagnosis", "detail"]
 
 
 @dataclass(frozen=True)
@@ -145,7 +144,8 @@ def run_gallery(bugs=None, *, sizes=(3, 4, 4, 3), batch: int = 5, steps: int = 4
     the fitted ratio c and its residual, the verdict, and the diagnosis kind and text."""
     import torch_impl
     from experiments.core.diagnose import diagnose, fit_ratio, param_kinds
-    from experiments.core.metrics import compare_many, step_tolerances, verdict
+    from experiments.core.metrics import compare_many, verdict
+    from experiments.core.tolerance import step_tolerances
 
     names = list(BUGS) if bugs is None else list(bugs)
     unknown = [b for b in names if b not in BUGS]

@@ -45,6 +45,8 @@ import pandas as pd
 
 import manual
 from experiments.core.config import ConfigError, RunConfig, load_config, replace
+from experiments.core.schema import EXPLAIN_COLUMNS as CSV_COLUMNS
+from experiments.core.schema import UPDATE_ORDER_COLUMNS as TABLE_COLUMNS
 
 __all__ = [
     "CSV_COLUMNS",
@@ -66,9 +68,6 @@ ORDERS = ("simultaneous", "sequential")
 FORMATS = ("text", "markdown", "csv")
 MAX_PARAMS = 200        # beyond this the full explanation is a wall of numbers: ask for --param
 DISPLAY_SAMPLES = 8     # text/markdown show this many samples per sum (csv shows all)
-CSV_COLUMNS = ["section", "param", "term", "value", "autograd", "diff"]
-TABLE_COLUMNS = ["figure", "published", "digits", "step", "simultaneous", "sequential",
-                 "autograd_sgd", "matches", "note"]
 
 LOSS_RULES = {  # ∂E/∂out, as manual.losses writes it (M = N·K)
     "half_sse": "∂E/∂out = out − target   (E = ½ Σ_n Σ_o (target − out)²)",

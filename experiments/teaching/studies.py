@@ -46,13 +46,24 @@ from matplotlib.figure import Figure
 import manual
 from experiments.core.config import ConfigError, RunConfig, replace
 from experiments.core.runner import RunResult, batches, initial_state, run_experiment, summarize
+from experiments.core.schema import (
+    BATCH_ARMS_COLUMNS,
+    CURVE_COLUMNS,
+    CV_INITS_COLUMNS,
+    CV_PAIRS_COLUMNS,
+    DRIFT_ARMS_COLUMNS,
+    DRIFT_COLUMNS,
+    LR_ARMS_COLUMNS,
+    LR_CURVE_COLUMNS,
+    SPARSE_ARMS_COLUMNS,
+    SPARSE_MOVE_COLUMNS,
+    SPARSE_ZERO_COLUMNS,
+)
 from experiments.output.plots import DPI
 from experiments.output.report import markdown_table
 from experiments.output.rundir import atomic_folder, check_out, write_csv
 
 #: columns every study's arms.csv ends with: how the two sides compared in that arm
-AGREEMENT_COLUMNS = ["lockstep_mode", "status", "steps_done", "rel_err", "worst_ratio",
-                     "verdict", "weight_max_abs_diff", "loss_abs_diff", "replay_max_abs_diff"]
 
 
 # ------------------------------------------------------------------ shared machinery
@@ -225,11 +236,6 @@ def _fmt(x: float) -> str:
 
 # ------------------------------------------------------------------ batch-modes
 
-CURVE_COLUMNS = ["mode", "batch_size", "step", "epoch", "examples_seen", "loss_manual",
-                 "loss_torch", "full_loss"]
-BATCH_ARMS_COLUMNS = ["mode", "batch_size", "lr", "epochs", "steps", "steps_per_epoch",
-                      "final_full_loss", "full_loss_at_equal_steps", "frac_updates_up",
-                      "batch_loss_noise", *AGREEMENT_COLUMNS]
 
 
 def batch_modes(out: Path, *, quick: bool = False, force: bool = False,
@@ -387,11 +393,6 @@ def _batch_modes_text(arms: pd.DataFrame, cfg: RunConfig, epochs: int,
 
 # ------------------------------------------------------------------ learning-rate
 
-LR_CURVE_COLUMNS = ["output_activation", "lr", "step", "loss_manual", "loss_torch"]
-LR_ARMS_COLUMNS = ["output_activation", "lr", "regime", "diverged_step", "initial_loss",
-                   "final_loss", "min_loss", "frac_updates_up", "sharpness_final",
-                   "free_weight_max_abs_diff", "free_worst_ratio", "free_verdict",
-                   *AGREEMENT_COLUMNS]
 #: regimes, decided from the measured run (thresholds are this study's definitions)
 REGIMES = {
     "diverged": "the runner stopped it: a non-finite loss or gradient (status diverged)",
@@ -600,11 +601,6 @@ def _lr_text(arms: pd.DataFrame, cfg: RunConfig, sharp0: float) -> list[str]:
 # ------------------------------------------------------------------ convex-vs-nonconvex
 
 WEIGHT_DECAY = 1e-2   # makes every minimum finite; see convex_vs_nonconvex's docstring
-CV_INITS_COLUMNS = ["model", "init", "init_seed", "objective", "loss", "grad_norm",
-                    "grad_rounding", "weight_norm", "hessian_min_eig", "minimum",
-                    *AGREEMENT_COLUMNS]
-CV_PAIRS_COLUMNS = ["model", "init_a", "init_b", "same_minimum", "objective_diff",
-                    "weight_distance", "aligned_distance", "function_distance", "tolerance"]
 
 
 def objective(net: manual.MLP, X, Y, weight_decay: float) -> float:
@@ -644,7 +640,7 @@ def permutations_of_hidden(w: np.ndarray, sizes) -> np.ndarray:
 def _rounding_of_gradient(net: manual.MLP, X, Y, T) -> float:
     """A bound on the rounding error of one computed ‖∇E‖: γ_m‖G̃‖ (Higham's bound used
     by the runner, ``experiments.core.metrics``), summed over the tensors in quadrature."""
-    from experiments.core.metrics import gradient_tolerance, magnitude_gradients
+    from experiments.core.tolerance import gradient_tolerance, magnitude_gradients
 
     net.loss_and_gradients(X, Y)
     acts = net.last_activations
@@ -1054,14 +1050,6 @@ def _cv_text(inits, pairs, slices, cfg: RunConfig) -> list[str]:
 
 # ------------------------------------------------------------------ sparse-features
 
-SPARSE_ZERO_COLUMNS = ["lr", "batch_size", "step", "active_features", "zeros_first_layer",
-                       "entries_first_layer", "zeros_all", "entries_all"]
-SPARSE_MOVE_COLUMNS = ["lr", "batch_size", "feature", "frequency", "steps_touched",
-                       "delta_norm"]
-SPARSE_ARMS_COLUMNS = ["lr", "batch_size", "steps", "zero_frac_first_layer", "zero_frac_all",
-                       "rare_move", "common_move", "rare_common_ratio", "rank_corr",
-                       "rare_move_per_touch", "common_move_per_touch",
-                       *AGREEMENT_COLUMNS]
 N_EDGE = 5   # "rare" = the 5 least frequent features, "common" = the 5 most frequent
 
 
@@ -1272,15 +1260,6 @@ def _sparse_text(arms: pd.DataFrame, moves: pd.DataFrame, cfg: RunConfig) -> lis
 
 # ------------------------------------------------------------------ float32-drift-lesson
 
-DRIFT_COLUMNS = ["mode", "step", "param", "weight_max_abs_diff", "rel_err", "rel_tol",
-                 "ref_rel_err_manual", "ref_rel_err_torch", "rounding_ratio"]
-DRIFT_ARMS_COLUMNS = ["mode", "steps", "first_weight_diff", "final_weight_diff",
-                      "max_weight_scale", "median_rel_err", "max_rel_err",
-                      "median_rounding_ratio", "max_rounding_ratio", "frac_rounding_exceeded",
-                      "median_ref_manual",
-                      "median_ref_torch", "frac_manual_closer", "frac_torch_closer",
-                      "first_vacuous_step", "frac_vacuous", "final_loss_abs_diff",
-                      *AGREEMENT_COLUMNS]
 
 
 def float32_drift_lesson(out: Path, *, quick: bool = False, force: bool = False,
@@ -1391,7 +1370,7 @@ def _drift_figure(drift: pd.DataFrame, path: Path) -> str:
 
 
 def _drift_text(arms: pd.DataFrame, cfg: RunConfig) -> list[str]:
-    from experiments.core.metrics import unit_roundoff
+    from experiments.core.tolerance import unit_roundoff
 
     by = arms.set_index("mode")
     free, synced = by.loc["free"], by.loc["synced"]

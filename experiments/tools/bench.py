@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.core.config import ConfigError
+from experiments.core.schema import BENCH_COLUMNS as COLUMNS
 from experiments.output.rundir import write_csv
 
 IMPLS = ("manual-numpy", "manual-torch", "torch-autograd", "floor-numpy", "floor-torch")
@@ -71,12 +72,6 @@ LR = 0.01        # small: the weights barely move, so timings do not drift with 
 WIDE = 512       # "wide layers": a hidden width of at least this many units
 TARGET_WIDE_RATIO = 1.15   # manual-numpy / floor-numpy on wide layers (the target)
 
-COLUMNS = ("case", "impl", "library", "device", "dtype", "batch", "sizes", "flops",
-           "seconds_per_step", "seconds_q25", "seconds_q75", "seconds_min", "seconds_max",
-           "us_per_step", "gflops_per_s", "ratio_to_floor", "ratio_to_floor_q25",
-           "ratio_to_floor_q75", "ratio_to_autograd", "numpy_calls_per_step",
-           "numpy_calls_per_layer", "numpy_call_us", "repeats", "steps_per_repeat",
-           "threads", "clock")
 QUICK = {"repeats": 5, "min_time": 0.03}    # --quick: under 2 minutes on 2 busy cores
 FULL = {"repeats": 9, "min_time": 0.1}
 

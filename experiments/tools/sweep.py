@@ -41,14 +41,13 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from experiments.core.config import ConfigError, RunConfig, load_config, parse_override, replace
+from experiments.core.schema import SWEEP_COLUMNS
 
 __all__ = ["BACKENDS", "SWEEP_COLUMNS", "default_sweep_out", "parse_grid", "plot_sweep",
            "register", "run_sweep"]
 
 BACKENDS = ("loky", "threading", "dask", "ray")
 #: sweep.csv columns; the grid keys' columns come right after ``point``.
-SWEEP_COLUMNS = ["point", "status", "final_loss_manual", "final_loss_torch", "worst_rel_err",
-                 "worst_ratio", "verdict", "steps_done", "seconds", "message"]
 #: keys the sweep sets itself for every point
 NOT_SWEEPABLE = ("name", "description", "out")
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
