@@ -118,6 +118,11 @@ class ManualSide:
         """The live parameter arrays (native)."""
         return self.net.param_arrays
 
+    @property
+    def last_output(self):
+        """The output of the last ``evaluate`` (native), before its update."""
+        return self.net.last_output
+
     def load(self, other) -> None:
         """Copy ``other``'s weights and momentum buffers into this side, in place."""
         for k, v in other.arrays.items():
@@ -170,6 +175,10 @@ class TorchSide:
 
     def update(self, grads: Mapping) -> None:
         self.opt.step()   # autograd left the gradients in each parameter's .grad
+
+    @property
+    def last_output(self):
+        return self.tor.last_output
 
     @property
     def params(self) -> dict[str, np.ndarray]:

@@ -27,6 +27,7 @@ from experiments.core.engine import (
     Lockstep,
     ManualSide,
     Observer,
+    Side,
     TorchSide,
     batches,
     finite,
@@ -59,6 +60,7 @@ class RunResult:
     seeds: dict = field(default_factory=dict)
     seconds: float = 0.0
     findings: list = field(default_factory=list)   # experiments.core.diagnose.Finding
+    side_name: str = "manual"         # the compared side (a learner's file name, say)
 
 
 class Diverged(Exception):
@@ -133,14 +135,17 @@ def initial_state(cfg: RunConfig):
     return cfg, data, params, np.random.default_rng(order_seq), seeds
 
 
-def run_experiment(cfg: RunConfig, *, progress: bool = False) -> RunResult:
+def run_experiment(cfg: RunConfig, *, progress: bool = False, side=None) -> RunResult:
     """Train both sides in lockstep as ``cfg`` says; never raises for divergence/interrupt.
 
+    ``side``, when given, is a callable ``(cfg, params) -> Side`` whose side takes the
+    manual side's place (its columns are the ``*_manual`` ones): e.g. a learner's own
+    backprop. It needs ``bind(X, Y)``, ``arrays`` and ``last_output`` as ``ManualSide``.
     numpy's overflow/invalid warnings are silenced for the run: a non-finite loss or
     gradient is detected and reported as divergence instead (status "diverged").
     """
     with np.errstate(all="ignore"):
-        return _run(cfg, progress)
+        return _run(cfg, progress, side)
 
 
 def standard_sides(cfg: RunConfig, params: dict) -> tuple[ManualSide, TorchSide]:
@@ -154,10 +159,12 @@ def standard_sides(cfg: RunConfig, params: dict) -> tuple[ManualSide, TorchSide]
     return ManualSide(man, cfg.sgd), TorchSide(tor, cfg.sgd)
 
 
-def _run(cfg: RunConfig, progress: bool) -> RunResult:
+def _run(cfg: RunConfig, progress: bool, side) -> RunResult:
     t_start = time.perf_counter()
     cfg, data, params, order_rng, seeds = initial_state(cfg)
     man, tor = standard_sides(cfg, params)
+    if side is not None:
+        man = side(cfg, params)
     # Data, converted once: numpy in the run dtype for manual/numpy, tensors for torch.
     X = data.X.astype(cfg.dtype)
     Y = data.Y if data.Y.dtype.kind == "i" else data.Y.astype(cfg.dtype)
@@ -190,13 +197,13 @@ def _run(cfg: RunConfig, progress: bool) -> RunResult:
     summary = summarize(grads_df, man.keys)
     final = _final_grads(rec.last_g, man.keys) if rec.last_g else pd.DataFrame()
     # After an interrupt the two sides' last forward passes may belong to different steps.
-    preds = (_predictions(man.net, tor.tor) if row and status != "interrupted"
+    preds = (_predictions(man, tor) if row and status != "interrupted"
              else pd.DataFrame())
     result = RunResult(config=cfg, dataset=data, loss=loss_df, grads=grads_df,
                        final_grads=final, predictions=preds, summary=summary, status=status,
                        message=message or f"{steps_done} steps completed",
                        steps_done=steps_done, total_steps=total, seeds=seeds,
-                       seconds=time.perf_counter() - t_start)
+                       seconds=time.perf_counter() - t_start, side_name=man.name)
     # The automatic diagnosis (constant ratio, transposed, one layer, ...) of every run.
     result.findings = diagnose_result(result)
     kinds = param_kinds(result.findings, man.keys)
@@ -218,7 +225,7 @@ class Recorder(Observer):
         self.loss_rows = np.full((len(logged), len(LOSS_COLUMNS)), np.nan)
         self.grad_rows = np.full((len(logged), P, len(GRAD_METRICS)), np.nan)
         self.row, self.examples, self.last_g = 0, 0, {}
-        self.w_starts = np.cumsum([0] + [int(np.prod(man.net.shapes[k]))
+        self.w_starts = np.cumsum([0] + [int(np.prod(tor.arrays[k].shape))
                                          for k in self.keys[:-1]])
         self.ref = None
         if cfg.dtype == "float32":  # float64 reference: the manual code in float64 (numpy)
@@ -246,9 +253,15 @@ class Recorder(Observer):
         metrics = compare_many([g[0] for g in g_np.values()], [g[1] for g in g_np.values()])
         for name in Comparison._fields:
             row[:, COL[name]] = [getattr(m, name) for m in metrics]
-        # rel_tol = 2γ_m · cond, cond = ‖G̃‖ / ‖g‖ ≥ 1 (experiments.core.tolerance)
-        net = self.man.net
-        acts = [to_numpy(x) for x in net.last_activations]
+        # rel_tol = 2γ_m · cond, cond = ‖G̃‖ / ‖g‖ ≥ 1 (experiments.core.tolerance), from
+        # the manual forward pass at the compared side's weights
+        net = getattr(self.man, "net", None)
+        if isinstance(net, manual.MLP):
+            acts = net.last_activations
+        else:   # another kind of side: a manual probe at its weights
+            net = manual.MLP(cfg.sizes, **cfg.spec(), params=self.man.params)
+            acts = net.forward_cache(self._batch(idx)[0].astype(cfg.dtype))
+        acts = [to_numpy(x) for x in acts]
         w_np = {k: to_numpy(v) for k, v in net.param_arrays.items()}
         row[:, COL["rel_tol"]] = step_tolerances(
             net, w_np, acts, self.T_all if idx is None else self.T_all[idx], metrics, cfg.dtype)
@@ -378,7 +391,7 @@ def _final_grads(g_np, keys) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _predictions(man, tor) -> pd.DataFrame:
+def _predictions(man: Side, tor: TorchSide) -> pd.DataFrame:
     """The last forward pass of both sides (made before the last update), long form."""
     a = to_numpy(man.last_output).astype(np.float64)
     b = to_numpy(tor.last_output).astype(np.float64)

@@ -72,8 +72,9 @@ def write_report(result: RunResult, folder: Path, figures: list[str]) -> Path:
         f"{', standardised' if cfg.standardize else ''}",
         f"- network: sizes {list(cfg.sizes)}, hidden `{cfg.activation}`, output "
         f"`{cfg.resolved_output_activation}`, bias `{cfg.bias}`, init `{cfg.init}`",
-        f"- loss `{cfg.loss}`, dtype `{cfg.dtype}`, device `{cfg.device}`, manual backend "
-        f"`{cfg.manual_backend}`",
+        f"- loss `{cfg.loss}`, dtype `{cfg.dtype}`, device `{cfg.device}`, "
+        + (f"manual backend `{cfg.manual_backend}`" if result.side_name == "manual" else
+           f"compared side `{result.side_name}` (its numbers are the `*_manual` columns)"),
         f"- {opt}; batch `{cfg.batch_size}`, {result.total_steps} steps, shuffle {cfg.shuffle}, "
         f"seed {cfg.seed}",
         f"- mode `{cfg.mode}`; metrics logged every {cfg.log_every} step(s)"
