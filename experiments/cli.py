@@ -13,6 +13,7 @@ import importlib
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar, no summary table")
     run.add_argument("--quick", action="store_true",
                      help="studies only: a few-second version of the lesson")
+    run.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                     help="torch and BLAS threads (default: 1 for small networks, all cores "
+                          "for large ones; recorded in provenance.json)")
 
     sub.add_parser("list", help="list the named experiments and studies",
                    formatter_class=_Formatter)
@@ -86,6 +90,21 @@ def cmd_list() -> int:
     for name, (description, _) in STUDIES.items():
         print(f"{name:<22} {description}")
     return 0
+
+
+def one_line(text: str) -> str:
+    """An error message as one line: newlines (from a path, say) shown as \\n."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
 
 
 def raise_interrupt(signum, frame):
@@ -123,8 +142,7 @@ def cmd_run(args) -> int:
         cfg = replace(cfg, out=str(args.out))
     out = default_out(cfg)
     check_out(out, args.force)
-    signal.signal(signal.SIGTERM, raise_interrupt)  # SIGTERM ends a run like Ctrl-C
-    result = run_experiment(cfg, progress=not args.quiet)
+    result = run_experiment(cfg, progress=not args.quiet, threads=args.threads)
     write_run(result, out, force=args.force, plots=not args.no_plots)
     if not args.quiet:
         preds = predictions_text(result)
@@ -183,6 +201,18 @@ def cmd_compare(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # From the first instruction on, SIGTERM ends handgrad as Ctrl-C does (exit 130, no
+    # traceback), also while the parser imports the feature modules.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        return _dispatch(argv)
+    except KeyboardInterrupt:
+        print("handgrad: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _dispatch(argv: list[str] | None) -> int:
     from experiments.core.config import ConfigError
     args = build_parser().parse_args(argv)
     try:
@@ -196,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_compare(args)
         return args.func(args)
     except ConfigError as err:
-        print(f"handgrad: error: {err}", file=sys.stderr)
+        print(f"handgrad: error: {one_line(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (OSError, ValueError) as err:
         # unreadable or malformed files handed to plot/compare (CSV, TOML), unwritable paths
@@ -206,11 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(err, (OSError, tomllib.TOMLDecodeError, pd.errors.ParserError,
                                 pd.errors.EmptyDataError)):
             raise
-        print(f"handgrad: error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"handgrad: error: {type(err).__name__}: {one_line(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("handgrad: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `handgrad list | head`: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -22,14 +22,13 @@ from experiments.core.diagnose import (
     Finding,
     bug_tolerance,
     diagnose,
-    diagnose_result,
-    diagnose_run,
     findings_frame,
     findings_markdown,
     fit_ratio,
     param_kinds,
     ratio_causes,
 )
+from experiments.core.diagnose_run import diagnose_result, diagnose_run
 from experiments.core.runner import run_experiment
 from experiments.output.rundir import write_run
 from experiments.teaching import bugs

@@ -74,6 +74,7 @@ def test_run_default_out_is_runs_name(tmp_path, capsys, monkeypatch):
 def test_run_force_replaces(tmp_path, capsys):
     out = tmp_path / "r"
     out.mkdir()
+    (out / ".handgrad").write_text("handgrad run\n")   # an earlier handgrad output
     (out / "old.txt").write_text("old", encoding="utf-8")
     assert handgrad("run", "seed", *TINY, "--out", out, "--no-plots", "--quiet",
                     "--force") == 0

@@ -229,8 +229,11 @@ def test_csv_integer_target_reindexed_in_sorted_order(tmp_path):
     assert ce.name == f"csv:{path}" and ce.n_outputs == 3
     np.testing.assert_array_equal(ce.X, [[1, 2], [3, 4], [5, 6], [7, 8]])
     np.testing.assert_array_equal(ce.Y, [2, 0, 1, 2])   # -1 -> 0, 5 -> 1, 10 -> 2
-    mse = load_dataset(f"csv:{path}", loss="mse", seed=0)
+    mse = load_dataset(f"csv:{path}", loss="mse", seed=0, target_kind="class")
     np.testing.assert_array_equal(mse.Y, np.eye(3)[[2, 0, 1, 2]])
+    # under a regression loss whole numbers are values unless target_kind says class
+    value = load_dataset(f"csv:{path}", loss="mse", seed=0)
+    np.testing.assert_array_equal(value.Y, [[10], [-1], [5], [10]])
 
 
 def test_csv_two_classes_give_one_output(tmp_path):

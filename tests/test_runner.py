@@ -516,6 +516,7 @@ def test_write_run_refuses_a_file(small_result, tmp_path):
 def test_write_run_force_replaces(small_result, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
+    (out / ".handgrad").write_text("handgrad run\n")   # an earlier handgrad output
     (out / "old.txt").write_text("old", encoding="utf-8")
     write_run(small_result, out, force=True, plots=False)
     names = {p.name for p in out.iterdir()}
@@ -547,6 +548,7 @@ def test_failure_while_replacing_keeps_the_old_run(small_result, tmp_path, monke
 
     out = tmp_path / "run"
     out.mkdir()
+    (out / ".handgrad").write_text("handgrad run\n")   # an earlier handgrad output
     (out / "old.txt").write_text("old", encoding="utf-8")
 
     def boom(run_dir):
@@ -555,7 +557,7 @@ def test_failure_while_replacing_keeps_the_old_run(small_result, tmp_path, monke
     with pytest.raises(RuntimeError):
         write_run(small_result, out, force=True)
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
-    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [".handgrad", "old.txt"]
 
 
 def test_plots_are_written_and_linked(small_result, tmp_path):

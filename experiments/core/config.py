@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import math
 import re
+import reprlib
 import tomllib
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -26,6 +27,12 @@ LOSSES = tuple(manual.LOSSES)
 DTYPES = manual.network.DTYPES
 MODES = ("free", "synced")
 BACKENDS = ("numpy", "torch")
+TARGET_KINDS = ("auto", "class", "value")
+MAX_LAYERS = 1000            # deeper nets take minutes per step here and teach nothing more
+MAX_TOML_BYTES = 1_000_000   # a config is a few hundred bytes
+#: values in messages: deep or long ones cut, so a message stays one readable line
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxstring, _SHOW.maxother = 3, 8, 60, 60
 FLOAT32_MAX = 3.4028234663852886e38   # numpy.finfo(numpy.float32).max
 
 
@@ -42,6 +49,8 @@ class RunConfig:
     # -- data
     dataset: str = "seed"            # see `handgrad list`; csv:PATH for your own file
     target: str = ""                 # csv target column ("" = the last column)
+    target_kind: str = "auto"        # csv target: class, value, or auto (value for half_sse
+    #                                  and mse, class for bce and cross_entropy)
     standardize: bool = False        # features to zero mean, unit variance
     # -- network (the shared spec)
     sizes: tuple[int, ...] = ()      # full widths incl. inputs/outputs; () = from hidden + data
@@ -136,6 +145,12 @@ def _field_errors(c: RunConfig):
         yield bad("sizes", "needs at least 2 widths, each >= 1, e.g. [3, 4, 1]")
     if c.hidden and min(c.hidden) < 1:
         yield bad("hidden", "every hidden width must be >= 1 (use [] for no hidden layer)")
+    for key in ("sizes", "hidden"):
+        if len(getattr(c, key)) > MAX_LAYERS + 1:
+            yield (f"{key} has {len(getattr(c, key))} entries: handgrad trains at most "
+                   f"{MAX_LAYERS} layers; use fewer")
+    if c.target_kind not in TARGET_KINDS:
+        yield bad("target_kind", f"choose one of {list(TARGET_KINDS)}")
     for key in ("lr", "momentum", "dampening", "weight_decay"):
         if not math.isfinite(getattr(c, key)):
             yield bad(key, "must be a finite number")
@@ -175,7 +190,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     kind = FIELD_TYPES[key]
 
     def fail(expected):
-        return ConfigError(f"{key} = {value!r} ({where}): expected {expected}, "
+        return ConfigError(f"{key} = {_SHOW.repr(value)} ({where}): expected {expected}, "
                            f"got {type(value).__name__}")
 
     if kind == "str":
@@ -234,6 +249,9 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"--set {key}=...: the value is nested too deeply; a config value "
+                          f"is a number, a string or a flat list") from None
     if FIELD_TYPES[key] == "str" and not isinstance(value, str):
         value = raw   # text keys take the text as typed: --set target=2020
     return key, _coerce(key, value, f"--set {text}")
@@ -248,15 +266,33 @@ def named_experiments() -> dict[str, Path]:
             if p.name.endswith(".toml")}
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def file_problem(path: Path, limit: int) -> str | None:
+    """Why ``path`` cannot be read as an input file, or None: missing, a folder, not a
+    regular file (a FIFO or a device such as /dev/zero would never end), or over
+    ``limit`` bytes."""
+    if not path.exists():
+        return "does not exist"
+    if path.is_dir():
+        return "is a directory, not a file"
     if not path.is_file():
-        what = "is a directory, not a file" if path.is_dir() else "does not exist"
-        raise ConfigError(f"config file {path} {what}; give a named experiment "
+        return "is not a regular file (a FIFO, device or socket)"
+    if path.stat().st_size > limit:
+        return f"is {path.stat().st_size:,} bytes, over the {limit:,}-byte limit"
+    return None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    problem = file_problem(path, MAX_TOML_BYTES)
+    if problem:
+        raise ConfigError(f"config file {path} {problem}; give a named experiment "
                           f"(see `handgrad list`) or a path to a .toml file")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply to be a handgrad config; "
+                          f"a config holds numbers, strings and flat lists") from None
 
 
 def load_config(source: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

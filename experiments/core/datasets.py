@@ -8,8 +8,10 @@ and deterministic given ``seed``; generated sets draw from ``np.random.default_r
 Targets are never standardized.
 
 Targets are either class labels (the class datasets; a CSV target whose values are all
-integers, re-indexed 0..C-1 in sorted order of the distinct values) or real values
-(worked-2-2-2; any other CSV target). ``loss`` fixes how they are encoded:
+integers, when ``target_kind`` is "class", or "auto" under bce or cross_entropy: re-indexed
+0..C-1 in sorted order of the distinct values, at most MAX_CLASSES) or real values
+(worked-2-2-2; any other CSV target: under half_sse and mse whole numbers such as prices
+or counts stay values unless target_kind = "class"). ``loss`` fixes how they are encoded:
 
     targets        loss                 Y                          n_outputs (K)
     C = 2 classes  half_sse, mse, bce   labels as float64 (N, 1)   1
@@ -34,8 +36,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.core.config import file_problem
+
 LOSSES = ("half_sse", "mse", "bce", "cross_entropy")
 CLASSIFICATION_LOSSES = ("bce", "cross_entropy")
+
+
+MAX_CLASSES = 1000            # one output unit per class: beyond this it is not a class
+MAX_CSV_BYTES = 2 * 2**30     # the whole file is parsed in memory
 
 
 class DataError(ValueError):
@@ -139,8 +147,10 @@ DATASETS["csv:PATH"] = ("your CSV file with a header row and numeric cells; the 
 
 
 def load_dataset(name: str, *, loss: str, seed: int, standardize: bool = False,
-                 target: str | None = None) -> Dataset:
-    """The dataset ``name`` with targets encoded for ``loss`` (see the module docstring)."""
+                 target: str | None = None, target_kind: str = "auto") -> Dataset:
+    """The dataset ``name`` with targets encoded for ``loss`` (see the module docstring).
+    ``target_kind`` (csv only): "class", "value", or "auto" — a value for the regression
+    losses half_sse and mse, a class label for bce and cross_entropy."""
     if loss not in LOSSES:
         raise DataError(f"unknown loss {loss!r} for dataset {name!r}; "
                         f"use one of {', '.join(LOSSES)}")
@@ -154,7 +164,12 @@ def load_dataset(name: str, *, loss: str, seed: int, standardize: bool = False,
                             "e.g. csv:data/train.csv")
         X, y, target = _read_csv(path, target)
         where = f"column {target!r} of {path}"
-        real = not np.array_equal(y, np.round(y))                # y (N,)
+        whole = np.array_equal(y, np.round(y))                   # y (N,)
+        if target_kind == "class" and not whole:
+            raise DataError(f"target_kind = \"class\" but {where} holds non-integer values; "
+                            f"use target_kind = \"value\"")
+        regression = loss in ("half_sse", "mse")
+        real = not whole or target_kind == "value" or (target_kind == "auto" and regression)
         Y, K, what = _encode(y[:, None] if real else y, loss, where, real)
         description = (f"{path}: {X.shape[0]} rows, {X.shape[1]} features, "
                        f"target {target!r} ({what})")
@@ -184,6 +199,10 @@ def _encode(y: np.ndarray, loss: str, where: str, real: bool):
     if not real:
         classes, labels = np.unique(y, return_inverse=True)     # labels (N,) in 0..C-1
         C = len(classes)
+        if C > MAX_CLASSES:
+            raise DataError(f"{where} has {C:,} distinct values: more than {MAX_CLASSES} "
+                            f"classes (one output each); if it is a quantity, set "
+                            f"target_kind = \"value\" and use half_sse or mse")
         if C >= 2:
             what = f"{C} classes"
             if loss == "cross_entropy":
@@ -239,8 +258,8 @@ def _read_csv(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray, st
     converted with pandas.to_numeric.
     """
     file = Path(path)
-    if not file.is_file():
-        what = "is a directory" if file.is_dir() else "does not exist"
+    what = file_problem(file, MAX_CSV_BYTES)
+    if what:
         raise DataError(f"CSV file {path} {what}; give the path of a .csv file, "
                         f"as csv:PATH")
     rows, lines = [], []   # non-blank records and the line each ends on

@@ -41,10 +41,8 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -180,99 +178,97 @@ def diagnose(manual: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarra
     dtype = "float32" if any(g.dtype == np.float32 for g in (*gm.values(), *gt.values())) \
         else "float64"
     base_bug = bug_tolerance(dtype) if bug_tol is None else bug_tol
-
-    def tol_of(k: str) -> float:
-        if rel_tol is None:     # no rounding tolerance known: the bug level decides alone
-            return base_bug
-        return float(rel_tol[k] if isinstance(rel_tol, Mapping) else rel_tol)
-
+    tols = {k: base_bug if rel_tol is None   # no rounding tolerance: the bug level decides
+            else float(rel_tol[k] if isinstance(rel_tol, Mapping) else rel_tol) for k in keys}
     K = outputs if outputs is not None else _outputs(keys, {k: g.shape for k, g in gm.items()})
-    findings: list[Finding] = []
-    rounding, unexplained = [], []
-    ratios: dict[str, tuple[float, float, float]] = {}   # key -> (c, residual, rel_err)
-    transposed: list[Finding] = []
-    accumulated: list[str] = []
+    sorted_: dict[str, list] = {c: [] for c in ("finding", "rounding", "ratio", "accumulated",
+                                                "unexplained")}
     errs: dict[str, float] = {}
     for k in keys:
-        m, t = gm[k], gt[k]
-        if not (np.all(np.isfinite(m)) and np.all(np.isfinite(t))):
-            bad_m, bad_t = int(np.sum(~np.isfinite(m))), int(np.sum(~np.isfinite(t)))
-            findings.append(Finding("other", (k,), f"non-finite values (manual {bad_m}, "
-                                    f"reference {bad_t} elements): the run diverged",
-                                    {"nonfinite_manual": bad_m, "nonfinite_reference": bad_t}))
-            continue
-        if m.shape != t.shape:
-            if m.ndim == 2 and m.shape == t.T.shape:
-                c, res = fit_ratio(m, t.T)
-                if res <= max(base_bug, tol_of(k)) and _near(c, 1.0, max(base_bug, tol_of(k))):
-                    transposed.append(Finding(
-                        "transposed", (k,), f"{k} has the transposed shape {m.shape} and "
-                        f"equals the reference's transpose: a_{{l-1}}ᵀ δ (in, out) instead "
-                        f"of δᵀ a_{{l-1}} (out, in)", {"c": c, "residual": res}))
-                    continue
-            findings.append(Finding("other", (k,), f"shape {m.shape} differs from the "
-                                    f"reference's {t.shape}", {}))
-            continue
-        e = rel_err(m, t)
-        errs[k] = e
-        tol = tol_of(k)
-        bug = max(base_bug, tol)
-        if e == 0 or e <= tol:
-            continue
-        if e <= bug:
-            rounding.append(k)
-            continue
-        c, res = fit_ratio(m, t)
-        if res <= bug:
-            ratios[k] = (c, res, e)
-            continue
-        if m.ndim == 2 and min(m.shape) > 1:
-            tc, tres = fit_ratio(m, t.T.reshape(m.shape))
-            if tres <= bug:
-                how = (f"{k} is the reference's transpose: the gradient was computed as "
-                       f"a_{{l-1}}ᵀ δ instead of δᵀ a_{{l-1}}" if m.shape[0] == m.shape[1] else
-                       f"{k} is the reference's transpose {m.shape[::-1]} reshaped to "
-                       f"{m.shape}: a_{{l-1}}ᵀ δ (in, out) computed and reshaped into "
-                       f"(out, in), which hid the shape error")
-                if not _near(tc, 1.0, bug):
-                    how += f", and scaled by c = {_fmt(tc)}"
-                transposed.append(Finding("transposed", (k,), how,
-                                          {"c": tc, "residual": tres, "rel_err": e}))
-                continue
-        if previous is not None and k in previous:
-            p = np.asarray(previous[k], dtype=np.float64)
-            if np.any(p != 0) and rel_err(m, t + p) <= bug:
-                accumulated.append(k)
-                continue
-        unexplained.append(k)
-
-    if not (findings or rounding or ratios or transposed or accumulated or unexplained):
+        category, payload = _classify(k, gm[k], gt[k], tols[k], max(base_bug, tols[k]),
+                                      None if previous is None else previous.get(k))
+        if isinstance(payload, float):
+            errs[k] = payload
+        if category != "agree":
+            sorted_[category].append(payload if category == "finding" else k)
+    findings, rounding = sorted_["finding"], sorted_["rounding"]
+    if not any(sorted_.values()):
         worst = max(errs.values(), default=0.0)
         return [Finding("agree", tuple(keys), "every parameter agrees with the reference "
                         f"(rel_err up to {worst:.2g} in the last logged step's gradients)",
                         {"rel_err": worst})]
-
+    # transposed parameters come after the ratio findings, as they always have
+    transposed = [f for f in findings if f.kind == "transposed"]
+    findings = [f for f in findings if f.kind != "transposed"]
     if rounding:
         worst = max(errs[k] for k in rounding)
         findings.append(Finding(
             "rounding", tuple(rounding),
             f"rel_err up to {worst:.2g} exceeds the rounding tolerance but stays below the "
-            f"bug level {max(base_bug, *(tol_of(k) for k in rounding)):.2g}: a rounding "
+            f"bug level {max(base_bug, *(tols[k] for k in rounding)):.2g}: a rounding "
             "effect the bound does not model (README: Tolerances), not a derivation mistake",
             {"rel_err": worst}))
-    findings += _ratio_findings(keys, ratios, base_bug, batch, K)
-    findings += transposed
-    if accumulated:
+    ratios = {k: (*fit_ratio(gm[k], gt[k]), errs[k]) for k in sorted_["ratio"]}
+    findings += _ratio_findings(keys, ratios, base_bug, batch, K) + transposed
+    if sorted_["accumulated"]:
         findings.append(Finding(
-            "accumulated", tuple(accumulated),
+            "accumulated", tuple(sorted_["accumulated"]),
             "manual = this step's reference gradient + the reference gradients of the earlier "
             "steps: gradients are accumulated across steps instead of reset (zero them, or "
             "assign instead of +=, before each backward pass)",
-            {"rel_err": max(errs[k] for k in accumulated)}))
-    if unexplained:
-        fits = {k: fit_ratio(gm[k], gt[k]) for k in unexplained}
-        findings.append(_structure(keys, unexplained, errs, fits))
+            {"rel_err": max(errs[k] for k in sorted_["accumulated"])}))
+    if sorted_["unexplained"]:
+        fits = {k: fit_ratio(gm[k], gt[k]) for k in sorted_["unexplained"]}
+        findings.append(_structure(keys, sorted_["unexplained"], errs, fits))
     return findings
+
+
+def _classify(k: str, m: np.ndarray, t: np.ndarray, tol: float, bug: float, previous):
+    """One parameter's category and payload: ``("finding", Finding)`` for non-finite,
+    misshapen or transposed gradients, else the category (agree, rounding, ratio,
+    accumulated, unexplained) with its rel_err."""
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(t))):
+        bad_m, bad_t = int(np.sum(~np.isfinite(m))), int(np.sum(~np.isfinite(t)))
+        return "finding", Finding("other", (k,), f"non-finite values (manual {bad_m}, "
+                                  f"reference {bad_t} elements): the run diverged",
+                                  {"nonfinite_manual": bad_m, "nonfinite_reference": bad_t})
+    if m.shape != t.shape:
+        if m.ndim == 2 and m.shape == t.T.shape:
+            c, res = fit_ratio(m, t.T)
+            if res <= bug and _near(c, 1.0, bug):
+                return "finding", Finding(
+                    "transposed", (k,), f"{k} has the transposed shape {m.shape} and "
+                    f"equals the reference's transpose: a_{{l-1}}ᵀ δ (in, out) instead "
+                    f"of δᵀ a_{{l-1}} (out, in)", {"c": c, "residual": res})
+        return "finding", Finding("other", (k,), f"shape {m.shape} differs from the "
+                                  f"reference's {t.shape}", {})
+    e = rel_err(m, t)
+    if e == 0 or e <= tol:
+        return "agree", e
+    if e <= bug:
+        return "rounding", e
+    if fit_ratio(m, t)[1] <= bug:
+        return "ratio", e
+    if m.ndim == 2 and min(m.shape) > 1:
+        tc, tres = fit_ratio(m, t.T.reshape(m.shape))
+        if tres <= bug:
+            return "finding", _transposed(k, m, tc, tres, e, bug)
+    if previous is not None:
+        p = np.asarray(previous, dtype=np.float64)
+        if np.any(p != 0) and rel_err(m, t + p) <= bug:
+            return "accumulated", e
+    return "unexplained", e
+
+
+def _transposed(k, m, tc, tres, e, bug) -> Finding:
+    how = (f"{k} is the reference's transpose: the gradient was computed as "
+           f"a_{{l-1}}ᵀ δ instead of δᵀ a_{{l-1}}" if m.shape[0] == m.shape[1] else
+           f"{k} is the reference's transpose {m.shape[::-1]} reshaped to "
+           f"{m.shape}: a_{{l-1}}ᵀ δ (in, out) computed and reshaped into "
+           f"(out, in), which hid the shape error")
+    if not _near(tc, 1.0, bug):
+        how += f", and scaled by c = {_fmt(tc)}"
+    return Finding("transposed", (k,), how, {"c": tc, "residual": tres, "rel_err": e})
 
 
 def _ratio_findings(keys, ratios, bug, batch, K) -> list[Finding]:
@@ -381,126 +377,6 @@ def param_kinds(findings: list[Finding], keys) -> dict[str, str]:
             if k in kinds and kinds[k] == "agree":
                 kinds[k] = f.kind
     return kinds
-
-
-# -- run directories -----------------------------------------------------------------------
-
-def _arrays(final_grads: pd.DataFrame) -> tuple[dict, dict]:
-    """final_grads.csv (param, row, col, grad_manual, grad_torch) back to (out, in) / (out,)."""
-    gm, gt = {}, {}
-    for k, g in final_grads.groupby("param", sort=False):
-        rows, cols = int(g["row"].max()) + 1, int(g["col"].max()) + 1
-        shape = (rows,) if k.endswith("bias") else (rows, cols)
-        order = np.lexsort((g["col"].to_numpy(), g["row"].to_numpy()))
-        gm[k] = g["grad_manual"].to_numpy(dtype=np.float64)[order].reshape(shape)
-        gt[k] = g["grad_torch"].to_numpy(dtype=np.float64)[order].reshape(shape)
-    return gm, gt
-
-
-def diagnose_frames(final_grads: pd.DataFrame, grads: pd.DataFrame | None = None, *,
-                    batch: int | None = None, dtype: str = "float64",
-                    mode: str = "synced") -> list[Finding]:
-    """Diagnose the last logged step of a run from its frames, plus when each parameter
-    first stopped agreeing (``onset``) and, for ``free`` runs, whether the weights had
-    drifted apart by then (``drift``). ``final_grads`` and ``grads`` as in the run
-    directory; ``batch`` = N of the last step (predictions.csv's sample count); ``mode``
-    the run's (config key ``mode``)."""
-    findings: list[Finding] = []
-    if final_grads is None or final_grads.empty:
-        return [Finding("other", (), "no final gradients to diagnose (the run stopped "
-                        "before its first logged step)", {})]
-    gm, gt = _arrays(final_grads)
-    rel_tol = None
-    if grads is not None and not grads.empty and "rel_tol" in grads:
-        last = grads[grads["step"] == grads["step"].max()].set_index("param")["rel_tol"]
-        if last.notna().all() and set(gm) <= set(last.index):
-            rel_tol = {k: float(last[k]) for k in gm}
-    findings += diagnose(gm, gt, rel_tol=rel_tol, bug_tol=bug_tolerance(dtype), batch=batch)
-    if grads is not None and not grads.empty and {"rel_err", "rel_tol"} <= set(grads):
-        onsets = _onsets(grads, bug_tolerance(dtype))
-        findings += onsets
-        last = int(grads["step"].max())
-        early = [f for f in onsets if f.numbers["step"] < last
-                 and f.numbers["worst_rel_err"] > bug_tolerance(dtype)]
-        if mode == "free" and early:
-            step = min(int(f.numbers["step"]) for f in early)
-            drift = (float(grads.loc[grads["step"] >= step, "weight_max_abs_diff"].max())
-                     if "weight_max_abs_diff" in grads else math.nan)
-            # first: in a free run this is the likelier explanation, and the one to act on
-            findings.insert(0, Finding(
-                "drift", tuple(dict.fromkeys(k for f in early for k in f.params)),
-                f"mode free: the sides have trained on different weights since step {step} "
-                f"(weight_max_abs_diff up to {drift:.2g}), so the last step compares gradients "
-                "at different points and the findings above mix the mistake with that drift; "
-                "rerun with --set mode=synced for its own signature at every step",
-                {"step": step, "weight_max_abs_diff": drift}))
-    return findings
-
-
-def _onsets(grads: pd.DataFrame, bug: float) -> list[Finding]:
-    """The first logged step at which rel_err > rel_tol, per parameter, grouped by step."""
-    by_step: dict[int, list[tuple[str, float, float, float, bool]]] = {}
-    last_step = grads["step"].max()
-    for k, g in grads.groupby("param", sort=False):
-        bad = g[g["rel_err"] > g["rel_tol"]]
-        if bad.empty:
-            continue
-        first = bad.iloc[0]
-        still = bool((g[g["step"] == last_step]["rel_err"] > g[g["step"] == last_step]["rel_tol"])
-                     .any())
-        by_step.setdefault(int(first["step"]), []).append(
-            (k, float(first["rel_err"]), float(first["rel_tol"]), float(g["rel_err"].max()),
-             still))
-    out = []
-    for step, items in sorted(by_step.items()):
-        params = tuple(i[0] for i in items)
-        worst = max(i[3] for i in items)
-        level = "at rounding level" if worst <= bug else "at bug level"
-        recovered = [i[0] for i in items if not i[4]]
-        text = (f"{', '.join(params)} stopped agreeing at step {step} (rel_err "
-                f"{max(i[1] for i in items):.2g} > rel_tol {min(i[2] for i in items):.2g}; "
-                f"worst over the run {worst:.2g}, {level})")
-        if step > int(grads["step"].min()):
-            text += "; every earlier logged step agreed"
-        if recovered:
-            text += (f"; {', '.join(recovered)} agree{'s' if len(recovered) == 1 else ''} "
-                     "again at the last logged step")
-        out.append(Finding("onset", params, text,
-                           {"step": step, "rel_err": max(i[1] for i in items),
-                            "rel_tol": min(i[2] for i in items), "worst_rel_err": worst}))
-    return out
-
-
-def diagnose_run(run_dir: str | Path) -> list[Finding]:
-    """Diagnose a run directory: final_grads.csv (the last logged step) with grads.csv's
-    rel_tol there, the onset of each disagreement from grads.csv, N from predictions.csv,
-    the dtype and mode from config.toml."""
-    run_dir = Path(run_dir)
-    final_path, grads_path = run_dir / "final_grads.csv", run_dir / "grads.csv"
-    if not grads_path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a handgrad run directory (no grads.csv)")
-    final = pd.read_csv(final_path) if final_path.is_file() else pd.DataFrame()
-    grads = pd.read_csv(grads_path)
-    dtype, batch, mode = "float64", None, "synced"
-    cfg_path = run_dir / "config.toml"
-    if cfg_path.is_file():
-        cfg = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
-        dtype, mode = cfg.get("dtype", dtype), cfg.get("mode", "synced")
-        if isinstance(cfg.get("batch_size"), int):
-            batch = cfg["batch_size"]
-    pred_path = run_dir / "predictions.csv"
-    if pred_path.is_file():   # the last step's batch: its size, even for a short last batch
-        batch = int(pd.read_csv(pred_path, usecols=["sample"])["sample"].max()) + 1
-    return diagnose_frames(final, grads, batch=batch, dtype=dtype, mode=mode)
-
-
-def diagnose_result(result) -> list[Finding]:
-    """Diagnose an in-memory ``experiments.core.runner.RunResult`` (same as ``diagnose_run`` on
-    the directory it would write)."""
-    preds = result.predictions
-    batch = int(preds["sample"].max()) + 1 if not preds.empty else None
-    return diagnose_frames(result.final_grads, result.grads, batch=batch,
-                           dtype=result.config.dtype, mode=result.config.mode)
 
 
 # -- presentation ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.core.config import file_problem
 from manual.network import parameter_shapes
 
 SCHEMES = ("uniform", "legacy-rand", "worked-2-2-2")
@@ -70,25 +71,64 @@ def worked_example_params(bias=True) -> dict[str, np.ndarray]:
     return params
 
 
-def load_params_file(path: str | Path) -> dict[str, np.ndarray]:
-    """A parameter dict from ``.npz`` (arrays by key) or ``.json`` ({key: nested lists})."""
+def load_params_file(path: str | Path, expected: dict | None = None) -> dict[str, np.ndarray]:
+    """A parameter dict from ``.npz`` (arrays by key) or ``.json`` ({key: nested lists}).
+
+    With ``expected`` ({key: shape}) a ``.npz`` is checked from its array headers before
+    any data is read (an extra or oversized array is never loaded), and a ``.json`` file may
+    hold at most about 64 bytes per expected number."""
     path = Path(path)
-    if not path.is_file():
-        raise InitError(f"init file {path} does not exist; give a .npz or .json parameter file")
+    n = sum(int(np.prod(s)) for s in expected.values()) if expected else 10**7
+    problem = file_problem(path, MAX_NPZ_HEADER_SLACK + 64 * n)
+    if problem:
+        raise InitError(f"init file {path} {problem}; give a .npz or .json parameter file")
     try:
         if path.suffix == ".npz":
-            with np.load(path) as data:
-                return {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
+            return _read_npz(path, expected)
         if path.suffix == ".json":
-            raw = json.loads(path.read_text())
+            raw = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(raw, dict):
                 raise InitError(f"{path}: expected a JSON object {{key: nested list}}")
             return {k: np.asarray(v, dtype=np.float64) for k, v in raw.items()}
-    except (ValueError, OSError, TypeError, zipfile.BadZipFile, KeyError) as err:
-        if isinstance(err, InitError):
-            raise
-        raise InitError(f"{path}: cannot read parameters ({err})") from None
+    except InitError:
+        raise
+    except RecursionError:
+        raise InitError(f"{path}: nested too deeply to be a parameter file (a weight is a "
+                        f"list of lists)") from None
+    except (ValueError, OSError, TypeError, OverflowError, zipfile.BadZipFile,
+            KeyError, UnicodeDecodeError) as err:
+        raise InitError(f"{path}: cannot read parameters ({_first_line(err)})") from None
     raise InitError(f"init file {path}: unknown format; use .npz or .json")
+
+
+MAX_NPZ_HEADER_SLACK = 1_000_000    # bytes a file may hold beyond its numbers
+
+
+def _read_npz(path: Path, expected: dict | None) -> dict[str, np.ndarray]:
+    """Check every member's header (name, real dtype, shape) before loading any data."""
+    with zipfile.ZipFile(path) as z:
+        for member in z.namelist():
+            key = member.removesuffix(".npy")
+            if expected is not None and key not in expected:
+                raise InitError(f"{path}: unexpected array {key!r}; a parameter file holds "
+                                f"exactly {sorted(expected)}")
+            with z.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read(f)
+            if dtype.kind not in "fiu":
+                raise InitError(f"{path}: {key} has dtype {dtype}; parameters must be real "
+                                f"numbers (float or int)")
+            if expected is not None and tuple(shape) != tuple(expected[key]):
+                raise InitError(f"{path}: {key} has shape {tuple(shape)}, expected "
+                                f"{tuple(expected[key])}")
+    with np.load(path, allow_pickle=False) as data:
+        return {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def initial_params(scheme: str, sizes, bias, rng: np.random.Generator, seed: int):
@@ -100,7 +140,7 @@ def initial_params(scheme: str, sizes, bias, rng: np.random.Generator, seed: int
     elif scheme == "worked-2-2-2":
         params = worked_example_params(bias)
     elif Path(scheme).suffix in (".npz", ".json") or Path(scheme).exists():
-        params = load_params_file(scheme)
+        params = load_params_file(scheme, parameter_shapes(sizes, bias))
     else:
         import difflib
         close = difflib.get_close_matches(scheme, SCHEMES, n=1)

@@ -10,7 +10,9 @@ for the logged steps (steps × parameter tensors) and become DataFrames once, at
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -22,7 +24,8 @@ import manual
 import torch_impl
 from experiments.core.config import ConfigError, RunConfig, replace
 from experiments.core.datasets import Dataset, load_dataset
-from experiments.core.diagnose import diagnose_result, param_kinds
+from experiments.core.diagnose import param_kinds
+from experiments.core.diagnose_run import diagnose_result
 from experiments.core.engine import (
     Lockstep,
     ManualSide,
@@ -36,6 +39,7 @@ from experiments.core.engine import (
 from experiments.core.init import InitError, initial_params
 from experiments.core.metrics import TINY, Comparison, compare_many, rel_err
 from experiments.core.schema import GRAD_METRICS, LOSS_COLUMNS, SUMMARY_COLUMNS
+from experiments.core.threads import limited_threads, thread_counts
 from experiments.core.tolerance import step_tolerances
 
 COL = {name: i for i, name in enumerate(GRAD_METRICS)}   # metric -> index in the tables
@@ -61,6 +65,7 @@ class RunResult:
     seconds: float = 0.0
     findings: list = field(default_factory=list)   # experiments.core.diagnose.Finding
     side_name: str = "manual"         # the compared side (a learner's file name, say)
+    threads: dict = field(default_factory=dict)    # torch and BLAS threads the run used
 
 
 class Diverged(Exception):
@@ -71,7 +76,8 @@ def resolve(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
     """Load the data and fill in what the config left to it (sizes); check they fit."""
     try:
         data = load_dataset(cfg.dataset, loss=cfg.loss, seed=cfg.seed,
-                            standardize=cfg.standardize, target=cfg.target or None)
+                            standardize=cfg.standardize, target=cfg.target or None,
+                            target_kind=cfg.target_kind)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     N, D = data.X.shape
@@ -98,7 +104,35 @@ def resolve(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
     if cfg.device.startswith("cuda:") and int(cfg.device[5:]) >= torch.cuda.device_count():
         raise ConfigError(f"device = {cfg.device!r} but this machine has "
                           f"{torch.cuda.device_count()} CUDA device(s); use cuda:0 ...")
+    _check_memory(sizes, N, cfg)
     return replace(cfg, sizes=tuple(sizes)), data
+
+
+def _check_memory(sizes, N: int, cfg: RunConfig) -> None:
+    """Refuse up front a network the machine cannot hold. A run keeps about 20 float64
+    copies of the parameters P (both sides' weights, gradients and optimizer state, the
+    metrics' flattened copies, final_grads.csv's rows) and about 12 of the activations
+    N·Σ sizes (both forward passes, autograd's saved tensors, the tolerance's magnitudes)."""
+    P = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+    need = 8 * (20 * P + 12 * N * sum(sizes))
+    have = _memory_available()
+    if need > have:
+        raise ConfigError(f"sizes = {list(sizes)} with {N:,} examples would need about "
+                          f"{need / 2**30:,.1f} GiB ({P:,} parameters), more than the "
+                          f"{have / 2**30:,.1f} GiB available here; use narrower layers or "
+                          f"a smaller batch of data")
+
+
+def _memory_available() -> int:
+    """Bytes of memory available to this process now (Linux MemAvailable), else the total."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 MAX_METRIC_BYTES = 4 * 2**30   # refuse runs whose metric tables alone would pass 4 GiB
@@ -135,17 +169,19 @@ def initial_state(cfg: RunConfig):
     return cfg, data, params, np.random.default_rng(order_seq), seeds
 
 
-def run_experiment(cfg: RunConfig, *, progress: bool = False, side=None) -> RunResult:
+def run_experiment(cfg: RunConfig, *, progress: bool = False, side=None,
+                   threads: int | None = None) -> RunResult:
     """Train both sides in lockstep as ``cfg`` says; never raises for divergence/interrupt.
 
     ``side``, when given, is a callable ``(cfg, params) -> Side`` whose side takes the
     manual side's place (its columns are the ``*_manual`` ones): e.g. a learner's own
     backprop. It needs ``bind(X, Y)``, ``arrays`` and ``last_output`` as ``ManualSide``.
+    ``threads``: torch and BLAS threads for the run (None: ``auto_threads``).
     numpy's overflow/invalid warnings are silenced for the run: a non-finite loss or
     gradient is detected and reported as divergence instead (status "diverged").
     """
     with np.errstate(all="ignore"):
-        return _run(cfg, progress, side)
+        return _run(cfg, progress, side, threads)
 
 
 def standard_sides(cfg: RunConfig, params: dict) -> tuple[ManualSide, TorchSide]:
@@ -159,9 +195,26 @@ def standard_sides(cfg: RunConfig, params: dict) -> tuple[ManualSide, TorchSide]
     return ManualSide(man, cfg.sgd), TorchSide(tor, cfg.sgd)
 
 
-def _run(cfg: RunConfig, progress: bool, side) -> RunResult:
+def auto_threads(sizes, batch: int) -> int:
+    """One thread for small networks, all cores for large ones. A step of a small network
+    is a few microseconds of arithmetic: extra threads only add synchronisation, and on a
+    loaded machine they wait for each other (a backward pass took 28 ms instead of 0.06 ms
+    on 2 busy cores). Large layers (over 2²² multiply-adds per layer and step) gain from
+    threads."""
+    work = max(batch * a * b for a, b in itertools.pairwise(sizes))
+    return 1 if work < 2**22 else (os.cpu_count() or 1)
+
+
+def _run(cfg: RunConfig, progress: bool, side, threads: int | None) -> RunResult:
     t_start = time.perf_counter()
     cfg, data, params, order_rng, seeds = initial_state(cfg)
+    N = data.X.shape[0]
+    n = threads or auto_threads(cfg.sizes, N if cfg.batch_size == "full" else cfg.batch_size)
+    with limited_threads(n):
+        return _train(cfg, data, params, order_rng, seeds, progress, side, t_start)
+
+
+def _train(cfg, data, params, order_rng, seeds, progress, side, t_start) -> RunResult:
     man, tor = standard_sides(cfg, params)
     if side is not None:
         man = side(cfg, params)
@@ -203,7 +256,8 @@ def _run(cfg: RunConfig, progress: bool, side) -> RunResult:
                        final_grads=final, predictions=preds, summary=summary, status=status,
                        message=message or f"{steps_done} steps completed",
                        steps_done=steps_done, total_steps=total, seeds=seeds,
-                       seconds=time.perf_counter() - t_start, side_name=man.name)
+                       seconds=time.perf_counter() - t_start, side_name=man.name,
+                       threads=thread_counts())
     # The automatic diagnosis (constant ratio, transposed, one layer, ...) of every run.
     result.findings = diagnose_result(result)
     kinds = param_kinds(result.findings, man.keys)

@@ -12,12 +12,17 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,13 +38,38 @@ def default_out(cfg: RunConfig) -> Path:
     return Path(cfg.out) if cfg.out else Path("runs") / cfg.name
 
 
+#: written into every folder handgrad creates (run, study, gallery, sweep, bench), so that
+#: ``--force`` replaces only folders it recognises as its own output
+MARKER = ".handgrad"
+#: folders written before the marker existed are recognised by these files
+_LEGACY = ("provenance.json", "sweep.csv", "bench.csv", "bugs.csv")
+
+
+def is_handgrad_output(path: Path) -> bool:
+    """``path`` is a folder handgrad wrote (its marker, or an older output's files), or empty."""
+    path = Path(path)
+    if (path / MARKER).is_file() or any((path / f).is_file() for f in _LEGACY):
+        return True
+    if (path / "report.md").is_file() and any(path.glob("*.csv")):
+        return True
+    return not any(path.iterdir())
+
+
 def check_out(out: Path, force: bool) -> None:
-    """Refuse, before any work, to overwrite an existing run directory without ``force``."""
+    """Refuse, before any work, to overwrite an existing folder without ``force``, to
+    replace anything that is not a handgrad output folder, or to write through a link."""
+    out = Path(out)
+    if out.is_symlink():
+        raise ConfigError(f"{out} is a symbolic link; handgrad writes only real folders: "
+                          f"choose another --out (or --out {out.resolve()})")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a directory; choose another --out")
     if out.exists() and not force:
         raise ConfigError(f"run directory {out} already exists; pass --force to replace it "
                           f"or --out DIR to write elsewhere")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a directory; choose another --out")
+    if out.exists() and not is_handgrad_output(out):
+        raise ConfigError(f"{out} holds files handgrad did not write (no {MARKER} marker); "
+                          f"--force replaces only handgrad output folders: choose another --out")
     parent = out.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -48,30 +78,106 @@ def check_out(out: Path, force: bool) -> None:
                           f"folder; choose another --out")
 
 
+_TEMP = re.compile(r"^\..+\.(?:tmp|old)-(\d+)$")
+
+
+def clean_stale(parent: Path) -> list[Path]:
+    """Remove the temporary folders (``.NAME.tmp-PID``, ``.NAME.old-PID``) that handgrad
+    processes killed with SIGKILL left in ``parent``: only ours (marker inside) whose
+    process is gone. Returns what was removed."""
+    removed = []
+    for entry in parent.iterdir() if parent.is_dir() else ():
+        m = _TEMP.match(entry.name)
+        if not m or entry.is_symlink() or not (entry / MARKER).is_file() or _alive(int(m[1])):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists, atomically (Linux renameat2
+    RENAME_NOREPLACE; elsewhere a check then rename). Raises FileExistsError."""
+    fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if fn is not None:
+        AT_FDCWD, RENAME_NOREPLACE = -100, 1
+        if fn(AT_FDCWD, os.fsencode(src), AT_FDCWD, os.fsencode(dst), RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(errno.EEXIST, "already exists", str(dst))
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err), str(dst))
+    if dst.exists() or dst.is_symlink():
+        raise FileExistsError(errno.EEXIST, "already exists", str(dst))
+    src.rename(dst)
+
+
 @contextlib.contextmanager
-def atomic_folder(out: Path, force: bool):
+def atomic_folder(out: Path, force: bool, kind: str = "run"):
     """Yield a fresh temporary folder next to ``out``; when the block ends without an
-    exception it is renamed to ``out`` (an existing ``out``, allowed by ``force``, is set
-    aside and removed only then), otherwise removed: nothing is ever half-written."""
+    exception it is renamed to ``out``, otherwise removed: nothing is ever half-written.
+
+    The final rename never replaces a folder another process created meanwhile (two runs
+    to one ``--out``: the second fails with one line). With ``force`` an existing handgrad
+    folder is set aside and removed only after the new one is in place. ``kind`` goes
+    into the folder's marker file. Stale temporaries of killed runs are cleaned first."""
     out = Path(out)
     check_out(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(out.parent)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    (tmp / MARKER).write_text(f"handgrad {kind}\n", encoding="utf-8")
     try:
         yield tmp
-        if out.exists():  # --force: swap, then remove the old folder
+        old = None
+        if force and out.exists():   # set the old folder aside, then swap
+            check_out(out, force)
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        try:
+            _rename_noreplace(tmp, out)
+        except FileExistsError:
+            raise ConfigError(f"{out} was created by another process while this one worked; "
+                              f"nothing was replaced: rerun with --out elsewhere "
+                              f"(or --force)") from None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT and SIGTERM while files are written: the write finishes, then the
+    signal takes effect as KeyboardInterrupt (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {sig: signal.signal(sig, lambda s, f: got.append(s))
+           for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if got:
+        raise KeyboardInterrupt
 
 
 def write_csv(df, path: Path) -> None:
@@ -118,6 +224,7 @@ def provenance(result: RunResult) -> dict:
         "blas": [{k: lib.get(k) for k in ("internal_api", "version", "num_threads",
                                            "threading_layer", "architecture", "filepath")}
                  for lib in threadpool_info()],
+        "threads": result.threads,   # what the run used (torch, each BLAS pool)
         "torch_num_threads": torch.get_num_threads(),
         "torch_num_interop_threads": torch.get_num_interop_threads(),
         "torch_deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
@@ -138,10 +245,10 @@ def write_run(result: RunResult, out: Path, *, force: bool = False, plots: bool 
     from experiments.output.report import write_report
 
     out = Path(out)
-    with atomic_folder(out, force) as tmp:
+    with signals_deferred(), atomic_folder(out, force) as tmp:
         cfg = result.config
-        header = (f"# handgrad resolved config for run {cfg.name!r}: every default spelled out.\n"
-                  f"# Re-run with: handgrad run {out / 'config.toml'} --out NEW_DIR\n")
+        header = ("# handgrad resolved config: every default spelled out.\n"
+                  "# Re-run with: handgrad run PATH/TO/THIS/config.toml --out NEW_DIR\n")
         (tmp / "config.toml").write_text(header + tomli_w.dumps(cfg.to_dict()), encoding="utf-8")
         (tmp / "provenance.json").write_text(json.dumps(provenance(result), indent=2) + "\n",
                                              encoding="utf-8")
