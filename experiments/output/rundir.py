@@ -49,10 +49,12 @@ def check_out(out: Path, force: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_folder(out: Path, force: bool):
+def atomic_folder(out: Path, force: bool, keep: tuple[type[BaseException], ...] = ()):
     """Yield a fresh temporary folder next to ``out``; when the block ends without an
     exception it is renamed to ``out`` (an existing ``out``, allowed by ``force``, is set
-    aside and removed only then), otherwise removed: nothing is ever half-written."""
+    aside and removed only then), otherwise removed: nothing is ever half-written. After
+    an exception of a ``keep`` type (e.g. a sweep's KeyboardInterrupt) the folder, with what
+    the block wrote so far, is still renamed into place before the exception goes on."""
     out = Path(out)
     check_out(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -61,17 +63,25 @@ def atomic_folder(out: Path, force: bool):
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        yield tmp
-        if out.exists():  # --force: swap, then remove the old folder
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        try:
+            yield tmp
+        except keep:
+            _into_place(tmp, out)
+            raise
+        _into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _into_place(tmp: Path, out: Path) -> None:
+    if out.exists():  # --force: swap, then remove the old folder
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
 
 
 def write_csv(df, path: Path) -> None:
@@ -133,15 +143,18 @@ def provenance(result: RunResult) -> dict:
     }
 
 
-def write_run(result: RunResult, out: Path, *, force: bool = False, plots: bool = True) -> Path:
-    """Write every file into ``.NAME.tmp-PID`` next to ``out``, then rename it into place."""
+def write_run(result: RunResult, out: Path, *, force: bool = False, plots: bool = True,
+              final: Path | None = None) -> Path:
+    """Write every file into ``.NAME.tmp-PID`` next to ``out``, then rename it into place.
+    ``final``: where ``out`` will be found in the end, for config.toml's re-run line, when
+    ``out`` lies in a folder that is itself renamed into place later (a sweep's points)."""
     from experiments.output.report import write_report
 
     out = Path(out)
     with atomic_folder(out, force) as tmp:
         cfg = result.config
         header = (f"# handgrad resolved config for run {cfg.name!r}: every default spelled out.\n"
-                  f"# Re-run with: handgrad run {out / 'config.toml'} --out NEW_DIR\n")
+                  f"# Re-run with: handgrad run {(final or out) / 'config.toml'} --out NEW_DIR\n")
         (tmp / "config.toml").write_text(header + tomli_w.dumps(cfg.to_dict()), encoding="utf-8")
         (tmp / "provenance.json").write_text(json.dumps(provenance(result), indent=2) + "\n",
                                              encoding="utf-8")
