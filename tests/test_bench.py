@@ -7,8 +7,10 @@ machine. What is asserted is the schema, the pairing of ratios, and the arithmet
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+import tomllib
 
 import numpy as np
 import pandas as pd
@@ -18,23 +20,30 @@ import torch
 import experiments.cli as cli
 from experiments.core.config import ConfigError
 from experiments.tools.bench import (
-    CASES_BY_NAME,
-    COLUMNS,
     IMPLS,
     BenchConfig,
-    _Counted,
-    _floor_step,
-    count_numpy_calls,
-    floor_flops,
-    floor_gemms,
     format_table,
+    redraw,
     run_bench,
     targets,
-    thread_limit,
     write_bench,
+)
+from experiments.tools.bench_timing import (
+    CASES_BY_NAME,
+    Counted,
+    count_numpy_calls,
+    floor_flops,
+    floor_step,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: bench.csv's columns (literal: a change to the schema must fail here)
+COLUMNS = ["case", "impl", "library", "device", "dtype", "batch", "sizes", "flops",
+           "seconds_per_step", "seconds_q25", "seconds_q75", "seconds_min", "seconds_max",
+           "us_per_step", "gflops_per_s", "ratio_to_floor", "ratio_to_floor_q25",
+           "ratio_to_floor_q75", "ratio_to_autograd", "numpy_calls_per_step",
+           "numpy_calls_per_layer", "numpy_call_us", "repeats", "steps_per_repeat", "threads",
+           "clock"]
 TINY = BenchConfig(cases=("seed",), devices=("cpu",), dtypes=("float32", "float64"),
                    repeats=2, min_time=0.002)
 
@@ -55,7 +64,7 @@ def handgrad(monkeypatch, *args) -> int:
 
 
 def test_tiny_run_has_the_schema_and_positive_times(tiny):
-    assert list(tiny.columns) == list(COLUMNS)
+    assert list(tiny.columns) == COLUMNS
     assert len(tiny) == 2 * len(IMPLS)                      # 2 dtypes x 5 implementations
     assert set(tiny.impl) == set(IMPLS)
     assert set(tiny.dtype) == {"float32", "float64"}
@@ -84,12 +93,38 @@ def test_numpy_call_columns_only_on_manual_numpy(tiny):
     assert tiny[tiny.impl != "manual-numpy"].numpy_calls_per_step.isna().all()
 
 
-def test_write_bench_writes_csv_and_png(tiny, tmp_path):
-    csv, png = write_bench(tiny, tmp_path / "out")
-    back = pd.read_csv(csv)
-    assert list(back.columns) == list(COLUMNS) and len(back) == len(tiny)
-    data = png.read_bytes()
+@pytest.fixture(scope="module")
+def folder(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "out"
+    csv, png = write_bench(tiny, dataclasses.replace(TINY, out=str(out)))
+    assert (csv, png) == (out / "bench.csv", out / "bench.png")
+    return out
+
+
+def test_write_bench_writes_csv_config_and_png(tiny, folder):
+    assert sorted(p.name for p in folder.iterdir()) == ["bench.csv", "bench.png", "config.toml"]
+    back = pd.read_csv(folder / "bench.csv")
+    assert list(back.columns) == COLUMNS and len(back) == len(tiny)
+    data = (folder / "bench.png").read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+def test_config_toml_round_trip(folder):
+    saved = tomllib.loads((folder / "config.toml").read_text(encoding="utf-8"))
+    assert saved == {"kind": "bench", "cases": ["seed"], "devices": ["cpu"],
+                     "dtypes": ["float32", "float64"], "repeats": 2, "min_time": 0.002,
+                     "impls": list(IMPLS), "threads": 1, "out": str(folder)}
+    del saved["kind"]
+    again = BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    assert again == dataclasses.replace(TINY, out=str(folder))
+
+
+def test_redraw_recreates_the_png_from_the_csv(folder, tmp_path):
+    (tmp_path / "bench.csv").write_bytes((folder / "bench.csv").read_bytes())
+    assert redraw(tmp_path) == [str(tmp_path / "bench.png")]
+    data = (tmp_path / "bench.png").read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.csv", "bench.png"]
 
 
 def test_table_and_targets_read_the_rows(tiny):
@@ -124,35 +159,40 @@ def test_floor_flops_by_hand():
     assert floor_flops([2, 2, 2], 1) == 40
     # 784-100-10, batch 256: 256·(784·100 + 100·10)·2 + 256·100·10 multiply-adds
     assert floor_flops([784, 100, 10], 256) == 2 * (256 * 79_400 * 2 + 256 * 1000)
-    # three layers: 3 forward, 3 weight gradients, 2 input gradients
-    assert len(floor_gemms([5, 4, 3, 2], 7)) == 8
 
 
 def test_floor_step_does_exactly_the_counted_products():
+    """Three layers: 3 forward products, 3 weight gradients, 2 input gradients (no ∂E/∂X),
+    as many multiply-adds as floor_flops counts."""
     rng = np.random.default_rng(0)
     sizes, N = (5, 4, 3, 2), 7
-    a = [rng.standard_normal((N, n)).view(_Counted) for n in sizes[:-1]]
-    W = [rng.standard_normal((o, i)).view(_Counted) for i, o in itertools.pairwise(sizes)]
-    d = [rng.standard_normal((N, n)).view(_Counted) for n in sizes[1:]]
-    _Counted.calls = 0
-    _floor_step(a, W, d)()
-    assert _Counted.calls == len(floor_gemms(sizes, N)) == 8
+    a = [rng.standard_normal((N, n)).view(Counted) for n in sizes[:-1]]
+    W = [rng.standard_normal((o, i)).view(Counted) for i, o in itertools.pairwise(sizes)]
+    d = [rng.standard_normal((N, n)).view(Counted) for n in sizes[1:]]
+    Counted.calls = 0
+    floor_step(a, W, d)()
+    assert Counted.calls == 8
+    # multiply-adds: 7·(5·4 + 4·3 + 3·2) forward, the same for ∂E/∂W, 7·(4·3 + 3·2) for ∂E/∂a
+    assert floor_flops(sizes, N) == 2 * (2 * 7 * 38 + 7 * 18)
 
 
 def test_counter_counts_outermost_numpy_calls_once():
-    x = np.ones((3, 2)).view(_Counted)
-    _Counted.calls = 0
+    x = np.ones((3, 2)).view(Counted)
+    Counted.calls = 0
     y = np.where(x > 0, x * 2, 1 + x)          # >, *, +, where: 4 calls
     np.sum(y, axis=0)                          # 1 call (its inner add.reduce is not counted)
     y -= 1                                     # in place: 1 call
-    assert _Counted.calls == 6
+    assert Counted.calls == 6
     assert count_numpy_calls(CASES_BY_NAME["seed"]) >= 5
 
 
-def test_thread_limit_restores_torch_threads():
+@pytest.mark.parametrize("threads", [1, 0])
+def test_threads_are_limited_for_the_run_and_restored(threads):
     before = torch.get_num_threads()
-    with thread_limit(1):
-        assert torch.get_num_threads() == 1
+    df = run_bench(BenchConfig(cases=("worked-2-2-2",), dtypes=("float64",), repeats=1,
+                               min_time=0.001, impls=("floor-torch",), threads=threads))
+    assert list(df.threads) == [1 if threads else before]
+    assert list(df.clock) == ["process" if threads == 1 else "wall"]
     assert torch.get_num_threads() == before
 
 
@@ -212,7 +252,7 @@ def test_out_that_is_a_file_is_refused(monkeypatch, capsys, tmp_path):
 def test_config_validates_on_construction():
     with pytest.raises(ConfigError, match="min_time"):
         BenchConfig(min_time=0)
-    with pytest.raises(ConfigError, match="unknown impls"):
+    with pytest.raises(ConfigError, match="unknown impl"):
         BenchConfig(impls=("manual-jax",))
 
 

@@ -10,6 +10,8 @@ rounding, so it carries a few ulps of error, far below 1e-12.
 from __future__ import annotations
 
 import argparse
+import tomllib
+import types
 
 import numpy as np
 import pandas as pd
@@ -30,15 +32,23 @@ from experiments.core.diagnose import (
 )
 from experiments.core.diagnose_run import diagnose_result, diagnose_run
 from experiments.core.runner import run_experiment
-from experiments.output.rundir import write_run
+from experiments.output.rundir import write_csv, write_run
 from experiments.teaching import bugs
-from experiments.teaching.bugs import BUGS, CONTROL, BuggyMLP, register, run_gallery
+from experiments.teaching.bugs import BUGS, CONTROL, buggy_mlp, redraw, register, run_gallery
+from experiments.teaching.bugs.mistakes import NEEDS
 
 SIZES = (3, 4, 4, 3)
 N, K = 5, 3
 M = N * K
 STEPS = 3
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EXACT = 1e-12    # float64 agreement: rounding stays below this, bugs are O(1e-2 … 1)
+#: the one method each bug overrides (literal: a second override must fail this)
+OVERRIDES = {"sigma_prime_of_activation": "activation_derivative",
+             "missing_output_sigma_prime": "activation_derivative",
+             "missing_mean": "loss_gradient", "missing_factor_2": "loss_gradient",
+             "transposed_weight_gradient": "weight_gradient",
+             "accumulated_gradients": "backward"}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +64,9 @@ def rows(df, bug, step=None):
 # -- the gallery ---------------------------------------------------------------------------
 
 def test_gallery_shape(gallery):
-    assert list(gallery.columns) == bugs.COLUMNS
+    assert list(gallery.columns) == ["bug", "step", "param", "rel_err", "rel_tol",
+                                     "max_abs_diff", "cosine", "ratio", "ratio_residual",
+                                     "verdict", "diagnosis", "detail"]
     assert list(dict.fromkeys(gallery["bug"])) == [CONTROL, *BUGS]
     assert len(gallery) == (1 + len(BUGS)) * STEPS * 2 * (len(SIZES) - 1)
 
@@ -64,6 +76,7 @@ def test_control_agrees(gallery):
     assert (c["verdict"] != "differ").all(), c
     assert (c["diagnosis"] == "agree").all()
     assert (c["rel_err"] <= c["rel_tol"]).all()
+    assert (c["rel_err"] <= EXACT).all(), c["rel_err"].max()
 
 
 @pytest.mark.parametrize("bug", list(BUGS))
@@ -97,6 +110,7 @@ def test_transposed_weight_gradient(gallery):
     for key in g.index:
         want = "transposed" if key.endswith("weight") else "agree"
         assert g.loc[key, "diagnosis"] == want, (key, g.loc[key])
+        assert key.endswith("weight") or g.loc[key, "rel_err"] <= EXACT, g.loc[key]
     assert "reshaped" in g.loc["layers.0.weight", "detail"]       # (4, 3): non-square
     assert "reshaped" not in g.loc["layers.1.weight", "detail"]   # (4, 4): plain transpose
 
@@ -106,6 +120,7 @@ def test_sigma_prime_of_activation_enters_at_last_hidden_delta(gallery):
     for key in g.index:
         want = "agree" if key.startswith("layers.2.") else "layer_confined"
         assert g.loc[key, "diagnosis"] == want, (key, g.loc[key])
+        assert want != "agree" or g.loc[key, "rel_err"] <= EXACT, g.loc[key]
     assert "enters at layers.1's delta" in g.loc["layers.0.weight", "detail"]
 
 
@@ -121,6 +136,7 @@ def test_missing_output_sigma_prime_enters_at_output(gallery):
 def test_accumulated_gradients_show_from_step_1(gallery):
     g0 = rows(gallery, "accumulated_gradients", 0)
     assert (g0["verdict"] != "differ").all() and (g0["diagnosis"] == "agree").all()
+    assert (g0["rel_err"] <= EXACT).all(), g0["rel_err"].max()
     for step in range(1, STEPS):
         g = rows(gallery, "accumulated_gradients", step)
         assert (g["verdict"] == "differ").all()
@@ -145,28 +161,67 @@ def test_free_mode_runs(gallery):
     pd.testing.assert_frame_equal(rows(free, "missing_factor_2", 0).reset_index(drop=True),
                                   rows(gallery, "missing_factor_2", 0).reset_index(drop=True))
     assert (rows(free, CONTROL)["verdict"] != "differ").all()
+    assert (rows(free, CONTROL)["rel_err"] <= EXACT).all()
 
 
-def test_buggy_copy_without_bug_is_bit_identical():
-    rng = np.random.default_rng(1)
+@pytest.mark.parametrize("mode", ["synced", "free"])
+def test_each_side_is_independent_of_the_others(gallery, mode):
+    """One torch reference serves every side: its trajectory, and so each bug's rows, are
+    bit for bit those of a gallery run with that bug alone."""
+    full = gallery if mode == "synced" else run_gallery(sizes=SIZES, batch=N, steps=STEPS,
+                                                        mode=mode)
+    for bug in ("accumulated_gradients", "missing_output_sigma_prime"):
+        alone = run_gallery([bug], sizes=SIZES, batch=N, steps=STEPS, mode=mode)
+        for name in (CONTROL, bug):
+            pd.testing.assert_frame_equal(rows(alone, name).reset_index(drop=True),
+                                          rows(full, name).reset_index(drop=True),
+                                          check_exact=True)
+
+
+def _problem(sizes, loss, seed=1):
+    from experiments.core.init import uniform_params
+    rng = np.random.default_rng(seed)
+    p = uniform_params(sizes, True, rng)
+    X = rng.normal(size=(6, sizes[0]))
+    Y = rng.uniform(0.1, 0.9, size=(6, sizes[-1]))
+    return p, X, Y
+
+
+def test_each_bug_overrides_exactly_one_method():
+    assert list(BUGS) == list(OVERRIDES)
+    for name, cls in BUGS.items():
+        assert cls.__bases__ == (manual.MLP,), name
+        methods = [k for k, v in vars(cls).items() if isinstance(v, types.FunctionType)]
+        assert methods == [OVERRIDES[name]], (name, methods)
+    assert type(buggy_mlp(CONTROL, SIZES, params=_problem(SIZES, "mse")[0])) is manual.MLP
+
+
+@pytest.mark.parametrize("name", list(BUGS))
+def test_the_bug_is_its_one_method(name):
+    """With the overridden method put back, a bug's network is manual.MLP bit for bit (over
+    two steps: the accumulated bug's state shows at the second); with it, it differs."""
+    method = OVERRIDES[name]
+    undone = type("Undone", (BUGS[name],), {method: getattr(manual.MLP, method)})
     for loss, sizes in (("mse", SIZES), ("half_sse", (2, 3, 1)), ("bce", (3, 5, 2))):
-        from experiments.core.init import uniform_params
-        p = uniform_params(sizes, True, rng)
-        X = rng.normal(size=(6, sizes[0]))
-        Y = rng.uniform(0.1, 0.9, size=(6, sizes[-1]))
-        want = manual.MLP(sizes, loss=loss, params=p).gradients(X, Y)
-        got = BuggyMLP(sizes, loss=loss, params=p, bug=None).gradients(X, Y)
-        for k in want:
-            np.testing.assert_array_equal(got[k], want[k], err_msg=f"{loss} {k}")
+        p, X, Y = _problem(sizes, loss)
+        nets = [cls(sizes, loss=loss, params=p) for cls in (manual.MLP, undone, BUGS[name])]
+        for _ in range(2):
+            want, got, bugged = (net.gradients(X, Y) for net in nets)
+            for k in want:
+                np.testing.assert_array_equal(got[k], want[k], err_msg=f"{loss} {k}")
+        if loss == "mse":    # every bug is a mistake for this network
+            assert any(not np.array_equal(bugged[k], want[k]) for k in want), name
 
 
 def test_buggy_mlp_rejects_bad_bugs():
-    p = manual.MLP(SIZES, params={k: np.zeros(s) for k, s in
-                                  manual.parameter_shapes(SIZES, True).items()}).params
+    p = _problem(SIZES, "mse")[0]
     with pytest.raises(ValueError, match="unknown bug"):
-        BuggyMLP(SIZES, params=p, bug="nope")
+        buggy_mlp("nope", SIZES, params=p)
     with pytest.raises(ValueError, match="use loss='mse'"):
-        BuggyMLP(SIZES, loss="half_sse", params=p, bug="missing_mean")
+        buggy_mlp("missing_mean", SIZES, loss="half_sse", params=p)
+    with pytest.raises(ValueError, match="use activation='sigmoid'"):
+        buggy_mlp("sigma_prime_of_activation", SIZES, activation="tanh", params=p)
+    assert set(NEEDS) <= set(BUGS)
     with pytest.raises(ValueError, match="unknown bug"):
         run_gallery(["nope"])
 
@@ -302,10 +357,7 @@ def test_presentation(grads):
 def _run_dir(tmp_path, monkeypatch, bug, name, mode="synced"):
     """A real runner run (seed data, mse) with the manual side replaced by a bug."""
     if bug is not None:
-        class Patched(BuggyMLP):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, bug=bug, **kwargs)
-        monkeypatch.setattr(manual, "MLP", Patched)
+        monkeypatch.setattr(manual, "MLP", BUGS[bug])
     cfg = load_config("seed", ["epochs=4", "loss=\"mse\"", f"mode=\"{mode}\"", "log_every=1"])
     result = run_experiment(cfg)
     out = write_run(result, tmp_path / name, plots=False)
@@ -317,6 +369,7 @@ def test_diagnose_run_correct(tmp_path, monkeypatch):
     fs = diagnose_run(out)
     assert [f.kind for f in fs] == ["agree"], fs
     assert diagnose_result(result) == fs
+    assert (result.summary["rel_err"] <= EXACT).all(), result.summary
 
 
 def test_diagnose_run_missing_factor_2(tmp_path, monkeypatch):
@@ -347,23 +400,76 @@ def test_diagnose_run_accumulated_onset(tmp_path, monkeypatch):
     assert fs[0].kind != "agree"
 
 
-# -- CLI -------------------------------------------------------------------------------------
+# -- CLI and the gallery folder ---------------------------------------------------------------
 
-def test_cli_register(tmp_path, capsys):
+def bugs_cmd(*args) -> int:
+    """``handgrad bugs ARGS`` through this module's own ``register``."""
     parser = argparse.ArgumentParser(prog="handgrad")
     register(parser.add_subparsers(dest="command", required=True), argparse.HelpFormatter)
-    out = tmp_path / "gallery"
-    args = parser.parse_args(["bugs", "--out", str(out), "--steps", "2"])
-    assert args.func(args) == 0
+    ns = parser.parse_args(["bugs", *map(str, args)])
+    return ns.func(ns)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A gallery folder written by the CLI (2 steps, free mode, a non-default seed)."""
+    out = tmp_path_factory.mktemp("bugs") / "gallery"
+    assert bugs_cmd("--out", out, "--steps", 2, "--mode", "free", "--seed", 3) == 0
+    return out
+
+
+def test_cli_writes_the_folder(folder, capsys):
+    assert sorted(p.name for p in folder.iterdir()) == [".handgrad", "bugs.csv", "bugs.png",
+                                                         "config.toml"]
+    df = pd.read_csv(folder / "bugs.csv")
+    assert list(df.columns) == ["bug", "step", "param", "rel_err", "rel_tol", "max_abs_diff",
+                                "cosine", "ratio", "ratio_residual", "verdict", "diagnosis",
+                                "detail"]
+    assert list(dict.fromkeys(df["bug"])) == [CONTROL, *BUGS] and set(df["step"]) == {0, 1}
+    assert (folder / "bugs.png").read_bytes().startswith(PNG_MAGIC)
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["gallery"]   # no tmp left
+
+
+def test_cli_prints_the_table(tmp_path, capsys):
+    assert bugs_cmd("--out", tmp_path / "g", "--steps", 2, "--no-plots") == 0
     stdout = capsys.readouterr().out
     lines = stdout.splitlines()
     assert any(line.split()[:2] == [CONTROL, "-"] and line.endswith("agree") for line in lines)
     for name in BUGS:
         assert name in stdout
-    df = pd.read_csv(out / "bugs.csv")
-    assert {"bug", "step", "param", "rel_err", "ratio", "diagnosis"} <= set(df.columns)
-    assert (out / "bugs.png").read_bytes().startswith(PNG_MAGIC)
-    assert not list(out.glob(".*tmp*"))
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["bugs.csv", "config.toml"]
+
+
+def test_config_toml_round_trip(folder, tmp_path):
+    """config.toml holds run_gallery's arguments: re-running them rewrites bugs.csv byte for
+    byte."""
+    config = tomllib.loads((folder / "config.toml").read_text(encoding="utf-8"))
+    assert config == {"kind": "bugs", "bugs": list(BUGS), "sizes": [3, 4, 4, 3], "batch": 5,
+                      "steps": 2, "lr": 1.0, "seed": 3, "mode": "free"}
+    del config["kind"]
+    write_csv(run_gallery(**config), tmp_path / "again.csv")
+    assert (tmp_path / "again.csv").read_bytes() == (folder / "bugs.csv").read_bytes()
+
+
+def test_redraw_recreates_the_png_from_the_csv(folder, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "bugs.csv").write_bytes((folder / "bugs.csv").read_bytes())
+    assert redraw(copy) == [str(copy / "bugs.png")]
+    data = (copy / "bugs.png").read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+    assert sorted(p.name for p in copy.iterdir()) == ["bugs.csv", "bugs.png"]
+
+
+def test_existing_folder_needs_force(folder, tmp_path):
+    out = tmp_path / "g"
+    out.mkdir()
+    (out / "old-file").write_text("x")
+    with pytest.raises(ConfigError, match="already exists"):
+        bugs_cmd("--out", out, "--steps", 2, "--no-plots")
+    assert sorted(p.name for p in out.iterdir()) == ["old-file"]       # refused: untouched
+    assert bugs_cmd("--out", out, "--steps", 2, "--no-plots", "--force") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["bugs.csv", "config.toml"]
 
 
 def test_cli_bad_input_through_main(tmp_path, monkeypatch, capsys):
@@ -371,11 +477,9 @@ def test_cli_bad_input_through_main(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "FEATURE_MODULES", [*cli.FEATURE_MODULES, name]
                         if name not in cli.FEATURE_MODULES else cli.FEATURE_MODULES)
     out = tmp_path / "never"
-    for bad in (["--steps", "1"], ["--sizes", "3,4"], ["--sizes", "a,b"], ["--batch", "1"]):
+    for bad in (["--steps", "1"], ["--sizes", "3,4"], ["--sizes", "a,b"], ["--batch", "1"],
+                ["--lr", "0"]):
         assert cli.main(["bugs", "--out", str(out), *bad]) == cli.EXIT_BAD_INPUT
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and err[0].startswith("handgrad: error: --"), err
     assert not out.exists()
-    with pytest.raises(ConfigError):
-        bugs.cmd_bugs(argparse.Namespace(steps=1, batch=5, lr=1.0, sizes="3,4,3",
-                                         out=out, seed=0, mode="synced", no_plots=True))

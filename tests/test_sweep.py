@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 
 import pandas as pd
 import pytest
 
 from experiments import cli
 from experiments.core.config import ConfigError
-from experiments.tools.sweep import SWEEP_COLUMNS, _point_name, parse_grid, register, run_sweep
+from experiments.tools.sweep import _point_name, parse_grid, redraw, register, run_sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GRID = ["--grid", "lr=0.5,1.0", "--grid", "dtype=float32,float64"]
 TINY = ["--set", "epochs=3"]
 POINTS = ["lr=0.5,dtype=float32", "lr=0.5,dtype=float64",
           "lr=1.0,dtype=float32", "lr=1.0,dtype=float64"]   # grid order: first key slowest
+#: sweep.csv after ``point`` and the grid keys (literal: a schema change must fail here)
+AFTER_KEYS = ["status", "final_loss_manual", "final_loss_torch", "worst_rel_err", "worst_ratio",
+              "verdict", "steps_done", "seconds", "message"]
+EXACT = 1e-12    # float64 agreement of the two sides: rounding stays far below
 
 
 def sweep_cmd(*args) -> int:
@@ -55,12 +60,13 @@ def test_writes_one_run_directory_per_point_and_the_table(sweeps):
             assert (seq / point / name).is_file(), (point, name)
         assert not list((seq / point).glob("*.png"))          # per-point plots off by default
     csv = pd.read_csv(seq / "sweep.csv")
-    assert list(csv.columns) == ["point", "lr", "dtype", *SWEEP_COLUMNS[1:]]
+    assert list(csv.columns) == ["point", "lr", "dtype", *AFTER_KEYS]
     assert list(csv["point"]) == POINTS
     assert list(csv["lr"]) == [0.5, 0.5, 1.0, 1.0]
     assert list(csv["dtype"]) == ["float32", "float64"] * 2
     assert set(csv["status"]) == {"completed"}
     assert set(csv["verdict"]) <= {"exact", "agree"}
+    assert (csv[csv["dtype"] == "float64"]["worst_rel_err"] <= EXACT).all(), csv
     assert list(csv["steps_done"]) == [3] * 4
     assert (csv["seconds"] > 0).all()
     # the row repeats the point's own files: final loss and the `all` row of summary.csv
@@ -73,6 +79,49 @@ def test_writes_one_run_directory_per_point_and_the_table(sweeps):
         assert row.worst_ratio == summary.loc["all", "worst_ratio"]
     assert (seq / "sweep.png").read_bytes().startswith(PNG_MAGIC)
     assert list(table.columns) == list(csv.columns)
+    assert sorted(p.name for p in seq.iterdir() if not p.is_dir()) == [
+        ".handgrad", "config.toml", "sweep.csv", "sweep.png"]
+    assert sorted(p.name for p in seq.parent.iterdir()) == ["jobs1", "jobs2", "threads2"]
+
+
+def test_config_toml_round_trip(sweeps, tmp_path):
+    """config.toml holds what the sweep ran: running it again rewrites sweep.csv (seconds
+    aside) byte for byte."""
+    seq = sweeps[0]
+    config = tomllib.loads((seq / "config.toml").read_text(encoding="utf-8"))
+    assert config == {"kind": "sweep", "experiment": "seed", "set": ["epochs=3"],
+                      "grid": {"lr": ["0.5", "1.0"], "dtype": ["float32", "float64"]}}
+    run_sweep(config["experiment"], config["grid"], overrides=config["set"],
+              out=tmp_path / "again")
+    pd.testing.assert_frame_equal(   # as text: every digit
+        pd.read_csv(tmp_path / "again" / "sweep.csv", dtype=str).drop(columns="seconds"),
+        pd.read_csv(seq / "sweep.csv", dtype=str).drop(columns="seconds"))
+
+
+def test_redraw_recreates_the_png_from_the_csv(sweeps, tmp_path):
+    for name in ("sweep.csv", "config.toml"):
+        (tmp_path / name).write_bytes((sweeps[0] / name).read_bytes())
+    assert redraw(tmp_path) == [str(tmp_path / "sweep.png")]
+    data = (tmp_path / "sweep.png").read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "sweep.csv", "sweep.png"]
+
+
+def test_interrupted_sweep_keeps_the_points_done(tmp_path):
+    """Ctrl-C after the first point: the folder is moved into place with that point, a
+    sweep.csv listing it, config.toml and INTERRUPTED; nothing temporary is left."""
+    def stop(row, done, total):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "sw"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep("seed", {"lr": ["0.5", "1.0"]}, overrides=["epochs=2"], out=out,
+                  on_point=stop)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sw"]
+    assert sorted(p.name for p in out.iterdir()) == [".handgrad", "INTERRUPTED", "config.toml",
+                                                    "lr=0.5", "sweep.csv"]
+    assert list(pd.read_csv(out / "sweep.csv")["point"]) == ["lr=0.5"]
+    assert "after 1 of 2 points" in (out / "INTERRUPTED").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("other", [1, 2], ids=["loky-jobs2", "threading-jobs2"])
@@ -90,6 +139,7 @@ def test_results_do_not_depend_on_jobs(sweeps, other):
 def test_diverged_point_is_a_result_and_force_replaces(tmp_path, capsys):
     out = tmp_path / "sw"
     out.mkdir()
+    (out / ".handgrad").write_text("handgrad sweep\n")   # an earlier sweep's folder
     (out / "old-file").write_text("x")
     with pytest.raises(ConfigError, match="already exists"):
         sweep_cmd("seed", "--grid", "activation=identity", "--set", "lr=1e3", "--out", out)
@@ -98,6 +148,7 @@ def test_diverged_point_is_a_result_and_force_replaces(tmp_path, capsys):
     assert sweep_cmd("seed", "--grid", "activation=identity,sigmoid", "--set", "lr=1e3",
                      "--set", "epochs=8", "--out", out, "--force") == 0
     assert not (out / "old-file").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sw"]     # nothing set aside left
     csv = pd.read_csv(out / "sweep.csv")
     assert list(csv["status"]) == ["diverged", "completed"]
     assert csv.loc[0, "steps_done"] < 8 and csv.loc[0, "message"].startswith("diverged at step")

@@ -124,14 +124,17 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_folder(out: Path, force: bool, kind: str = "run"):
+def atomic_folder(out: Path, force: bool, kind: str = "run",
+                  keep: tuple[type[BaseException], ...] = ()):
     """Yield a fresh temporary folder next to ``out``; when the block ends without an
     exception it is renamed to ``out``, otherwise removed: nothing is ever half-written.
 
     The final rename never replaces a folder another process created meanwhile (two runs
     to one ``--out``: the second fails with one line). With ``force`` an existing handgrad
     folder is set aside and removed only after the new one is in place. ``kind`` goes
-    into the folder's marker file. Stale temporaries of killed runs are cleaned first."""
+    into the folder's marker file. After an exception of a ``keep`` type (e.g. a sweep's
+    KeyboardInterrupt) the folder, with what the block wrote so far, is still put in place
+    before the exception goes on. Stale temporaries of killed runs are cleaned first."""
     out = Path(out)
     check_out(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -142,23 +145,32 @@ def atomic_folder(out: Path, force: bool, kind: str = "run"):
     tmp.mkdir()
     (tmp / MARKER).write_text(f"handgrad {kind}\n", encoding="utf-8")
     try:
-        yield tmp
-        old = None
-        if force and out.exists():   # set the old folder aside, then swap
-            check_out(out, force)
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
         try:
-            _rename_noreplace(tmp, out)
-        except FileExistsError:
-            raise ConfigError(f"{out} was created by another process while this one worked; "
-                              f"nothing was replaced: rerun with --out elsewhere "
-                              f"(or --force)") from None
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            yield tmp
+        except keep:
+            _into_place(tmp, out, force)
+            raise
+        _into_place(tmp, out, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _into_place(tmp: Path, out: Path, force: bool) -> None:
+    """Rename ``tmp`` to ``out`` without ever replacing a folder another process made."""
+    old = None
+    if force and out.exists():   # set the old folder aside, then swap
+        check_out(out, force)
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+    try:
+        _rename_noreplace(tmp, out)
+    except FileExistsError:
+        raise ConfigError(f"{out} was created by another process while this one worked; "
+                          f"nothing was replaced: rerun with --out elsewhere "
+                          f"(or --force)") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -2,25 +2,20 @@
 
     handgrad sweep seed --grid lr=0.5,1.0 --grid dtype=float32,float64 --set epochs=3 --jobs 2
 
-writes, under OUT (default ``sweeps/<config name>``):
-
-    <key1>=<v1>,<key2>=<v2>/   one ordinary run directory per point (experiments.output.rundir),
-                               e.g. ``lr=0.5,dtype=float32``; characters outside
-                               ``A-Za-z0-9._+-`` in a value become ``-`` (``sizes=2-3-1``)
+writes OUT (default ``sweeps/<config name>``) at once (``rundir.atomic_folder``):
+    <key1>=<v1>,<key2>=<v2>/   one run directory per point, e.g. ``lr=0.5,dtype=float32``
+                               (characters outside ``A-Za-z0-9._+-`` become ``-``)
     sweep.csv                  one row per point, in grid order: SWEEP_COLUMNS, with one
                                column per grid key (its value) after ``point``
-    sweep.png                  worst rel_err and final loss per point (seaborn), colour = one key
-    INTERRUPTED                only in a sweep stopped by Ctrl-C / SIGTERM: sweep.csv then
-                               lists the points completed so far
+    sweep.png                  worst rel_err and final loss per point, colour = one key
+    config.toml                kind = "sweep", the experiment, --set, the grid, --hue
+    INTERRUPTED                only after Ctrl-C / SIGTERM: sweep.csv lists the points done
 
-Points are the Cartesian product of the ``--grid`` values, the first key varying slowest.
-Every point is validated (value types, the config's own checks, that it fits its data and
-init) before anything is written; a bad key or value is a ``ConfigError`` (exit 2).
-
-Reproducibility: each point is one independent ``run_experiment`` with its own seed, and
-every worker runs with one torch and one BLAS thread, so results do not depend on ``--jobs``
-or the backend: the CSVs are byte-identical whether the sweep ran with 1 job or N.
-A diverged point is a result (status ``diverged``), not a failure of the sweep.
+Points are the Cartesian product of the ``--grid`` values, the first key varying slowest,
+each validated (types, the config's checks, its data and init) before anything is written.
+Each point is one independent ``run_experiment`` with its own seed, on one torch and one
+BLAS thread, so the CSVs are byte-identical with 1 job or N, on any backend. A diverged
+point is a result (status ``diverged``), not a failure of the sweep.
 """
 
 from __future__ import annotations
@@ -28,55 +23,43 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
-import os
 import re
-import shutil
 import signal
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+import tomli_w
 
 from experiments.core.config import ConfigError, RunConfig, load_config, parse_override, replace
+from experiments.core.runner import initial_state, run_experiment
 from experiments.core.schema import SWEEP_COLUMNS
-
-__all__ = ["BACKENDS", "SWEEP_COLUMNS", "default_sweep_out", "parse_grid", "plot_sweep",
-           "register", "run_sweep"]
+from experiments.core.threads import limited_threads
+from experiments.output.rundir import atomic_folder, check_out, write_csv, write_run
 
 BACKENDS = ("loky", "threading", "dask", "ray")
-#: sweep.csv columns; the grid keys' columns come right after ``point``.
-#: keys the sweep sets itself for every point
-NOT_SWEEPABLE = ("name", "description", "out")
+NOT_SWEEPABLE = ("name", "description", "out")   # the sweep sets these for every point
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _MAX_NAME = 200  # bytes; file systems allow 255 per name
 
 
-# -- the grid --------------------------------------------------------------------------------
-
-def _split_values(text: str, spec: str) -> list[str]:
+def _split_values(text: str) -> list[str]:
     """``0.5,1.0`` -> [``0.5``, ``1.0``]; commas inside [...] or quotes do not split
     (``sizes=[2,3,1],[2,5,1]`` has two values)."""
     values, depth, quote, start = [], 0, "", 0
     for i, ch in enumerate(text):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
+        if quote or ch in "\"'":                      # open, stay inside or close a quote
+            quote = "" if ch == quote else quote or ch
+        elif ch in "[]":
+            depth += 1 if ch == "[" else -1
         elif ch == "," and depth == 0:
             values.append(text[start:i].strip())
             start = i + 1
     values.append(text[start:].strip())
-    if any(not v for v in values):
-        raise ConfigError(f"--grid {spec!r}: empty value; expected KEY=V1,V2,... "
-                          f"e.g. --grid lr=0.5,1.0")
-    return values
+    return values   # an empty one is refused by _check_grid
 
 
 def parse_grid(specs: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
@@ -92,7 +75,7 @@ def parse_grid(specs: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
         if key in grid:
             raise ConfigError(f"--grid {key} is given twice; list all its values in one "
                               f"--grid {key}=V1,V2,...")
-        grid[key] = _split_values(raw, spec)
+        grid[key] = _split_values(raw)
     return grid
 
 
@@ -111,10 +94,8 @@ def _point_name(items: list[tuple[str, str]]) -> str:
 
 def _cell(value):
     """A grid value as a sweep.csv cell: lists as ``[2, 3, 1]``, booleans as TOML writes them."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, tuple):
-        return str(list(value))
+    if isinstance(value, bool | tuple):
+        return str(value).lower() if isinstance(value, bool) else str(list(value))
     return value
 
 
@@ -126,73 +107,40 @@ def _check_grid(grid: dict[str, list[str]], set_keys: set[str]) -> dict[str, lis
     for key, raws in grid.items():
         if not raws or any(not str(r).strip() for r in raws):
             raise ConfigError(f"--grid {key}: empty value; expected KEY=V1,V2,...")
-        values = []
-        for raw in raws:
-            k, value = parse_override(f"{key}={raw}")   # unknown key / wrong type -> ConfigError
-            values.append(value)
-        if k in NOT_SWEEPABLE:
+        values = [parse_override(f"{key}={raw}")[1] for raw in raws]   # ConfigError if bad
+        if key in NOT_SWEEPABLE:
             raise ConfigError(f"--grid {key}: the sweep sets {key} for every point itself; "
                               f"sweep over other keys")
-        if k in set_keys:
+        if key in set_keys:
             raise ConfigError(f"{key} is given both in --set and in --grid; keep one")
-        seen = [v for i, v in enumerate(values) if v in values[:i]]
-        if seen:
+        if seen := [v for i, v in enumerate(values) if v in values[:i]]:
             raise ConfigError(f"--grid {key}: value {_cell(seen[0])!r} is given twice")
         parsed[key] = values
     return parsed
 
 
-def _check_point(cfg: RunConfig) -> None:
-    """What the runner would refuse at its start: data that does not fit, a bad init."""
-    from experiments.core.init import InitError, initial_params
-    from experiments.core.runner import resolve
-
-    resolved, _ = resolve(cfg)
-    try:
-        initial_params(resolved.init, resolved.sizes, resolved.bias,
-                       np.random.default_rng(0), resolved.seed)
-    except InitError as err:
-        raise ConfigError(str(err)) from None
-
-
-# -- one point (runs in a worker) ------------------------------------------------------------
-
 def _run_point(index: int, cfg: RunConfig, run_dir: str, plots: bool) -> dict:
-    """Run one point and write its run directory; return a small summary (no DataFrames)."""
-    import torch
-
-    from experiments.core.runner import run_experiment
-    from experiments.output.rundir import write_run
-
-    # One torch thread and one BLAS thread per worker: N jobs on N cores would otherwise each
-    # start a thread per core and oversubscribe the machine; and a fixed thread count keeps
-    # the results independent of --jobs. (In-process runs restore the caller's count after.)
-    torch.set_num_threads(1)
+    """Run one point and write its run directory ``run_dir``; return a small summary (no
+    DataFrames)."""
+    # One torch and one BLAS thread per worker: N jobs do not oversubscribe N cores, and a
+    # fixed thread count keeps the results independent of --jobs.
     start = time.perf_counter()
-    with threadpool_limits(limits=1):
-        result = run_experiment(cfg)
+    with limited_threads(1):
+        result = run_experiment(cfg, threads=1)
         if result.status == "interrupted":  # Ctrl-C reached this worker: stop the sweep
             raise KeyboardInterrupt
         write_run(result, Path(run_dir), plots=plots)
-    seconds = time.perf_counter() - start
-    last = result.loss.iloc[-1] if len(result.loss) else None
-    worst = result.summary[result.summary["param"] == "all"]
-    worst = worst.iloc[0] if len(worst) else None
-    return {
-        "index": index,
-        "status": result.status,
-        "final_loss_manual": float(last["loss_manual"]) if last is not None else np.nan,
-        "final_loss_torch": float(last["loss_torch"]) if last is not None else np.nan,
-        "worst_rel_err": float(worst["rel_err"]) if worst is not None else np.nan,
-        "worst_ratio": float(worst["worst_ratio"]) if worst is not None else np.nan,
-        "verdict": str(worst["verdict"]) if worst is not None else "",
-        "steps_done": int(result.steps_done),
-        "seconds": round(seconds, 3),
-        "message": result.message,
-    }
+    last = result.loss.iloc[-1] if len(result.loss) else {}
+    worst = result.summary.set_index("param").reindex(["all"]).iloc[0]   # NaN when no row
+    return {"index": index, "status": result.status,
+            "final_loss_manual": float(last.get("loss_manual", np.nan)),
+            "final_loss_torch": float(last.get("loss_torch", np.nan)),
+            "worst_rel_err": float(worst["rel_err"]), "worst_ratio": float(worst["worst_ratio"]),
+            "verdict": worst["verdict"] if isinstance(worst["verdict"], str) else "",
+            "steps_done": int(result.steps_done),
+            "seconds": round(time.perf_counter() - start, 3),
+            "message": result.message}
 
-
-# -- the sweep -------------------------------------------------------------------------------
 
 def default_sweep_out(cfg: RunConfig) -> Path:
     return Path("sweeps") / cfg.name
@@ -201,32 +149,29 @@ def default_sweep_out(cfg: RunConfig) -> Path:
 @contextlib.contextmanager
 def _parallel_backend(name: str | None):
     """joblib's backend for the sweep; None keeps whatever ``joblib.parallel_config`` the
-    caller has active (loky when none)."""
+    caller has active (loky when none). dask uses the caller's Client, else ``Client()``
+    ($DASK_SCHEDULER_ADDRESS if set, else a local cluster); ray joins $RAY_ADDRESS if set,
+    else starts locally."""
     import joblib
 
     if name is None:
         yield
         return
-    if name not in BACKENDS:
-        raise ConfigError(f"--backend {name!r}: choose one of {list(BACKENDS)}")
     client = None
-    if name == "dask":
-        try:
+    try:
+        if name == "dask":
             from distributed import Client, get_client
-        except ImportError:
-            raise ConfigError("--backend dask needs the dask and distributed packages: "
-                              "pip install 'dask[distributed]'") from None
-        try:
-            get_client()                 # a Client the caller already made
-        except ValueError:
-            # Client() connects to $DASK_SCHEDULER_ADDRESS if set, else starts a local cluster
-            client = Client()
-    elif name == "ray":
-        try:
+            try:
+                get_client()                 # a Client the caller already made
+            except ValueError:
+                client = Client()
+        elif name == "ray":
             from ray.util.joblib import register_ray
-        except ImportError:
-            raise ConfigError("--backend ray needs ray: pip install 'ray[default]'") from None
-        register_ray()                   # ray connects to $RAY_ADDRESS if set, else starts locally
+            register_ray()
+    except ImportError:
+        raise ConfigError(f"--backend {name} needs " + (
+            "the dask and distributed packages: pip install 'dask[distributed]'"
+            if name == "dask" else "ray: pip install 'ray[default]'")) from None
     try:
         with joblib.parallel_config(backend=name):
             yield
@@ -235,57 +180,10 @@ def _parallel_backend(name: str | None):
             client.close()
 
 
-def _parallel(jobs: int):
-    """Results as points finish where the backend can (any order: rows are sorted by point
-    afterwards), else all at the end (ray's backend, built on multiprocessing.Pool)."""
-    import joblib
-    try:
-        return joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")
-    except ValueError:
-        return joblib.Parallel(n_jobs=jobs)
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.to_csv(tmp, index=False, lineterminator="\n")   # shortest round-trip floats, as rundir
-    os.replace(tmp, path)
-
-
-def run_sweep(config_source: str, grid: dict[str, list[str]], *, jobs: int = 1,
-              overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None,
-              force: bool = False, backend: str | None = None, plots: bool = False,
-              hue: str | None = None,
-              on_point: Callable[[dict, int, int], None] | None = None) -> pd.DataFrame:
-    """Run every point of ``grid`` (key -> values as written on the command line) and
-    return the sweep.csv table (one row per point, grid order).
-
-    ``overrides`` are ``key=value`` applied to every point before its grid values; ``jobs``
-    is joblib's ``n_jobs`` (-1: all cores); ``backend`` one of BACKENDS, or None to use the
-    caller's ``joblib.parallel_config`` (default loky); ``plots`` draws each point's figures
-    too; ``hue`` is the grid key coloured in sweep.png (default: the last key);
-    ``on_point(row, done, total)`` is called as points finish.
-    """
-    # -- validate everything before anything runs or is written
-    if jobs == 0 or isinstance(jobs, bool) or not isinstance(jobs, int):
-        raise ConfigError(f"--jobs {jobs!r}: use a number of parallel jobs >= 1 (or -1: all "
-                          f"cores, as joblib's n_jobs)")
-    base = load_config(config_source, overrides)
-    set_keys = {parse_override(o)[0] for o in overrides}
-    grid = {k.strip(): [str(v) for v in vs] for k, vs in grid.items()}
-    parsed = _check_grid(grid, set_keys)
-    keys = list(grid)
-    if hue is not None and hue not in keys:
-        raise ConfigError(f"--hue {hue!r} is not a grid key; choose one of {keys}")
-    if backend is not None and backend not in BACKENDS:
-        raise ConfigError(f"--backend {backend!r}: choose one of {list(BACKENDS)}")
-    out = Path(out) if out is not None else default_sweep_out(base)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a directory; choose another --out")
-    if out.exists() and not force:
-        raise ConfigError(f"sweep directory {out} already exists; pass --force to replace it "
-                          f"or --out DIR to write elsewhere")
-
-    points, names = [], {}
+def _points(config_source: str, overrides, grid: dict, parsed: dict, base_name: str,
+            out: Path) -> list[tuple[str, dict, RunConfig]]:
+    """Every point in grid order, checked: (directory name, {key: sweep.csv cell}, config)."""
+    keys, points, names = list(grid), [], {}
     for combo in itertools.product(*(range(len(grid[k])) for k in keys)):
         raw = [(k, grid[k][i]) for k, i in zip(keys, combo, strict=True)]
         name = _point_name(raw)
@@ -294,143 +192,154 @@ def run_sweep(config_source: str, grid: dict[str, list[str]], *, jobs: int = 1,
                               f"both map to directory name {name!r}; change one value")
         names[name] = [f"{k}={v}" for k, v in raw]
         cfg = load_config(config_source, [*overrides, *(f"{k}={v}" for k, v in raw)])
-        cfg = replace(cfg, name=f"{base.name} {name}", out=str(out / name))
-        _check_point(cfg)
+        cfg = replace(cfg, name=f"{base_name} {name}", out=str(out / name))
+        initial_state(cfg)   # what the runner refuses at its start (data, init): now
         values = {k: _cell(parsed[k][i]) for k, i in zip(keys, combo, strict=True)}
         points.append((name, values, cfg))
+    return points
 
-    # -- run
-    with _parallel_backend(backend):
-        old = None
-        if force and out.exists():   # set aside; removed only once the new sweep is complete
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-        out.mkdir(parents=True)
-        root = out.resolve()   # workers (other processes, maybe other hosts) get absolute paths
-        rows: dict[int, dict] = {}
-        torch_threads = _torch_threads()
-        # Points run in this process too (jobs=1, threading): one torch and one BLAS thread
-        # here as in every worker process, restored afterwards.
-        limits = threadpool_limits(limits=1)
-        _torch_threads(1)
+
+def run_sweep(config_source: str, grid: dict[str, list[str]], *, jobs: int = 1,
+              overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None,
+              force: bool = False, backend: str | None = None, plots: bool = False,
+              hue: str | None = None,
+              on_point: Callable[[dict, int, int], None] | None = None) -> pd.DataFrame:
+    """Run every point of ``grid`` (key -> values as on the command line); return sweep.csv's
+    table. ``overrides``: ``key=value`` for every point; ``jobs``: joblib's ``n_jobs``;
+    ``backend``: one of BACKENDS, or None for the caller's ``joblib.parallel_config``;
+    ``plots``: each point's figures; ``on_point(row, done, total)`` as points finish."""
+    # -- validate everything before anything runs or is written (points: _points)
+    if jobs == 0 or isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise ConfigError(f"--jobs {jobs!r}: use a number of parallel jobs >= 1 (or -1: all "
+                          f"cores, as joblib's n_jobs)")
+    base = load_config(config_source, overrides)
+    grid = {k.strip(): [str(v) for v in vs] for k, vs in grid.items()}
+    parsed = _check_grid(grid, {parse_override(o)[0] for o in overrides})
+    keys = list(grid)
+    if hue is not None and hue not in keys:
+        raise ConfigError(f"--hue {hue!r} is not a grid key; choose one of {keys}")
+    if backend is not None and backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r}: choose one of {list(BACKENDS)}")
+    out = Path(out) if out is not None else default_sweep_out(base)
+    check_out(out, force)
+    points = _points(config_source, overrides, grid, parsed, base.name, out)
+    # -- run, into a folder renamed into place at the end, also when interrupted (with the
+    # points done so far: sweep.csv lists those, and an INTERRUPTED file says so)
+    config = {"kind": "sweep", "experiment": config_source, "set": list(overrides),
+              "grid": grid, **({"hue": hue} if hue else {})}
+    rows: dict[int, dict] = {}
+    # Points also run in this process (jobs=1, threading): one torch and one BLAS thread here
+    # too, so that the workers' own limits restore to 1 while other points still run.
+    with (_parallel_backend(backend), limited_threads(1),
+          atomic_folder(out, force, kind="sweep", keep=(KeyboardInterrupt,)) as tmp):
+        (tmp / "config.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
+        root = tmp.resolve()   # workers (maybe on other hosts) get absolute paths
         try:
-            from joblib import delayed
-            results = _parallel(jobs)(
-                delayed(_run_point)(i, cfg, str(root / name), plots)
-                for i, (name, _, cfg) in enumerate(points))
-            try:
-                for summary in results:
-                    i = summary.pop("index")
-                    rows[i] = {"point": points[i][0], **points[i][1], **summary}
-                    if on_point is not None:
-                        on_point(rows[i], len(rows), len(points))
-            finally:
-                close = getattr(results, "close", None)
-                if close is not None:      # a generator: stops the workers still running
-                    close()
+            _run_points(points, jobs, root, plots, rows, on_point)
         except KeyboardInterrupt:
-            _write_csv(_table(rows, keys), out / "sweep.csv")
-            (out / "INTERRUPTED").write_text(
+            (tmp / "INTERRUPTED").write_text(
                 f"interrupted after {len(rows)} of {len(points)} points; sweep.csv lists "
                 f"those completed\n", encoding="utf-8")
             raise
-        except BaseException:
-            shutil.rmtree(out, ignore_errors=True)   # never leave a half-written sweep
-            if old is not None:
-                old.rename(out)                      # and give back the one it replaced
-            raise
         finally:
-            _torch_threads(torch_threads)
-            limits.restore_original_limits()
-    table = _table(rows, keys)
-    _write_csv(table, out / "sweep.csv")
-    plot_sweep(table, keys, out / "sweep.png", hue=hue)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+            table = pd.DataFrame([rows[i] for i in sorted(rows)],   # the keys after "point"
+                                 columns=[SWEEP_COLUMNS[0], *keys, *SWEEP_COLUMNS[1:]])
+            write_csv(table, tmp / "sweep.csv")
+        plot_sweep(table, keys, tmp / "sweep.png", hue=hue)
     return table
 
 
-def _torch_threads(n: int | None = None) -> int:
-    """Get (and with ``n``, restore) torch's thread count: an in-process point sets it to 1."""
-    import torch
-    if n is not None:
-        torch.set_num_threads(n)
-    return torch.get_num_threads()
+def _run_points(points: list, jobs: int, root: Path, plots: bool, rows: dict,
+                on_point) -> None:
+    """Run every point with joblib, filling ``rows`` (index -> sweep.csv row) as they finish."""
+    import joblib
+    try:   # results as points finish where the backend can (rows are sorted afterwards)
+        parallel = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")
+    except ValueError:   # else all at the end (ray's backend, built on multiprocessing.Pool)
+        parallel = joblib.Parallel(n_jobs=jobs)
+    results = parallel(joblib.delayed(_run_point)(i, cfg, str(root / name), plots)
+                       for i, (name, _, cfg) in enumerate(points))
+    try:
+        for summary in results:
+            i = summary.pop("index")
+            rows[i] = {"point": points[i][0], **points[i][1], **summary}
+            if on_point is not None:
+                on_point(rows[i], len(rows), len(points))
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:      # a generator: stops the workers still running
+            close()
 
 
-def _table(rows: dict[int, dict], keys: list[str]) -> pd.DataFrame:
-    columns = [SWEEP_COLUMNS[0], *keys, *SWEEP_COLUMNS[1:]]
-    return pd.DataFrame([rows[i] for i in sorted(rows)], columns=columns)
+PANELS = (("worst_rel_err", "worst rel_err over the run\n‖g_m − g_t‖₂ / max(‖g_m‖₂, ‖g_t‖₂)"),
+          ("worst_ratio", "worst_ratio = rel_err / tolerance\n(> 1: verdict differ)"),
+          ("final_loss_manual", "final loss, manual side\n(last logged step)"))
 
-
-# -- figure ----------------------------------------------------------------------------------
 
 def plot_sweep(table: pd.DataFrame, keys: list[str], path: str | Path,
                hue: str | None = None) -> Path:
-    """sweep.png: worst rel_err, worst_ratio and final manual loss per point (log axes where
-    every value is positive); colour = ``hue``
-    (default the last grid key), x = the other keys' values. Diverged points whose value is
-    not finite are left out, and the panel title says how many; an exact 0 (bit-identical
-    run) is drawn at a floor a decade below the smallest non-zero value, marked in the title."""
+    """sweep.png: ``PANELS`` per point, colour = ``hue`` (default the last grid key), x =
+    the other keys' values (``_panel``: what is left out or moved, and log axes)."""
     import seaborn as sns
-    from matplotlib.figure import Figure
 
-    path = Path(path)
+    from experiments.output.style import figure, save, style
+
     hue = hue or keys[-1]
     others = [k for k in keys if k != hue]
-    data = table.copy()
-    data["hue"] = data[hue].astype(str)
+    data = table.assign(hue=table[hue].astype(str))
     data["x"] = (data[others].astype(str).apply(
-        lambda r: ",".join(f"{k}={v}" for k, v in r.items()), axis=1)
-        if others else data["hue"])
-    x_order = list(dict.fromkeys(data["x"]))
-    hue_order = list(dict.fromkeys(data["hue"]))
+        lambda r: ",".join(f"{k}={v}" for k, v in r.items()), axis=1) if others else data["hue"])
+    order, hue_order = list(dict.fromkeys(data["x"])), list(dict.fromkeys(data["hue"]))
     palette = dict(zip(hue_order, sns.color_palette(n_colors=len(hue_order)), strict=True))
-    width = min(4.0 + 0.6 * len(x_order), 16.0)
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
-        fig = Figure(figsize=(3 * width, 4.5), layout="constrained")
-        axes = fig.subplots(1, 3)
-        panels = [("worst_rel_err",
-                   "worst rel_err over the run\n‖g_m − g_t‖₂ / max(‖g_m‖₂, ‖g_t‖₂)"),
-                  ("worst_ratio", "worst_ratio = rel_err / tolerance\n(> 1: verdict differ)"),
-                  ("final_loss_manual", "final loss, manual side\n(last logged step)")]
-        for ax, (col, title) in zip(axes, panels, strict=True):
-            values = data[col].to_numpy(dtype=float)
-            finite = np.isfinite(values)
-            positive = values[finite & (values > 0)]
-            notes = []
-            if (~finite).any():
-                notes.append(f"{int((~finite).sum())} point(s) not finite (diverged), not shown")
-            zero = finite & (values == 0)
-            floor = 10.0 ** (np.floor(np.log10(positive.min())) - 1) if positive.size else 1e-18
-            if zero.any():
-                notes.append(f"{int(zero.sum())} exactly 0 (bit-identical), drawn at {floor:.0e}")
-                ax.axhline(floor, color="0.5", linestyle=":", linewidth=1)
-            shown = data[finite].assign(**{col: np.where(values[finite] == 0, floor,
-                                                         values[finite])})
-            if len(shown):
-                sns.pointplot(data=shown, x="x", y=col, hue="hue", order=x_order,
-                              hue_order=hue_order, palette=palette, dodge=0.3 if others else False,
-                              linestyle="none", marker="o", errorbar=None, ax=ax)
-            if len(shown) and (shown[col] > 0).all():
-                ax.set_yscale("log")
-            if col == "worst_ratio":
-                ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
-            ax.set_title(title + "".join(f"\n{n}" for n in notes), fontsize=10)
+    with style():
+        fig, axes = figure(3, min(4.0 + 0.6 * len(order), 16.0), 4.5)
+        for ax, (col, title) in zip(axes, PANELS, strict=True):
+            _panel(ax, data, col, title, order=order, hue_order=hue_order, palette=palette,
+                   dodge=0.3 if others else False)
             ax.set_xlabel(",".join(others) if others else hue)
-            ax.set_ylabel(col + (", log scale" if ax.get_yscale() == "log" else ""))
-            ax.tick_params(axis="x", labelrotation=30 if len(x_order) > 3 else 0)
+            ax.tick_params(axis="x", labelrotation=30 if len(order) > 3 else 0)
             if ax.get_legend() is not None:   # one legend, on the first panel
-                if ax is axes[0]:
-                    ax.get_legend().set_title(hue)
-                else:
-                    ax.get_legend().remove()
+                (ax.get_legend().set_title(hue) if ax is axes[0] else ax.get_legend().remove())
         fig.suptitle(f"Sweep over {', '.join(keys)}: {len(table)} points")
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-    return path
+        save(fig, path)
+    return Path(path)
 
 
-# -- command line ----------------------------------------------------------------------------
+def _panel(ax, data: pd.DataFrame, col: str, title: str, **plot) -> None:
+    """Log y where all shown are > 0; non-finite (diverged) values are left out, exact zeros
+    (bit-identical) drawn a decade below the smallest non-zero one; the title says both."""
+    import seaborn as sns
+
+    values = data[col].to_numpy(dtype=float)
+    finite = np.isfinite(values)
+    positive = values[finite & (values > 0)]
+    zero = finite & (values == 0)
+    floor = 10.0 ** (np.floor(np.log10(positive.min())) - 1) if positive.size else 1e-18
+    notes = []
+    if (~finite).any():
+        notes.append(f"{int((~finite).sum())} point(s) not finite (diverged), not shown")
+    if zero.any():
+        notes.append(f"{int(zero.sum())} exactly 0 (bit-identical), drawn at {floor:.0e}")
+        ax.axhline(floor, color="0.5", linestyle=":", linewidth=1)
+    shown = data[finite].assign(**{col: np.where(values[finite] == 0, floor, values[finite])})
+    if len(shown):
+        sns.pointplot(data=shown, x="x", y=col, hue="hue", linestyle="none", marker="o",
+                      errorbar=None, ax=ax, **plot)
+    if len(shown) and (shown[col] > 0).all():
+        ax.set_yscale("log")
+    if col == "worst_ratio":
+        ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
+    ax.set_title(title + "".join(f"\n{n}" for n in notes), fontsize=10)
+    ax.set_ylabel(col + (", log scale" if ax.get_yscale() == "log" else ""))
+
+
+def redraw(folder: str | Path) -> list[str]:
+    """Redraw sweep.png from sweep.csv (grid keys and hue: config.toml); return its path."""
+    config = tomllib.loads((Path(folder) / "config.toml").read_text(encoding="utf-8"))
+    keys = list(config["grid"])   # read as written, so the legend shows the same values
+    table = pd.read_csv(Path(folder) / "sweep.csv", dtype={k: str for k in keys})
+    return [str(plot_sweep(table, keys, Path(folder) / "sweep.png", hue=config.get("hue")))]
+
 
 def register(subparsers, formatter_class) -> None:
     """Add ``handgrad sweep`` to the CLI (see experiments.cli.FEATURE_MODULES)."""
@@ -439,9 +348,9 @@ def register(subparsers, formatter_class) -> None:
         help="run a grid of overrides in parallel, one run directory per point",
         description="Run the Cartesian product of the --grid values, each point a full "
                     "lockstep run, in parallel\nwith joblib. Writes OUT/<key>=<value>,.../ "
-                    "(one run directory per point), sweep.csv\n(one row per point) and "
-                    "sweep.png. Every point is checked before any runs. Results do not\n"
-                    "depend on --jobs: every worker uses one torch and one BLAS thread.")
+                    "(one run directory per point), sweep.csv\n(one row per point), sweep.png "
+                    "and config.toml. Every point is checked before any runs. Results do\n"
+                    "not depend on --jobs: every worker uses one torch and one BLAS thread.")
     p.add_argument("experiment", metavar="NAME|CONFIG.toml")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="values of one key to sweep (repeatable; points are the product), "
