@@ -45,6 +45,7 @@ from experiments.core.config import RunConfig, replace
 from experiments.core.init import uniform_params
 from experiments.core.runner import run_experiment
 from experiments.core.schema import CV_INITS_COLUMNS, CV_PAIRS_COLUMNS
+from experiments.core.tolerance import gradient_tolerance, magnitude_gradients
 from experiments.output.style import figure, save, style
 
 from .common import (
@@ -83,19 +84,15 @@ def permutations_of_hidden(w: np.ndarray, sizes) -> np.ndarray:
     W → −W, w_out → −w_out, b_out += w_out, leaves E unchanged but not ‖w‖²: not a
     symmetry of F.)"""
     D, H, _ = sizes
-    W1 = w[:H * D].reshape(H, D)                                  # (H, D)
-    b1 = w[H * D:H * D + H]                                       # (H,)
-    w2 = w[H * D + H:H * D + 2 * H]                               # (H,)
-    b2 = w[H * D + 2 * H:]                                        # (1,)
-    perms = [list(p) for p in itertools.permutations(range(H))]
-    return np.array([np.concatenate([W1[p].ravel(), b1[p], w2[p], b2]) for p in perms])
+    W1, b1, w2, b2 = np.split(w, np.cumsum([H * D, H, H]))       # (H·D,) (H,) (H,) (1,)
+    W1 = W1.reshape(H, D)                                        # (H, D)
+    return np.array([np.concatenate([W1[p].ravel(), b1[p], w2[p], b2])
+                     for p in map(list, itertools.permutations(range(H)))])
 
 
 def _rounding_of_gradient(net: manual.MLP, X, Y, T) -> float:
     """A bound on the rounding error of one computed ‖∇E‖: γ_m‖G̃‖ (Higham's bound used
     by the runner, ``experiments.core.tolerance``), summed over the tensors in quadrature."""
-    from experiments.core.tolerance import gradient_tolerance, magnitude_gradients
-
     net.loss_and_gradients(X, Y)
     G = magnitude_gradients(net, net.params, net.last_activations, T)
     gamma = gradient_tolerance(net.dtype, net.sizes, X.shape[0]) / 2
@@ -137,15 +134,12 @@ def run(quick: bool, folder: Path, progress: bool = False) -> Frames:
         slices += s1
         gd += g1
         planes += _planes(model, finals, others, F, T, rng, n_2d)
-    frames = {"inits": pd.DataFrame(inits)[CV_INITS_COLUMNS],
-              "pairs": pd.DataFrame(pairs)[CV_PAIRS_COLUMNS],
-              "weights": pd.concat(weights, ignore_index=True),
-              "slices_1d": pd.DataFrame(slices, columns=["model", "slice", "t", "objective"]),
-              "gd_1d": pd.DataFrame(gd, columns=["model", "slice", "start", "k", "t",
-                                                 "objective"]),
-              "slice_2d": pd.DataFrame(planes, columns=["model", "plane", "a", "b",
-                                                        "objective"])}
-    return frames
+    return {"inits": pd.DataFrame(inits)[CV_INITS_COLUMNS],
+            "pairs": pd.DataFrame(pairs)[CV_PAIRS_COLUMNS],
+            "weights": pd.concat(weights, ignore_index=True),
+            "slices_1d": pd.DataFrame(slices, columns=["model", "slice", "t", "objective"]),
+            "gd_1d": pd.DataFrame(gd, columns=["model", "slice", "start", "k", "t", "objective"]),
+            "slice_2d": pd.DataFrame(planes, columns=["model", "plane", "a", "b", "objective"])}
 
 
 def _init_run(cfg0: RunConfig, model: str, hidden: tuple, k: int, seed: int, folder: Path,
