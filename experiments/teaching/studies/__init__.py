@@ -1,0 +1,96 @@
+"""Gradient-descent lessons: named studies, each several lockstep runs and a lesson.
+
+A study module trains with ``experiments.core.runner`` (so manual and torch are compared at
+every logged step of every arm; its per-arm table ends with ``AGREEMENT_COLUMNS``), measures
+one phenomenon, and has ``run(quick, folder) -> frames`` (exactly what its CSVs hold),
+``figures(frames, folder)`` (drawn from those tables alone) and ``text(frames)`` (the
+report). Every arm shares one data set and one init (the same ``seed``) unless the init is
+what is studied, and runs ``synced`` unless free vs synced is. ``run_study`` writes:
+
+    config.toml    kind = "study", study = NAME, quick, and the [base] RunConfig
+    report.md      what ran, the numbers, what one sees, the figures embedded
+    *.csv          deterministic long-form tables (each study's docstring lists them)
+    *.png          figures drawn from the CSVs (``redraw`` draws them again)
+
+into ``.NAME.tmp-PID`` next to ``out``, renamed into place at the end (an existing folder is
+refused before any work unless ``force``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from pathlib import Path
+
+import pandas as pd
+import tomli_w
+
+from experiments.core.config import ConfigError, RunConfig, read_toml
+from experiments.core.threads import limited_threads
+from experiments.output.rundir import atomic_folder, write_csv
+
+from . import batch_modes, convex_vs_nonconvex, float32_drift_lesson, learning_rate, sparse_features
+from .common import Replay, agreement, flat, hessian_eigenvalues, unflat, write_report
+
+__all__ = ["STUDIES", "Replay", "agreement", "flat", "hessian_eigenvalues", "read_config",
+           "redraw", "run_study", "unflat"]
+
+MODULES = {"batch-modes": batch_modes, "learning-rate": learning_rate,
+           "convex-vs-nonconvex": convex_vs_nonconvex, "sparse-features": sparse_features,
+           "float32-drift-lesson": float32_drift_lesson}
+
+
+def run_study(name: str, out: str | Path, quick: bool = False, force: bool = False,
+              progress: bool = False) -> Path:
+    """Run the study ``name`` into the folder ``out``; return ``out``.
+
+    Raises ``ConfigError`` for an unknown name or an existing ``out`` without ``force``
+    (before any work is done). torch and BLAS run on one thread: these networks are tiny.
+    """
+    study = _module(name)
+    out = Path(out)
+    with atomic_folder(out, force) as tmp, limited_threads(1):
+        frames = study.run(quick, tmp, progress)
+        for stem in study.CSVS:
+            write_csv(frames[stem], tmp / f"{stem}.csv")
+        doc = {"kind": "study", "study": name, "quick": quick,
+               "base": study.base(quick).to_dict()}
+        (tmp / "config.toml").write_text(
+            f"# handgrad study {name!r}: the base config its arms vary (see report.md)\n"
+            + tomli_w.dumps(doc), encoding="utf-8")
+        write_report(tmp, name, quick, study.text(frames), redraw(tmp))
+    return out
+
+
+#: name -> (one-line description, fn(out, *, quick=False, force=False, progress=False))
+STUDIES = {name: (m.DESCRIPTION, functools.partial(run_study, name))
+           for name, m in MODULES.items()}
+
+
+def read_config(folder: str | Path) -> tuple[str, bool, RunConfig]:
+    """A study folder's config.toml: (study name, quick, base RunConfig)."""
+    path = Path(folder) / "config.toml"
+    data = read_toml(path)
+    if data.get("kind") != "study":
+        raise ConfigError(f"{path} is not a study's config (kind = {data.get('kind')!r})")
+    _module(data["study"])
+    base = {k: tuple(v) if isinstance(v, list) else v for k, v in data["base"].items()}
+    return data["study"], data["quick"], RunConfig(**base)
+
+
+def redraw(folder: str | Path) -> list[str]:
+    """Draw a study folder's figures again from its CSVs alone (config.toml names the
+    study); return the PNG names."""
+    folder = Path(folder)
+    study = _module(read_config(folder)[0])
+    frames = {stem: pd.read_csv(folder / f"{stem}.csv") for stem in study.CSVS}
+    return study.figures(frames, folder)
+
+
+def _module(name: str):
+    if name not in MODULES:
+        close = difflib.get_close_matches(name, MODULES, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"unknown study {name!r}: {hint}the studies are "
+                          f"{', '.join(MODULES)}")
+    return MODULES[name]
