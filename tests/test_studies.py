@@ -350,6 +350,7 @@ def test_existing_folder_is_refused_without_force(tmp_path):
 def test_force_replaces_the_folder(tmp_path):
     out = tmp_path / "sparse"
     out.mkdir()
+    (out / ".handgrad").write_text("handgrad study\n")   # an earlier study's folder
     (out / "old.txt").write_text("old")
     run_study("sparse-features", out, quick=True, force=True)
     assert not (out / "old.txt").exists()

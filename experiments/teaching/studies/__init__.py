@@ -49,7 +49,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, force: bool = Fal
     """
     study = _module(name)
     out = Path(out)
-    with atomic_folder(out, force) as tmp, limited_threads(1):
+    with atomic_folder(out, force, kind="study") as tmp, limited_threads(1):
         frames = study.run(quick, tmp, progress)
         for stem in study.CSVS:
             write_csv(frames[stem], tmp / f"{stem}.csv")
