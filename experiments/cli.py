@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    formatter_class=_Formatter)
 
     plot = sub.add_parser("plot", formatter_class=_Formatter,
-                          help="re-draw a run directory's figures from its CSVs")
-    plot.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+                          help="re-draw an output folder's figures from its CSVs (a run, a "
+                               "study, the bug gallery, a sweep or a bench)")
+    plot.add_argument("run_dir", type=Path, metavar="DIR")
 
     cmp = sub.add_parser("compare", formatter_class=_Formatter,
                          help="two runs side by side (e.g. float32 vs float64)")
@@ -182,11 +183,32 @@ def _require_run_dir(path: Path) -> None:
                           f"`handgrad run NAME --out {path}`")
 
 
+#: output folders other than runs, by config.toml's ``kind``: the module whose
+#: ``redraw(folder)`` draws the figures again from the folder's CSVs
+REDRAW = {"study": "experiments.teaching.studies", "bugs": "experiments.teaching.bugs",
+          "sweep": "experiments.tools.sweep", "bench": "experiments.tools.bench"}
+
+
 def cmd_plot(args) -> int:
-    from experiments.output.plots import plot_run
-    _require_run_dir(args.run_dir)
-    for path in plot_run(args.run_dir):
-        print(path)
+    """Redraw any handgrad output folder's figures from its CSVs."""
+    import tomllib
+
+    from experiments.core.config import ConfigError
+    folder = args.run_dir
+    cfg = folder / "config.toml"
+    kind = tomllib.loads(cfg.read_text(encoding="utf-8")).get("kind", "run") \
+        if cfg.is_file() else "run"
+    if kind == "run":
+        from experiments.output.plots import plot_run
+        _require_run_dir(folder)
+        paths = plot_run(folder)
+    elif kind in REDRAW:
+        paths = importlib.import_module(REDRAW[kind]).redraw(folder)
+    else:
+        raise ConfigError(f"{cfg} names kind {kind!r}, which handgrad cannot plot; it plots "
+                          f"runs and {', '.join(REDRAW)} folders")
+    for path in paths:
+        print(folder / Path(path).name)
     return 0
 
 
