@@ -213,8 +213,12 @@ def _loss_figure(loss: pd.DataFrame) -> Figure:
         value_name="loss",
     )
     long["side"] = long["side"].str.removeprefix("loss_")  # (2 * steps, 3): step, side, loss
+    bad = _first_nonfinite(long, "loss")
+    long = long[np.isfinite(long["loss"])]
     fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
+    if len(long) and (long["loss"] > 0).all() and _too_wide(long["loss"]):
+        long = long.assign(loss=np.log10(long["loss"]))
     sns.lineplot(
         data=long,
         x="step",
@@ -227,17 +231,15 @@ def _loss_figure(loss: pd.DataFrame) -> Figure:
         errorbar=None,
         ax=ax,
     )
-    finite = long["loss"].dropna()
-    log = len(finite) > 0 and bool((finite > 0).all())
-    if log:
-        ax.set_yscale("log")
-        ax.grid(True, which="minor", axis="y", linewidth=0.4, alpha=0.5)
-    worst = loss["abs_diff"].max()
+    log = len(long) > 0 and bool((long["loss"] > 0).all())
+    scale = _log_scale(ax, long["loss"]) if log else ""
+    worst = loss["abs_diff"][np.isfinite(loss["abs_diff"])].max()
     ax.set_title(
         f"Training loss per step, manual vs torch (max |loss_manual − loss_torch| = {worst:.3g})"
     )
+    _mark_nonfinite(ax, bad)
     ax.set_xlabel(STEP_LABEL)
-    ax.set_ylabel("loss (the run's loss function" + (", log scale)" if log else ")"))
+    ax.set_ylabel("loss (the run's loss function" + scale + ")")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return fig
 
@@ -254,9 +256,9 @@ def _log_line_figure(
     """``y`` over steps on a log axis, one line per ``hue`` (and ``style``); zeros at a floor."""
     fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
-    _log_lineplot(ax, data, y=y, hue=hue, style=style, title=title)
+    scale = _log_lineplot(ax, data, y=y, hue=hue, style=style, title=title)
     ax.set_xlabel(STEP_LABEL)
-    ax.set_ylabel(ylabel + ", log scale")
+    ax.set_ylabel(ylabel + scale)
     return fig
 
 
@@ -270,20 +272,27 @@ def _log_lineplot(
     style: str | None = None,
     dashes=True,
     style_order=None,
-) -> None:
-    """Draw ``y`` against step on a log axis; exact zeros at a visible, labelled floor."""
-    data = data.dropna(subset=[y]).sort_values("step", kind="stable")
+) -> str:
+    """Draw ``y`` against step on a log axis; exact zeros at a visible, labelled floor.
+    Returns the axis label's suffix (", log scale", or log10 for too wide a range)."""
+    bad = _first_nonfinite(data, y)
+    data = data[np.isfinite(data[y])].sort_values("step", kind="stable")
     if data.empty:  # say so on the figure rather than fail or write a blank axis
         ax.text(0.5, 0.5, f"no {y} values recorded", transform=ax.transAxes, ha="center")
         ax.set_title(title)
-        return
+        return ""
     values = data[y].to_numpy(dtype=float)
     zero = values <= 0  # non-negative by definition; 0 means bit-identical
     positive = values[~zero & np.isfinite(values)]
     floor = (
         10.0 ** (math.floor(math.log10(positive.min())) - 1) if positive.size else ALL_ZERO_FLOOR
     )
-    data = data.assign(**{y: np.where(zero, floor, values)})
+    # zeros are marked on the floor line below, never drawn as tiny numbers in the curves:
+    # a curve is broken where its value is exactly 0
+    wide = positive.size and _too_wide(positive)
+    shown = np.log10 if wide else (lambda v: v)
+    zeros = data[zero].assign(**{y: shown(floor)})
+    data = data.assign(**{y: shown(np.where(zero, np.nan, values))})
     order = list(dict.fromkeys(data[hue]))  # first-seen order: layers.0.weight, layers.0.bias ...
     palette = dict(zip(order, sns.color_palette(n_colors=len(order)), strict=True))
     sns.lineplot(
@@ -299,14 +308,12 @@ def _log_lineplot(
         errorbar=None,
         ax=ax,
     )
-    ax.set_yscale("log")
-    ax.grid(True, which="minor", axis="y", linewidth=0.4, alpha=0.5)  # short ranges: few majors
+    scale = _log_scale(ax, positive)
     if not positive.size:  # one value on a log axis gives degenerate limits: set them
         ax.set_ylim(floor / 10, floor * 10)
     n_zero = int(zero.sum())
     if n_zero:
-        zeros = data[zero]
-        ax.axhline(floor, color="0.5", linestyle=":", linewidth=1, zorder=1)
+        ax.axhline(shown(floor), color="0.5", linestyle=":", linewidth=1, zorder=1)
         ax.scatter(
             zeros["step"],
             zeros[y],
@@ -320,7 +327,43 @@ def _log_lineplot(
             f"\n{n_zero} of {len(values)} values exactly 0 (bit-identical), drawn at {floor:.0e}"
         )
     ax.set_title(title)
+    _mark_nonfinite(ax, bad)
     _legend_outside(ax, extra=_zero_handle(floor) if n_zero else None)
+    return scale
+
+
+WIDE = 1e100   # beyond this matplotlib's log locator overflows (it computes 10**decade)
+
+
+def _too_wide(values) -> bool:
+    v = np.asarray(values, dtype=float)
+    return bool(v.size) and (v.max() > WIDE or v.min() < 1 / WIDE)
+
+
+def _log_scale(ax, values) -> str:
+    """A log y axis, or, for values a log axis cannot hold (up to 1e308), their log10 on
+    a linear one (the caller plotted log10 then); returns the label's suffix."""
+    if _too_wide(values):
+        return ", log10 of the value: the range is too wide for a log axis"
+    ax.set_yscale("log")
+    ax.grid(True, which="minor", axis="y", linewidth=0.4, alpha=0.5)  # short ranges: few majors
+    return ", log scale"
+
+
+def _first_nonfinite(data: pd.DataFrame, y: str) -> float | None:
+    """The first step whose ``y`` is inf or NaN (a diverged run), or None."""
+    bad = data.loc[~np.isfinite(data[y].to_numpy(dtype=float)), "step"]
+    return float(bad.min()) if len(bad) else None
+
+
+def _mark_nonfinite(ax, step: float | None) -> None:
+    """A diverged run: its inf/NaN values are left out and the step is marked."""
+    if step is None:
+        return
+    ax.axvline(step, color="tab:red", linestyle="--", linewidth=1)
+    ax.annotate(f"non-finite from step {step:g}", xy=(step, 1), xycoords=("data", "axes fraction"),
+                xytext=(-4, -4), textcoords="offset points", ha="right", va="top",
+                color="tab:red", fontsize=8)
 
 
 def _zero_handle(floor: float) -> tuple[Line2D, str]:
@@ -351,7 +394,7 @@ def _reference_figure(grads: pd.DataFrame) -> Figure:
     long["side"] = long["side"].str.removeprefix("ref_rel_err_")  # (2 * rows, 4)
     fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
-    _log_lineplot(
+    scale = _log_lineplot(
         ax,
         long,
         y="ref_rel_err",
@@ -363,7 +406,7 @@ def _reference_figure(grads: pd.DataFrame) -> Figure:
         "‖g_side − g_ref‖₂ / ‖g_ref‖₂; manual solid, torch dashed",
     )
     ax.set_xlabel(STEP_LABEL)
-    ax.set_ylabel("relative error vs float64 reference, log scale")
+    ax.set_ylabel("relative error vs float64 reference" + scale)
     return fig
 
 
