@@ -97,9 +97,9 @@ def test_evaluate_full_batch_and_rows():
     ref = manual.MLP(SIZES, **SPEC, params=params)
     for side in (m, t):
         E, _ = side.evaluate(None)
-        assert E == pytest.approx(ref.loss(X, Y), rel=1e-13)
+        assert E == pytest.approx(ref.loss(X, Y), rel=1e-13, abs=0)
         Eb, gb = side.evaluate(idx)
-        assert Eb == pytest.approx(ref.loss(X[idx], Y[idx]), rel=1e-13)
+        assert Eb == pytest.approx(ref.loss(X[idx], Y[idx]), rel=1e-13, abs=0)
         assert Eb < E                       # 3 of 7 samples of a summed loss, all terms > 0
         assert list(gb) == side.keys
 

@@ -76,14 +76,14 @@ def test_rel_err_is_the_2_norm_over_the_larger_norm():
     assert compare(a, b).rel_err == 1.0
     # ‖a − b‖ = 9 over the larger norm 10 (over ‖a‖ it would be 9)
     a, b = np.array([1.0, 0.0]), np.array([10.0, 0.0])
-    assert compare(a, b).rel_err == pytest.approx(0.9, rel=RTOL)
+    assert compare(a, b).rel_err == pytest.approx(0.9, rel=RTOL, abs=0)
     assert rel_err(a, b) == compare(a, b).rel_err
 
 
 def test_cosine_of_parallel_orthogonal_and_opposite():
     a = np.array([[1.0, 2.0], [3.0, -4.0]])
-    assert compare(a, 2.5 * a).cosine == pytest.approx(1.0, rel=RTOL)
-    assert compare(a, -a).cosine == pytest.approx(-1.0, rel=RTOL)
+    assert compare(a, 2.5 * a).cosine == pytest.approx(1.0, rel=RTOL, abs=0)
+    assert compare(a, -a).cosine == pytest.approx(-1.0, rel=RTOL, abs=0)
     assert compare(np.array([1.0, 0.0]), np.array([0.0, 5.0])).cosine == 0.0
     # an identical pair is exactly 1 (the max_abs_diff == 0 path), not 1 − ulp
     assert compare(a, a) == Comparison(0.0, 0.0, 1.0, math.sqrt(30.0), math.sqrt(30.0))
@@ -107,7 +107,8 @@ def test_underflowing_squares_give_finite_metrics():
     assert c == Comparison(5e-324, 0.0, 1.0, 0.0, 0.0)
     # just above the limit the norms are exact again: one side zero -> rel_err 1, cosine 0
     c = compare(np.array([1e-150]), np.array([0.0]))
-    assert c.rel_err == 1.0 and c.cosine == 0.0 and c.norm_manual == pytest.approx(1e-150)
+    assert c.rel_err == 1.0 and c.cosine == 0.0
+    assert c.norm_manual == pytest.approx(1e-150, rel=1e-15, abs=0)
 
 
 def test_segments_do_not_leak_into_each_other():
@@ -118,7 +119,7 @@ def test_segments_do_not_leak_into_each_other():
     gt = [rng.normal(size=5), same.copy(), rng.normal(size=2)]
     got = compare_many(gm, gt)
     assert got[1] == Comparison(0.0, 0.0, 1.0, got[1].norm_manual, got[1].norm_torch)
-    assert got[1].norm_manual == pytest.approx(np.linalg.norm(same), rel=RTOL)
+    assert got[1].norm_manual == pytest.approx(np.linalg.norm(same), rel=RTOL, abs=0)
     for i in (0, 2):
         np.testing.assert_allclose(got[i], independent(gm[i], gt[i]), rtol=RTOL, atol=0)
 

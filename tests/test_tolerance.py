@@ -66,7 +66,7 @@ def test_magnitude_of_a_one_weight_identity_net_by_hand():
     net, acts = one_weight_net(w, x, y)
     G = magnitude_gradients(net, net.params, acts, np.array([[y]]))
     assert list(G) == ["layers.0.weight"]
-    assert G["layers.0.weight"] == pytest.approx((1 + 3) * 2 + 7 * 1 * 2 / 13, rel=1e-15)
+    assert G["layers.0.weight"] == pytest.approx((1 + 3) * 2 + 7 * 1 * 2 / 13, rel=1e-15, abs=0)
 
 
 def test_magnitude_of_a_saturating_sigmoid_counts_the_derivative_error():
@@ -84,7 +84,7 @@ def test_magnitude_of_a_saturating_sigmoid_counts_the_derivative_error():
     E1 = fp * (2 / m) * x * w + 5 / m * a
     e = E1 * fp + (a + y) * fpp * E1
     G = magnitude_gradients(net, net.params, acts, np.array([[y]]))
-    assert G["layers.0.weight"] == pytest.approx(d * x + e * x, rel=1e-14)
+    assert G["layers.0.weight"] == pytest.approx(d * x + e * x, rel=1e-14, abs=0)
     # a ≈ 0.9975, σ' ≈ 2.5e-3: the charge for σ' itself (|1 − 2a|·|a|/m ≈ 0.077) puts
     # the bound far above the gradient, cond ≈ 30
     g = (a - y) * fp * x
@@ -140,9 +140,9 @@ def test_step_tolerances_scale_the_base_by_cond_at_least_one():
     G = (1 + 3) * 2 + 7 * 1 * 2 / 13                              # hand value above
     # cond = G̃ / max(‖g_m‖, ‖g_t‖): the larger norm of the two sides
     tol = step_tolerances(net, net.params, acts, T, fake_metrics([(1.0, 2.0)]), "float64")
-    assert tol == [pytest.approx(base * G / 2.0, rel=1e-15)]
+    assert tol == [pytest.approx(base * G / 2.0, rel=1e-15, abs=0)]
     tol = step_tolerances(net, net.params, acts, T, fake_metrics([(2.0, 1.0)]), "float64")
-    assert tol == [pytest.approx(base * G / 2.0, rel=1e-15)]
+    assert tol == [pytest.approx(base * G / 2.0, rel=1e-15, abs=0)]
     # a gradient larger than G̃ (not a real one) still gets the plain 2γ_m: cond ≥ 1
     tol = step_tolerances(net, net.params, acts, T, fake_metrics([(100.0, 100.0)]), "float64")
     assert tol == [base]
