@@ -437,7 +437,8 @@ def test_cli_prints_the_table(tmp_path, capsys):
     assert any(line.split()[:2] == [CONTROL, "-"] and line.endswith("agree") for line in lines)
     for name in BUGS:
         assert name in stdout
-    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["bugs.csv", "config.toml"]
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == [".handgrad", "bugs.csv",
+                                                             "config.toml"]
 
 
 def test_config_toml_round_trip(folder, tmp_path):
@@ -464,12 +465,13 @@ def test_redraw_recreates_the_png_from_the_csv(folder, tmp_path):
 def test_existing_folder_needs_force(folder, tmp_path):
     out = tmp_path / "g"
     out.mkdir()
+    (out / ".handgrad").write_text("handgrad bugs\n")   # an earlier gallery's folder
     (out / "old-file").write_text("x")
     with pytest.raises(ConfigError, match="already exists"):
         bugs_cmd("--out", out, "--steps", 2, "--no-plots")
-    assert sorted(p.name for p in out.iterdir()) == ["old-file"]       # refused: untouched
+    assert sorted(p.name for p in out.iterdir()) == [".handgrad", "old-file"]   # untouched
     assert bugs_cmd("--out", out, "--steps", 2, "--no-plots", "--force") == 0
-    assert sorted(p.name for p in out.iterdir()) == ["bugs.csv", "config.toml"]
+    assert sorted(p.name for p in out.iterdir()) == [".handgrad", "bugs.csv", "config.toml"]
 
 
 def test_cli_bad_input_through_main(tmp_path, monkeypatch, capsys):

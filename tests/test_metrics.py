@@ -1,0 +1,150 @@
+"""experiments.core.metrics: compare_many / Comparison, rel_err, verdict.
+
+Each metric is checked against an independent computation with numpy's own norms
+(np.linalg.norm, np.dot), following the definitions in README.md ("Run directory and CSV
+schema") and docs/csv-schema.md:
+
+    max_abs_diff = max |g_m − g_t|
+    rel_err      = ‖g_m − g_t‖₂ / max(‖g_m‖₂, ‖g_t‖₂, tiny)
+    cosine       = ⟨g_m, g_t⟩ / (‖g_m‖₂ ‖g_t‖₂)
+
+The two computations sum in different orders; over at most a few hundred entries their
+results differ by a few ulps, so rtol = 1e-13 (≈ 450 u) is a fixed bound that still
+tells a 2-norm from a max-norm, a max from a min, or a missing square root by O(1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from experiments.core.metrics import (
+    TINY,
+    VERDICTS,
+    Comparison,
+    compare,
+    compare_many,
+    rel_err,
+    verdict,
+)
+
+RTOL = 1e-13
+
+
+def independent(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float, float]:
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    return (float(np.max(np.abs(a - b))), float(np.linalg.norm(a - b) / max(na, nb, TINY)),
+            float(np.dot(a, b) / (na * nb)), float(na), float(nb))
+
+
+def pairs(seed: int = 0):
+    """Gradient-like pairs of several shapes; the second of each is NOT a small perturbation
+    of the first (rel_err of order 1), and their norms differ, so max(‖a‖, ‖b‖) matters."""
+    rng = np.random.default_rng(seed)
+    shapes = [(4, 3), (4,), (1, 4), (1,), (30, 64)]
+    gm = [rng.normal(size=s) for s in shapes]
+    gt = [3.0 * g + rng.normal(size=g.shape) for g in gm]
+    return gm, gt
+
+
+def test_fields_are_the_grads_csv_names_in_order():
+    assert Comparison._fields == ("max_abs_diff", "rel_err", "cosine", "norm_manual",
+                                  "norm_torch")
+
+
+def test_every_metric_matches_an_independent_computation():
+    gm, gt = pairs()
+    got = compare_many(gm, gt)
+    assert len(got) == len(gm)
+    for c, a, b in zip(got, gm, gt, strict=True):
+        assert isinstance(c, Comparison)
+        np.testing.assert_allclose(c, independent(a, b), rtol=RTOL, atol=0)
+        assert c.max_abs_diff == np.max(np.abs(a - b))          # one subtraction: exact
+
+
+def test_rel_err_is_the_2_norm_over_the_larger_norm():
+    # by hand: a − b = (−3, −4): ‖a − b‖ = 5, ‖a‖ = 5, ‖b‖ = 10 -> 5/10 (the smaller
+    # norm would give 1)
+    a, b = np.array([3.0, 4.0]), np.array([6.0, 8.0])
+    assert compare(a, b).rel_err == 0.5 and compare(b, a).rel_err == 0.5
+    # a − b = (−1, 1, 1, 1): ‖a − b‖ = 2 = ‖a‖ = ‖b‖ -> 1 (max-norms would give 1/2)
+    a, b = np.ones(4), np.array([2.0, 0.0, 0.0, 0.0])
+    assert compare(a, b).rel_err == 1.0
+    # ‖a − b‖ = 9 over the larger norm 10 (over ‖a‖ it would be 9)
+    a, b = np.array([1.0, 0.0]), np.array([10.0, 0.0])
+    assert compare(a, b).rel_err == pytest.approx(0.9, rel=RTOL, abs=0)
+    assert rel_err(a, b) == compare(a, b).rel_err
+
+
+def test_cosine_of_parallel_orthogonal_and_opposite():
+    a = np.array([[1.0, 2.0], [3.0, -4.0]])
+    assert compare(a, 2.5 * a).cosine == pytest.approx(1.0, rel=RTOL, abs=0)
+    assert compare(a, -a).cosine == pytest.approx(-1.0, rel=RTOL, abs=0)
+    assert compare(np.array([1.0, 0.0]), np.array([0.0, 5.0])).cosine == 0.0
+    # an identical pair is exactly 1 (the max_abs_diff == 0 path), not 1 − ulp
+    assert compare(a, a) == Comparison(0.0, 0.0, 1.0, math.sqrt(30.0), math.sqrt(30.0))
+
+
+def test_zero_conventions():
+    z = np.zeros((2, 3))
+    # both zero: same direction by convention, no difference
+    assert compare(z, z) == Comparison(0.0, 0.0, 1.0, 0.0, 0.0)
+    # one side zero: the whole of the other is the difference, no common direction
+    g = np.array([[0.0, -2.0, 0.0], [0.0, 0.0, 0.0]])
+    assert compare(g, z) == Comparison(2.0, 1.0, 0.0, 2.0, 0.0)
+    assert compare(z, g) == Comparison(2.0, 1.0, 0.0, 0.0, 2.0)
+
+
+def test_underflowing_squares_give_finite_metrics():
+    # Entries below √tiny ≈ 1.5e-154 square to (sub)normal dust or 0: the norms read 0, the
+    # tiny floor keeps the division finite, and only max_abs_diff still sees the difference
+    # (a limit of the 2-norm in float64, not of any gradient a run produces).
+    c = compare(np.array([5e-324]), np.array([0.0]))        # the smallest subnormal
+    assert c == Comparison(5e-324, 0.0, 1.0, 0.0, 0.0)
+    # just above the limit the norms are exact again: one side zero -> rel_err 1, cosine 0
+    c = compare(np.array([1e-150]), np.array([0.0]))
+    assert c.rel_err == 1.0 and c.cosine == 0.0
+    assert c.norm_manual == pytest.approx(1e-150, rel=1e-15, abs=0)
+
+
+def test_segments_do_not_leak_into_each_other():
+    # one tensor equal, its neighbours not: the equal one must still read exactly 0 / 1
+    rng = np.random.default_rng(3)
+    same = rng.normal(size=(3, 3))
+    gm = [rng.normal(size=5), same, rng.normal(size=2)]
+    gt = [rng.normal(size=5), same.copy(), rng.normal(size=2)]
+    got = compare_many(gm, gt)
+    assert got[1] == Comparison(0.0, 0.0, 1.0, got[1].norm_manual, got[1].norm_torch)
+    assert got[1].norm_manual == pytest.approx(np.linalg.norm(same), rel=RTOL, abs=0)
+    for i in (0, 2):
+        np.testing.assert_allclose(got[i], independent(gm[i], gt[i]), rtol=RTOL, atol=0)
+
+
+def test_float32_inputs_are_measured_exactly_in_float64():
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(6, 5)).astype(np.float32)
+    b = (a + np.float32(1e-3) * rng.normal(size=a.shape).astype(np.float32)).astype(np.float32)
+    got = compare(a, b)
+    assert all(isinstance(x, float) for x in got)
+    np.testing.assert_allclose(got, independent(a.astype(np.float64), b.astype(np.float64)),
+                               rtol=RTOL, atol=0)
+    # the float32 difference itself would round: the float64 one is exact for float32 inputs
+    assert got.max_abs_diff == float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def test_empty_tensor_is_refused():
+    with pytest.raises(ValueError, match="empty gradient tensor"):
+        compare_many([np.ones(2), np.ones(0)], [np.ones(2), np.ones(0)])
+
+
+def test_verdict_boundaries():
+    assert VERDICTS == ("exact", "agree", "differ")
+    assert verdict(0.0, 0.0, 1e-15) == "exact"
+    assert verdict(0.0, 5.0, 1e-15) == "exact"           # bit-identical wins over anything
+    assert verdict(1e-17, 1e-15, 1e-15) == "agree"        # at the tolerance: agree
+    assert verdict(1e-17, 1.0000001e-15, 1e-15) == "differ"
+    assert verdict(1e-17, math.nan, 1e-15) == "differ"    # nan never agrees
