@@ -64,7 +64,8 @@ def main(argv=None) -> int:
             run_experiment(cfg)
             best["runner alone"] = min(best["runner alone"],
                                        (time.perf_counter() - t0) / args.steps)
-        trips = {"in-process": round_trip(inproc), "own process": round_trip(proc)}
+        trips = {name: min(round_trip(lrn) for _ in range(args.repeats))
+                 for name, lrn in (("in-process", inproc), ("own process", proc))}
     ms = 1e3
     print(f"seed case (3-4-1, N = 4, synced), {args.steps} steps, best of {args.repeats}, "
           f"1 thread; learner {LEARNER.name}")

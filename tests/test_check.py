@@ -118,14 +118,12 @@ def test_correct_examples_agree(tmp_path, capsys, name, config):
 
 def test_named_experiments_no_false_alarms():
     """The loop-by-sample, column-vector learner and the vectorised ones agree for longer
-    runs on the named experiments (in-process: no process start per run)."""
-    from experiments.teaching.check.api import run_check
+    runs on the named experiments (in-process: no process start per run; iris is above,
+    and the full-length runs of every named experiment are in docs/check.md)."""
+    from experiments.teaching.check.api import resolve_config, run_check
     from experiments.teaching.check.learner import load_file
-    for name, config, steps in [("correct_w1b1.py", "seed", 300), ("correct_torch.py", "xor", 300),
-                                ("correct_torch.py", "worked-2-2-2", 300),
-                                ("correct_softmax.py", "iris", 100),
-                                ("correct_softmax.py", "digits", 30)]:
-        from experiments.teaching.check.api import resolve_config
+    for name, config, steps in [("correct_w1b1.py", "seed", 150), ("correct_torch.py", "xor", 150),
+                                ("correct_torch.py", "worked-2-2-2", 150)]:
         r = run_check(load_file(EXAMPLES / name), resolve_config(config, steps=steps))
         assert r.agree, r.explanation
         assert r.worst_rel_err <= F64 and r.worst_ratio <= 1, (name, config, r.message)

@@ -159,7 +159,7 @@ class LearnerProcess:
             raise BadLearner(reply[1], output=reply[2])
         text = reply[1]
         if "MemoryError" in text.rsplit("\n", 1)[-1]:   # numpy's _ArrayMemoryError too
-            text += f"\n(the learner's process may use at most {self.memory_mb} MiB: --memory)"
+            text += f" (the learner's process may use at most {self.memory_mb} MiB: --memory)"
         raise LearnerRaised(text)
 
     def _crashed(self, what: str) -> LearnerCrashed:
