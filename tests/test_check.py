@@ -393,3 +393,27 @@ def test_schema_columns():
                              "max_abs_diff", "ratio", "verdict", "kind"]
     assert GRADE_COLUMNS == ["file", "status", "diagnosis", "first_param", "worst_rel_err",
                              "worst_ratio", "seconds", "message"]
+
+
+def test_layer_confined_and_named_mistake():
+    """σ′ of the activation in the hidden layer only: the output layer agrees, the error
+    enters at W1's delta (layer_confined), and the mistake is named."""
+    def sigmoid(x):
+        return 1 / (1 + np.exp(-x))
+
+    def gradients(params, X, Y):
+        W1, W2 = params["W1"], params["W2"]
+        hidden = sigmoid(X @ W1)
+        out = sigmoid(hidden @ W2)
+        d2 = (out - Y) * out * (1 - out)
+        d1 = (d2 @ W2.T) * sigmoid(hidden) * (1 - sigmoid(hidden))   # σ′(a), not a(1 − a)
+        return {"W1": X.T @ d1, "W2": hidden.T @ d2}
+
+    r = check_function(gradients, "seed", convention="W1b1", steps=2)
+    assert (r.status, r.kind, r.first_param) == ("differ", "layer_confined", "W1")
+    assert r.message.startswith("your gradients are exactly what backprop gives with σ′ "
+                                "taken of the activation")
+    assert r.message.endswith("at the hidden layers")
+    assert ("W1 differs while the layers above agree: the mistake enters at W1's layer, in "
+            "δ1 = (δ2 · W2ᵀ) ⊙ f′(z)") in r.explanation
+    assert "W1[" in r.explanation and ">>> yours:" in r.explanation
