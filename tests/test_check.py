@@ -417,3 +417,22 @@ def test_layer_confined_and_named_mistake():
     assert ("W1 differs while the layers above agree: the mistake enters at W1's layer, in "
             "δ1 = (δ2 · W2ᵀ) ⊙ f′(z)") in r.explanation
     assert "W1[" in r.explanation and ">>> yours:" in r.explanation
+
+
+def test_difference_found_in_training():
+    """Right at the initial point (both calls), wrong from the third call on: the
+    training's diagnosis speaks, in the learner's names."""
+    ns: dict = {}
+    exec(GOOD, ns)
+    calls = []
+
+    def gradients(params, X, Y):
+        calls.append(1)
+        g = ns["gradients"](params, X, Y)
+        return g if len(calls) <= 2 else {k: 1.5 * v for k, v in g.items()}
+
+    r = check_function(gradients, "seed", steps=3)
+    assert (r.status, r.exit_code, r.kind, r.first_param) == (
+        "differ", 1, "constant_ratio", "layers.1.weight")
+    assert (r.initial.table["verdict"] != "differ").all()
+    assert "your gradients are 1.5 times autograd's on every parameter" in r.message

@@ -40,10 +40,6 @@ from experiments.teaching.check.initial import Initial, check_initial
 from experiments.teaching.check.learner import BadLearner, Learner, LearnerError
 from experiments.teaching.check.side import side_factory
 
-EXIT_CODES = {"agree": 0, "differ": 1, "bad_output": 2, "diverged": 3, "error": 4,
-              "timeout": 5, "interrupted": 130}
-
-
 @dataclass
 class CheckResult:
     """What a check found. ``agree`` and ``explanation`` are what a test asserts on."""
@@ -163,9 +159,10 @@ def _judged(name: str, init: Initial, run: RunResult | None) -> CheckResult:
         message = (f"every parameter agrees with autograd at the initial point and over "
                    f"{steps} training steps (worst rel_err {worst['worst_rel_err']:.2g}, "
                    f"{worst['worst_ratio']:.2g} of the rounding tolerance)")
-        status = "interrupted" if run is not None and run.status == "interrupted" else "agree"
-        return CheckResult(name, status, EXIT_CODES[status], message, "agree", run=run,
-                           initial=init, **worst)
+        if run is not None and run.status == "interrupted":   # Ctrl-C: as handgrad run
+            return CheckResult(name, "interrupted", 130, run.message, run=run, initial=init,
+                               **worst)
+        return CheckResult(name, "agree", 0, message, "agree", run=run, initial=init, **worst)
     first = diagnosis.first_param(differ, keys)
     kind = "update" if init.call == "update" else param_kinds(findings, keys)[first]
     sentences = _sentences(init, findings, yours, first)

@@ -142,7 +142,8 @@ def _transposed(f: Finding, conv, yours) -> str:
     s = _notation(conv, _layer(k))
     name = conv.name_of(k)
     shape = conv.shapes[name]
-    got = yours[k].T.shape if conv.names[k][1] else yours[k].shape   # in the learner's layout
+    got = shape if k not in yours else (yours[k].T.shape if conv.names[k][1]
+                                         else yours[k].shape)    # in the learner's layout
     if got != shape:
         how = f"shape {got} where {name} is {shape}"
     elif shape[0] == shape[1]:

@@ -208,12 +208,11 @@ class Learner:
 
     def __init__(self, gradients, update=None, convention: str = "torch",
                  name: str = "gradients"):
-        where = name
-        _check_function(gradients, "gradients", where)
+        _check_function(gradients, "gradients", name)
         if update is not None:
-            _check_function(update, "update", where)
+            _check_function(update, "update", name)
         if convention not in CONVENTIONS:
-            raise BadLearner(f"{where}: CONVENTION = {convention!r}; use one of "
+            raise BadLearner(f"{name}: CONVENTION = {convention!r}; use one of "
                              f"{list(CONVENTIONS)}")
         self.gradients_fn, self.update_fn = gradients, update
         self.convention, self.name = convention, name
