@@ -40,6 +40,7 @@ from experiments.teaching.check.initial import Initial, check_initial
 from experiments.teaching.check.learner import BadLearner, Learner, LearnerError
 from experiments.teaching.check.side import side_factory
 
+
 @dataclass
 class CheckResult:
     """What a check found. ``agree`` and ``explanation`` are what a test asserts on."""
