@@ -21,7 +21,9 @@ EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 #: modules exposing ``register(subparsers, formatter_class)``; the subcommand they add sets
 #: ``func(args) -> int`` with ``set_defaults``. Imported lazily by ``build_parser``.
 FEATURE_MODULES: list[str] = ["experiments.teaching.explain", "experiments.teaching.bugs",
-                              "experiments.tools.sweep", "experiments.tools.bench"]
+                              "experiments.tools.sweep", "experiments.tools.bench",
+                              "experiments.teaching.check.command",
+                              "experiments.teaching.check.grade"]
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

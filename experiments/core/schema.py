@@ -70,3 +70,9 @@ BENCH_COLUMNS = ("case", "impl", "library", "device", "dtype", "batch", "sizes",
                  "ratio_to_floor_q75", "ratio_to_autograd", "numpy_calls_per_step",
                  "numpy_calls_per_layer", "numpy_call_us", "repeats", "steps_per_repeat",
                  "threads", "clock")
+
+# check: initial.csv (one row per call × parameter at the initial point); grade: grades.csv
+CHECK_COLUMNS = ["call", "param", "key", "rel_err", "rel_tol", "fd_rel_err", "max_abs_diff",
+                 "ratio", "verdict", "kind"]
+GRADE_COLUMNS = ["file", "status", "diagnosis", "first_param", "worst_rel_err", "worst_ratio",
+                 "seconds", "message"]

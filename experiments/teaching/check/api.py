@@ -1,0 +1,255 @@
+"""One check of a learner's backprop, start to end, as a Python API.
+
+    from experiments.teaching.check import check_function, check_file
+    result = check_function(gradients, "seed", convention="W1b1")    # a function object
+    result = check_file("my_backprop.py", "xor", timeout=30)         # a file, in its own process
+    assert result.agree, result.explanation
+
+A check (``run_check``) is three things:
+
+1. the initial point (``initial.check_initial``): the learner's gradients against
+   autograd and finite differences, a second call, and the learner's ``update``;
+2. training: the learner's side (``side.LearnerSide``) in lockstep with torch for the
+   config's steps, through the one engine (``experiments.core.runner.run_experiment`` with
+   ``side=``): the run's metrics, rounding tolerance, diagnosis, CSVs and report;
+3. the verdict and its diagnosis in the learner's terms (``diagnosis``), with the chain
+   rule of one wrong entry (``report``).
+
+Statuses and ``handgrad check``'s exit codes: agree 0, differ 1, bad input 2 (``error``
+for a file that cannot be loaded, ``bad_output`` for a return value of the wrong form),
+diverged 3, error 4 (the learner's code raised or its process died), timeout 5.
+``check_function`` calls the function in this process (no time or memory limit: a hang is
+a hang); ``check_file`` runs the file in its own limited process (``process``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from experiments.core.config import ConfigError, RunConfig, load_config, parse_override, replace
+from experiments.core.diagnose import param_kinds
+from experiments.core.runner import RunResult, resolve, run_experiment
+from experiments.teaching.check import diagnosis, mistakes
+from experiments.teaching.check.initial import Initial, check_initial
+from experiments.teaching.check.learner import BadLearner, Learner, LearnerError
+from experiments.teaching.check.side import side_factory
+
+
+@dataclass
+class CheckResult:
+    """What a check found. ``agree`` and ``explanation`` are what a test asserts on."""
+
+    file: str                         # the learner's file name (or function name)
+    status: str                       # agree, differ, bad_output, diverged, error, timeout
+    exit_code: int
+    message: str                      # one line
+    kind: str = ""                    # diagnose's kind at first_param ("agree" when agreeing)
+    first_param: str = ""             # the learner's name of the first differing parameter
+    worst_rel_err: float = math.nan
+    worst_ratio: float = math.nan     # worst rel_err / rel_tol
+    seconds: float = 0.0
+    config: RunConfig | None = None   # resolved
+    convention: str = ""
+    initial: Initial | None = None
+    run: RunResult | None = None
+    sentences: list[str] = field(default_factory=list)   # the diagnosis, learner's terms
+    details: str = ""                 # the learner's traceback, or a crash's last lines
+    output: str = ""                  # what the learner's code printed (its own process)
+    explanation: str = ""             # everything, as `handgrad check` prints it
+
+    @property
+    def agree(self) -> bool:
+        return self.status == "agree"
+
+
+def resolve_config(config: str | RunConfig, overrides=(), steps: int | None = None
+                   ) -> RunConfig:
+    """A named experiment or TOML path (trained in ``synced`` mode unless an override says
+    otherwise) or a RunConfig as given; ``steps`` replaces the config's length."""
+    if isinstance(config, RunConfig):
+        cfg = replace(config, **dict(parse_override(o) for o in overrides))
+    else:
+        cfg = load_config(config, ["mode=synced", *overrides])
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps {steps}: the number of training steps must be >= 1")
+        cfg = replace(cfg, steps=steps)
+    return replace(cfg, manual_backend="numpy")   # the learner's side is numpy
+
+
+def _refuse_update(cfg: RunConfig, learner) -> None:
+    extra = {k: getattr(cfg, k) for k in ("momentum", "weight_decay", "dampening")
+             if getattr(cfg, k)}
+    if learner.has_update and (extra or cfg.nesterov):
+        said = ", ".join(f"{k} = {v:g}" for k, v in extra.items()) or "nesterov = true"
+        raise BadLearner(f"{learner.name} defines update(params, grads, lr), which is checked "
+                         f"against plain SGD only, and this config has {said}: add --set "
+                         f"momentum=0 --set weight_decay=0, or remove update() to train with "
+                         f"handgrad's own SGD")
+
+
+def run_check(learner, cfg: RunConfig) -> CheckResult:
+    """The three parts of the module docstring with a loaded learner (``learner.Learner``
+    or ``process.LearnerProcess``); the learner's failures become the result's status."""
+    from experiments.teaching.check.report import explanation
+
+    t0 = time.perf_counter()
+    init = run = None
+    cfg = resolve(cfg)[0]    # sizes filled in from the data, for every report
+    try:
+        _refuse_update(cfg, learner)
+        init = check_initial(cfg, learner)
+        if not init.shape_transposed:   # a transposed-shape gradient cannot train
+            run = run_experiment(cfg, side=side_factory(learner))
+        result = _judged(learner.name, init, run)
+    except LearnerError as err:
+        result = failed(learner.name, err)
+        result.initial = init
+        result.message += _convention_hint(result.message, learner.convention)
+    result.config = init.config if init is not None else cfg
+    result.convention = learner.convention
+    result.seconds = time.perf_counter() - t0
+    result.explanation = explanation(result)
+    return result
+
+
+def failed(name: str, err: LearnerError) -> CheckResult:
+    """The result of a learner that could not be checked to the end."""
+    text = str(err)
+    lines = text.splitlines() or [""]
+    message = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    return CheckResult(name, err.status, err.exit_code, message,
+                       details=text if len(lines) > 1 else "")
+
+
+def _convention_hint(message: str, convention: str) -> str:
+    """A KeyError on a name of the other convention: say which convention params is in."""
+    m = re.match(r"KeyError: '(W\d+|b\d+|layers\.\d+\.(?:weight|bias))'$", message)
+    if m is None or m.group(1).startswith("layers") == (convention == "torch"):
+        return ""
+    other = "torch" if convention == "W1b1" else "W1b1"
+    return (f" (params is in the {convention} convention, and your code reads "
+            f"{m.group(1)!r}, a name of the {other} convention: put CONVENTION = "
+            f"\"{other}\" at the top of the file)")
+
+
+def _judged(name: str, init: Initial, run: RunResult | None) -> CheckResult:
+    """Agree, differ or diverged, with the diagnosis of the first differing parameter."""
+    conv = init.convention
+    keys = list(init.autograd)
+    worst = _worst(init, run)
+    if init.differs:
+        table = init.table[init.table["call"] == init.call]
+        differ = list(table.loc[table["verdict"] == "differ", "key"])
+        findings, yours = init.findings, init.yours
+    elif run is not None and run.status == "diverged":
+        message = run.message.replace("the manual side", "your side")
+        return CheckResult(name, "diverged", 3, message, run=run, initial=init, **worst)
+    else:
+        rows = run.summary[run.summary["param"].isin(keys)] if run is not None else None
+        differ = [] if rows is None else list(rows.loc[rows["verdict"] == "differ", "param"])
+        findings, yours = (run.findings if run is not None else []), {}
+    if not differ:
+        steps = run.steps_done if run is not None else 0
+        message = (f"every parameter agrees with autograd at the initial point and over "
+                   f"{steps} training steps (worst rel_err {worst['worst_rel_err']:.2g}, "
+                   f"{worst['worst_ratio']:.2g} of the rounding tolerance)")
+        if run is not None and run.status == "interrupted":   # Ctrl-C: as handgrad run
+            return CheckResult(name, "interrupted", 130, run.message, run=run, initial=init,
+                               **worst)
+        return CheckResult(name, "agree", 0, message, "agree", run=run, initial=init, **worst)
+    first = diagnosis.first_param(differ, keys)
+    kind = "update" if init.call == "update" else param_kinds(findings, keys)[first]
+    sentences = _sentences(init, findings, yours, first)
+    return CheckResult(name, "differ", 1, sentences[0], kind, conv.name_of(first), run=run,
+                       initial=init, sentences=sentences, **worst)
+
+
+def _sentences(init: Initial, findings, yours, first: str) -> list[str]:
+    """The diagnosis in the learner's terms, the finding about ``first`` first, then a
+    recognised named mistake."""
+    conv = init.convention
+    keys = list(init.autograd)
+    ordered = sorted((f for f in findings if f.kind not in ("agree",)),
+                     key=lambda f: first not in f.params)
+    out = [diagnosis.translate(f, conv, init.config, len(init.X), keys, yours)
+           for f in ordered]
+    if init.call == "gradients":   # a named mistake says more than the shape of the error
+        named = mistakes.recognise(init.config, init.weights, init.X, init.Y, init.yours,
+                                   init.autograd)
+        if named is not None:
+            out.insert(0, f"your gradients are exactly what backprop gives with {named.text}")
+    return out or ["your gradients differ from autograd's"]
+
+
+def _worst(init: Initial, run: RunResult | None) -> dict:
+    t = init.table
+    rel = [float(t["rel_err"].max())] if t["rel_err"].notna().any() else []
+    ratio = [float((t["rel_err"] / t["rel_tol"]).max())] if rel else []
+    if init.shape_transposed:
+        ratio.append(math.inf)
+    if run is not None and not run.summary.empty:
+        row = run.summary[run.summary["param"] == "all"]
+        rel += [float(row["rel_err"].iloc[0])]
+        ratio += [float(row["worst_ratio"].iloc[0])]
+    return {"worst_rel_err": float(np.nanmax(rel)) if rel else math.nan,
+            "worst_ratio": float(np.nanmax(ratio)) if ratio else math.nan}
+
+
+def check_function(gradients, config: str | RunConfig = "seed", *, update=None,
+                   convention: str = "torch", overrides=(), steps: int | None = None
+                   ) -> CheckResult:
+    """Check a learner's ``gradients(params, X, Y)`` (and ``update(params, grads, lr)``)
+    function objects, in this process, on ``config`` (a named experiment, a TOML path or a
+    RunConfig) with ``overrides`` (``"key=value"``) for ``steps`` training steps (default:
+    the config's). Nothing is written. Bad input is a result too (status ``error`` or
+    ``bad_output``, exit_code 2); a bad config raises ``ConfigError``."""
+    cfg = resolve_config(config, overrides, steps)
+    name = getattr(gradients, "__name__", "gradients")
+    try:
+        learner = Learner(gradients, update, convention, name)
+    except LearnerError as err:
+        result = failed(name, err)
+        result.explanation = result.message
+        return result
+    return run_check(learner, cfg)
+
+
+def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=(),
+               steps: int | None = None, timeout: float = 60.0, memory_mb: int = 1024,
+               out: str | Path | None = None, force: bool = False, plots: bool = True
+               ) -> CheckResult:
+    """Check a learner's file in its own process (``timeout`` seconds of its code in all,
+    ``memory_mb`` of address space). With ``out``, the check folder is written there
+    (``report.write_check``) unless the input was bad. A bad config or an existing ``out``
+    without ``force`` raises ``ConfigError`` before anything runs."""
+    from experiments.output.rundir import check_out
+    from experiments.teaching.check.process import LearnerProcess
+    from experiments.teaching.check.report import write_check
+
+    cfg = resolve_config(config, overrides, steps)
+    if out is not None:
+        check_out(Path(out), force)
+    if not timeout > 0:
+        raise ConfigError(f"--timeout {timeout}: give a number of seconds > 0")
+    t0 = time.perf_counter()
+    try:
+        learner = LearnerProcess(path, timeout=timeout, memory_mb=memory_mb)
+    except LearnerError as err:
+        result = failed(Path(path).name, err)
+        result.explanation, result.seconds = result.message, time.perf_counter() - t0
+    else:
+        try:
+            result = run_check(learner, cfg)
+        finally:
+            output = learner.close()
+        result.output, result.seconds = output, time.perf_counter() - t0
+    if out is not None and result.exit_code != 2:
+        write_check(result, Path(out), force=force, plots=plots)
+    return result

@@ -1,0 +1,80 @@
+"""``handgrad check FILE.py [NAME|CONFIG.toml]``: a learner's own backprop against autograd.
+
+The library (``api.check_file``) returns a ``CheckResult``; this module parses the
+arguments, prints its explanation and returns its exit code: 0 every parameter agrees,
+1 the gradients (or the update) differ, 2 bad input (one line, nothing written), 3 the
+training diverged, 4 the learner's code raised or its process died, 5 it ran past
+--timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Check a learner's own backpropagation: FILE.py defines gradients(params, X, Y) -> dict
+(and optionally update(params, grads, lr) -> dict, and CONVENTION = "torch" or "W1b1").
+handgrad compares its gradients with autograd and central differences at the initial
+point, trains it in lockstep with torch (synced mode) for the config's steps, and, where
+they differ, says how in the file's own names: which entries, the likely mistake, and the
+chain rule for one wrong entry with numbers. The file runs in its own process with a time
+and memory limit. Writes a check folder (check.md, initial.csv, training/ as `handgrad
+run` writes it).
+
+  handgrad check examples/learners/correct_w1b1.py
+  handgrad check my_backprop.py xor --steps 100
+  handgrad check examples/learners/missing_factor_2.py seed --set loss=mse
+
+exit codes: 0 agree, 1 differ, 2 bad input, 3 diverged, 4 the learner's code failed,
+5 ran past --timeout"""
+
+
+def add_limits(p: argparse.ArgumentParser) -> None:
+    """The options ``check`` and ``grade`` share."""
+    p.add_argument("experiment", nargs="?", default="seed", metavar="NAME|CONFIG.toml",
+                   help="a named experiment (see `handgrad list`) or a TOML config")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="training steps (default: the config's)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="time the learner's code may take in all (its process is stopped "
+                        "after)")
+    p.add_argument("--memory", type=int, default=1024, metavar="MB",
+                   help="address space of the learner's process (RLIMIT_AS)")
+    p.add_argument("--force", action="store_true", help="replace existing output")
+
+
+def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
+    """Add ``handgrad check`` (experiments.cli's feature-module protocol)."""
+    p = subparsers.add_parser("check", formatter_class=formatter_class,
+                              help="check a learner's own backprop against autograd",
+                              description=DESCRIPTION)
+    p.add_argument("file", type=Path, metavar="FILE.py")
+    add_limits(p)
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="check folder (default: checks/FILE)")
+    p.add_argument("--no-plots", action="store_true", help="skip the training run's PNGs")
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args) -> int:
+    from experiments.cli import raise_interrupt
+    from experiments.core.config import ConfigError
+    from experiments.teaching.check.api import check_file
+
+    out = args.out or Path("checks") / args.file.stem
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    result = check_file(args.file, args.experiment, overrides=args.overrides,
+                        steps=args.steps, timeout=args.timeout, memory_mb=args.memory,
+                        out=out, force=args.force, plots=not args.no_plots)
+    if result.exit_code == 2:
+        raise ConfigError(result.message)          # one line on stderr, nothing written
+    print(result.explanation)
+    print(f"check folder: {out}")
+    if result.exit_code not in (0, 1):
+        print(f"handgrad: {result.status}: {result.message}", file=sys.stderr)
+    return result.exit_code

@@ -1,0 +1,106 @@
+"""``handgrad grade``: a folder of learners' files, each checked in its own limited process.
+
+One folder mixes every outcome — agreeing, a classic mistake, a syntax error, a crash, a
+segfault, a memory hog, an infinite loop, a list returned, an exception — and the grading
+goes through all of them, one row each.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "learners"
+
+SUBMISSIONS = {   # file -> (content, status, diagnosis, first_param, words in the message)
+    "a_correct.py": (None, "agree", "agree", "", "every parameter agrees"),
+    "b_mean.py": (None, "differ", "constant_ratio", "W2", "1/N of autograd's"),
+    "c_syntax.py": ("def gradients(params, X, Y)\n    return {}\n", "error", "", "",
+                    "c_syntax.py:1:"),
+    "d_exit.py": ("import os\ndef gradients(params, X, Y):\n    os._exit(7)\n", "error", "",
+                  "", "exited with status 7"),
+    "e_segfault.py": ("import ctypes\ndef gradients(params, X, Y):\n"
+                      "    return ctypes.string_at(0)\n", "error", "", "", "SIGSEGV"),
+    "f_hog.py": ("import numpy as np\ndef gradients(params, X, Y):\n    h = []\n"
+                 "    while True:\n        h.append(np.ones(20_000_000))\n", "error", "", "",
+                 "MemoryError"),
+    "g_loop.py": ("def gradients(params, X, Y):\n    while True:\n        pass\n", "timeout",
+                  "", "", "ran past the time limit"),
+    "h_list.py": ("def gradients(params, X, Y):\n    return [0]\n", "bad_output", "", "",
+                  "returned a list of 1"),
+    "i_raises.py": ("def gradients(params, X, Y):\n    raise RuntimeError('todo')\n", "error",
+                    "", "", "RuntimeError: todo"),
+}
+
+
+@pytest.fixture
+def submissions(tmp_path) -> Path:
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "correct_w1b1.py", folder / "a_correct.py")
+    shutil.copy(EXAMPLES / "mean_over_batch.py", folder / "b_mean.py")
+    for name, (content, *_) in SUBMISSIONS.items():
+        if content is not None:
+            (folder / name).write_text(content, encoding="utf-8")
+    (folder / "notes.txt").write_text("not a submission\n", encoding="utf-8")
+    return folder
+
+
+def test_grade_mixed_folder(tmp_path, submissions, capsys):
+    out = tmp_path / "grades.csv"
+    code = main(["grade", str(submissions), "seed", "--steps", "2", "--out", str(out),
+                 "--timeout", "2", "--memory", "400", "--jobs", "2"])
+    assert code == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    assert list(table.columns) == ["file", "status", "diagnosis", "first_param",
+                                   "worst_rel_err", "worst_ratio", "seconds", "message"]
+    assert list(table["file"]) == list(SUBMISSIONS)          # every .py, in name order
+    for row in table.itertuples():
+        _, status, kind, first, words = SUBMISSIONS[row.file]
+        assert (row.status, row.diagnosis, row.first_param) == (status, kind, first), row
+        assert words in row.message, row
+    agree = table[table["status"] == "agree"]
+    assert float(agree["worst_rel_err"].iloc[0]) <= 1e-12        # fixed float64 bound
+    assert math.isclose(float(table.loc[1, "worst_rel_err"]), 0.75, rel_tol=1e-12)
+    checks = tmp_path / "grades"
+    written = {p.name for p in checks.iterdir()}
+    # a folder for every file that loaded; none for the syntax error and the bad output
+    assert written == {"a_correct", "b_mean", "d_exit", "e_segfault", "f_hog", "g_loop",
+                       "i_raises"}
+    assert (checks / "b_mean" / "training" / "summary.csv").is_file()
+    assert not list((checks / "b_mean" / "training").glob("*.png"))   # grade skips plots
+    md = (tmp_path / "grades.md").read_text(encoding="utf-8")
+    assert "9 submissions checked against autograd on `seed`" in md
+    assert "| differ | constant_ratio | 1 |" in md
+    stdout = capsys.readouterr().out
+    assert "[2/9] b_mean.py: differ (constant_ratio, W2)" in stdout
+
+
+def test_grade_sequential_and_refusals(tmp_path, capsys):
+    folder = tmp_path / "two"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "correct_torch.py", folder / "ok.py")
+    shutil.copy(EXAMPLES / "accumulated.py", folder / "acc.py")
+    out = tmp_path / "g.csv"
+    assert main(["grade", str(folder), "--steps", "2", "--out", str(out)]) == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    assert list(zip(table["file"], table["status"], table["diagnosis"], strict=True)) == [
+        ("acc.py", "differ", "accumulated"), ("ok.py", "agree", "agree")]
+    capsys.readouterr()
+    # existing output, a missing folder, a folder without .py files, a bad --out
+    assert main(["grade", str(folder), "--out", str(out)]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert main(["grade", str(tmp_path / "none"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["grade", str(tmp_path / "empty"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "holds no .py files" in capsys.readouterr().err
+    assert main(["grade", str(folder), "--out", str(tmp_path / "x.txt")]) == 2
+    assert "ending in .csv" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
