@@ -106,7 +106,7 @@ def grade_folder(folder: Path, config="seed", *, out: Path, overrides=(), steps=
     checks = out.with_suffix("")
     check_out(checks, force)
     rows = []
-    with atomic_folder(checks, force) as tmp:
+    with atomic_folder(checks, force, kind="grade") as tmp:
         if jobs == 1:
             done = (grade_one(p, cfg, tmp / p.stem, timeout, memory_mb) for p in files)
         else:   # in file order, each row as soon as it and the ones before it are done

@@ -191,7 +191,7 @@ def write_check(result, out: Path, *, force: bool = False, plots: bool = True) -
     """The check folder (module docstring), atomically."""
     from experiments.output.rundir import atomic_folder, write_csv, write_run
 
-    with atomic_folder(out, force) as tmp:
+    with atomic_folder(out, force, kind="check") as tmp:
         md = [f"# handgrad check: {result.file}", "",
               f"- status: **{result.status}** (exit {result.exit_code}) — {result.message}",
               f"- {result.seconds:.2f} s"]
