@@ -19,12 +19,7 @@ A hand implementation may instead update the output weights first and backpropag
 through the *new* ones ("sequential"). ``update_order_table`` trains both orders (and
 torch) and checks which of the published 2-2-2 figures each reproduces.
 
-What the numbers show (``handgrad explain --steps 10000``; tests/test_explain.py): the
-published text mixes the orders. ∂E/∂w1 = 0.000438568 and w1⁺ = 0.149780716 are
-simultaneous; the error after the first step, 0.291027924, and the outputs after 10,000
-steps, 0.015912196 and 0.984065734, are sequential (simultaneous gives 0.291027774,
-0.015913620, 0.984064274); the error after 10,000 steps, 0.0000351085, is neither order's
-at step 10,000 (3.51019e-05 / 3.50848e-05) but the simultaneous error after 9,999 updates.
+The published text mixes the orders (worked.py says which figure is whose).
 
 Everything runs on the explained batch: the config's first batch (the full batch for the
 named small experiments), on the CPU, in the config's dtype.
@@ -43,36 +38,13 @@ from experiments.core.config import ConfigError, load_config
 from experiments.core.schema import EXPLAIN_COLUMNS as CSV_COLUMNS
 
 from .diagram import draw_network
-from .model import (
-    ORDERS,
-    Explanation,
-    SequentialMLP,
-    explain,
-    param_name,
-    parse_param,
-    plain,
-    prepare,
-)
+from .model import ORDERS, Explanation, explain, param_name, parse_param, plain, prepare
 from .render import FORMATS, explanation_rows, render
 from .worked import PUBLISHED, update_order_notes, update_order_table
 
-__all__ = [
-    "CSV_COLUMNS",
-    "ORDERS",
-    "PUBLISHED",
-    "Explanation",
-    "SequentialMLP",
-    "draw_network",
-    "explain",
-    "explanation_rows",
-    "param_name",
-    "parse_param",
-    "prepare",
-    "register",
-    "render",
-    "update_order_notes",
-    "update_order_table",
-]
+__all__ = ["CSV_COLUMNS", "ORDERS", "PUBLISHED", "Explanation", "draw_network", "explain",
+           "explanation_rows", "param_name", "parse_param", "prepare", "register", "render",
+           "update_order_notes", "update_order_table"]
 
 
 def register(subparsers, formatter_class) -> None:

@@ -150,41 +150,36 @@ class _Diagram:
         expl, sizes, edges = self.expl, self.expl.config.sizes, []
         for l in range(1, self.L + 1):
             key = f"layers.{l - 1}.weight"
-            W = expl.problem.params[key]
-            for j in range(sizes[l]):
-                for i in range(sizes[l - 1]):
-                    (xa, ya), (xb, yb) = self.pos[l - 1][i], self.pos[l][j]
-                    d = math.hypot(xb - xa, yb - ya)
-                    ua = (xa + (xb - xa) * R / d, ya + (yb - ya) * R / d)
-                    ub = (xb - (xb - xa) * R / d, yb - (yb - ya) * R / d)
-                    color = COLORS[(i * sizes[l] + j) % len(COLORS)]
-                    self.ax.annotate("", xy=ub, xytext=ua, zorder=2, arrowprops=dict(
-                        arrowstyle="-|>", color=color, lw=1.1, shrinkA=0, shrinkB=0,
-                        mutation_scale=9))
-                    name = param_name(key, (j, i), sizes) if self.is222 else f"W{l - 1}[{j},{i}]"
-                    edges.append((ua, ub, color, f"{name} = {_short(W[j, i])}\n∂E/∂w "
-                                  f"{_short(expl.grads_all[key][j, i])}\nautograd "
-                                  f"{_short(expl.grads_autograd[key][j, i])}"))
+            for j, i in np.ndindex(sizes[l], sizes[l - 1]):
+                (xa, ya), (xb, yb) = self.pos[l - 1][i], self.pos[l][j]
+                d = math.hypot(xb - xa, yb - ya)
+                dx, dy = (xb - xa) * R / d, (yb - ya) * R / d
+                ua, ub = (xa + dx, ya + dy), (xb - dx, yb - dy)     # on the circles' rims
+                color = COLORS[(i * sizes[l] + j) % len(COLORS)]
+                self.ax.annotate("", xy=ub, xytext=ua, zorder=2, arrowprops=dict(
+                    arrowstyle="-|>", color=color, lw=1.1, shrinkA=0, shrinkB=0,
+                    mutation_scale=9))
+                name = param_name(key, (j, i), sizes) if self.is222 else f"W{l - 1}[{j},{i}]"
+                edges.append((ua, ub, color, f"{name} = {_short(expl.problem.params[key][j, i])}"
+                               f"\n∂E/∂w {_short(expl.grads_all[key][j, i])}\nautograd "
+                               f"{_short(expl.grads_autograd[key][j, i])}"))
+        n = len(edges)
         for e, (ua, ub, color, label) in enumerate(edges):
-            n = len(edges)
-            self.place(ua, ub, color, label, 0.5 if n == 1 else 0.3 + 0.4 * ((e * 7) % n) / (n - 1))
-
-    def place(self, ua, ub, color, label, prefer: float) -> None:
-        """The label at the spot along ua → ub nearest ``prefer`` with the least overlap."""
-        best = None
-        for t in sorted(np.linspace(0.12, 0.88, 39), key=lambda t: abs(t - prefer)):
-            x, y = ua[0] + t * (ub[0] - ua[0]), ua[1] + t * (ub[1] - ua[1])
-            txt = self.ax.text(x, y, label, ha="center", va="center", fontsize=7, color=color,
-                               zorder=6, bbox=dict(boxstyle="round,pad=0.2", fc="white",
-                                                   ec=color, lw=0.6, alpha=0.92))
-            bb = self.box(txt)
-            overlap = sum(_overlap(bb, o) for o in self.obstacles)
-            if best is None or overlap < best[0]:
+            prefer = 0.5 if n == 1 else 0.3 + 0.4 * ((e * 7) % n) / (n - 1)
+            best = None     # (overlap, text, box): the least overlap so far, nearest prefer
+            for t in sorted(np.linspace(0.12, 0.88, 39), key=lambda t, p=prefer: abs(t - p)):
+                txt = self.ax.text(ua[0] + t * (ub[0] - ua[0]), ua[1] + t * (ub[1] - ua[1]),
+                                   label, ha="center", va="center", fontsize=7, color=color,
+                                   zorder=6, bbox=dict(boxstyle="round,pad=0.2", fc="white",
+                                                       ec=color, lw=0.6, alpha=0.92))
+                bb = self.box(txt)
+                overlap = sum(_overlap(bb, o) for o in self.obstacles)
+                if best is not None and overlap >= best[0]:
+                    txt.remove()
+                    continue
                 if best is not None:
                     best[1].remove()
                 best = (overlap, txt, bb)
                 if overlap == 0:
                     break
-            else:
-                txt.remove()
-        self.obstacles.append(best[2])
+            self.obstacles.append(best[2])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,18 +38,14 @@ class Problem:
     worked_diffs: tuple[str, ...] = ()   # why a 2-2-2 is not the published example
 
 
-@dataclass(frozen=True)
-class Factor:
+class Factor(NamedTuple):
     symbol: str              # e.g. "∂E/∂out_o1"
     values: np.ndarray       # (N,) one per sample
 
 
-@dataclass(frozen=True)
-class Upstream:
-    """One term of ∂E/∂out_h = Σ_j (…): its factors and their product per sample."""
-
+class Upstream(NamedTuple):  # one term of ∂E/∂out_h = Σ_k (…)
     factors: tuple[Factor, ...]
-    values: np.ndarray       # (N,)
+    values: np.ndarray       # (N,) their product per sample
 
 
 @dataclass(frozen=True)
@@ -94,7 +91,6 @@ class Explanation:
     problem: Problem
     order: str
     neurons: list[list[str]]          # names per layer (layer 0 = inputs)
-    symbols: list[list[str]]          # formula subscripts per layer ("h1" or "[1,0]")
     net: list[np.ndarray | None]      # per layer (N, n_l); None for the inputs
     out: list[np.ndarray]             # per layer (N, n_l); out[0] = X
     net_autograd: list[np.ndarray | None]
@@ -153,6 +149,7 @@ def prepare(cfg: RunConfig) -> Problem:
     """Resolve ``cfg`` and build the run's initial parameters and first batch, as the runner
     does (same SeedSequence spawn for the init and the batch order)."""
     from experiments.core.engine import batches
+    from experiments.core.init import worked_example_params
     from experiments.core.runner import initial_state
 
     cfg, data, params, order_rng, _ = initial_state(
@@ -171,39 +168,35 @@ def prepare(cfg: RunConfig) -> Problem:
         T = (Y[:, None] == np.arange(cfg.sizes[-1])[None, :]).astype(dtype)  # (N, K)
     else:
         T = Y                                                            # (N, K)
-    diffs = _worked_diffs(cfg, data, params, idx) if is_222(cfg.sizes) else None
+    diffs = []
+    if is_222(cfg.sizes):   # compared in float64, before the cast to the run's dtype
+        ref = worked_example_params(True)
+        checks = [
+            ("activation", cfg.activation == "sigmoid"
+             and cfg.resolved_output_activation == "sigmoid"),
+            ("loss", cfg.loss == "half_sse"), ("bias", cfg.bias == "frozen"),
+            ("lr", cfg.lr == 0.5), ("dtype", cfg.dtype == "float64"),
+            ("momentum/weight_decay", cfg.momentum == 0 and cfg.weight_decay == 0),
+            ("init", cfg.bias is not False and all(
+                np.array_equal(params[k], ref[k]) for k in ref)),
+            ("dataset", idx.size == 1 and np.array_equal(data.X[idx], [[0.05, 0.10]])
+             and np.array_equal(data.Y[idx], [[0.01, 0.99]])),
+        ]
+        diffs = [name for name, ok in checks if not ok]
     params = {k: v.astype(dtype) for k, v in params.items()}
-    return Problem(cfg, params, X, Y, T, batch, diffs == [], tuple(diffs or ()))
+    return Problem(cfg, params, X, Y, T, batch, is_222(cfg.sizes) and not diffs, tuple(diffs))
 
 
-def _worked_diffs(cfg: RunConfig, data, params: dict, idx) -> list[str]:
-    """The settings in which a 2-2-2 config is not the published example (compared in
-    float64, before the cast to the run's dtype)."""
-    from experiments.core.init import worked_example_params
-
-    ref = worked_example_params(True)
-    checks = [
-        ("activation", cfg.activation == "sigmoid"
-         and cfg.resolved_output_activation == "sigmoid"),
-        ("loss", cfg.loss == "half_sse"), ("bias", cfg.bias == "frozen"),
-        ("lr", cfg.lr == 0.5), ("dtype", cfg.dtype == "float64"),
-        ("momentum/weight_decay", cfg.momentum == 0 and cfg.weight_decay == 0),
-        ("init", cfg.bias is not False and all(
-            np.array_equal(params[k], ref[k]) for k in ref)),
-        ("dataset", idx.size == 1 and np.array_equal(data.X[idx], [[0.05, 0.10]])
-         and np.array_equal(data.Y[idx], [[0.01, 0.99]])),
-    ]
-    return [name for name, ok in checks if not ok]
-
-
-def neuron_names(sizes) -> tuple[list[list[str]], list[list[str]]]:
-    """Neuron names and formula subscripts: i1 h1 o1 for the 2-2-2, else layer l, unit j."""
+def neuron_names(sizes) -> list[list[str]]:
+    """i1 h1 o1 for the 2-2-2, else "layer l, unit j"."""
     if is_222(sizes):
-        names = [["i1", "i2"], ["h1", "h2"], ["o1", "o2"]]
-        return names, names
-    names = [[f"layer {l}, unit {j}" for j in range(n)] for l, n in enumerate(sizes)]
-    syms = [[f"[{l},{j}]" for j in range(n)] for l, n in enumerate(sizes)]
-    return names, syms
+        return [["i1", "i2"], ["h1", "h2"], ["o1", "o2"]]
+    return [[f"layer {l}, unit {j}" for j in range(n)] for l, n in enumerate(sizes)]
+
+
+def symbol(kind: str, l: int, j: int, sizes) -> str:
+    """A unit's net or out in the formulas: out_h1 on the 2-2-2, else out[l,j]."""
+    return f"{kind}_{neuron_names(sizes)[l][j]}" if is_222(sizes) else f"{kind}[{l},{j}]"
 
 
 def param_name(key: str, index: tuple[int, ...], sizes) -> str:
@@ -320,14 +313,14 @@ def explain(cfg: RunConfig | str, param: str | Sequence[str] | None = None,
     else:                                         # backward has already moved every layer
         stepped = net.params
     E_t, g_t, net_t, out_t, w_t = _autograd(prob)
-    names, syms = neuron_names(cfg.sizes)
+    names = neuron_names(cfg.sizes)
     notes = [f"{n_params(cfg)} parameters: the forward pass lists only the neurons on the "
              f"selected parameters' paths"] if n_params(cfg) > MAX_PARAMS else []
     return Explanation(
-        problem=prob, order=order, neurons=names, symbols=syms, net=nets, out=list(a),
+        problem=prob, order=order, neurons=names, net=nets, out=list(a),
         net_autograd=net_t, out_autograd=out_t, E_total=E, E_autograd=E_t,
         error_terms=manual.losses.loss_terms(cfg.loss, a[-1], prob.T, np),
-        gradients=[_gradient_term(k, ix, layers, a, cfg, syms, order, names, g_t)
+        gradients=[_gradient_term(k, ix, layers, a, cfg, order, g_t)
                    for k, ix in selected],
         updates=[_update_term(k, ix, cfg, prob.params, grads, stepped, w_t)
                  for k, ix in selected],
@@ -399,42 +392,33 @@ def _update_term(key, ix, cfg: RunConfig, params, grads, stepped, w_t) -> Update
                       float(stepped[key][ix]), float(w_t[key][ix]))
 
 
-def _gradient_term(key, ix, layers: dict, a, cfg, syms, order, names, g_t) -> GradientTerm:
+def _gradient_term(key, ix, layers: dict, a, cfg, order, g_t) -> GradientTerm:
     """One parameter's chain rule from the traced layers (``manual.LayerTrace``)."""
-    l = int(key.split(".")[1]) + 1                 # parameter feeds layer l (1 … L)
-    L = len(a) - 1
-    j = ix[0]                                      # the neuron it feeds
-    N = a[0].shape[0]
-
-    def sym(kind, layer, unit):
-        sub = syms[layer][unit]
-        return f"{kind}_{sub}" if not sub.startswith("[") else f"{kind}{sub}"
+    l, j, N, sizes = int(key.split(".")[1]) + 1, ix[0], a[0].shape[0], cfg.sizes
+    names = neuron_names(sizes)                    # the parameter feeds unit j of layer l
 
     def d_out(layer, unit):                        # ∂E/∂out and ∂out/∂net of one unit
-        t = layers[layer]
-        return (Factor(f"∂E/∂{sym('out', layer, unit)}", t.dA[:, unit]),
-                Factor(f"∂{sym('out', layer, unit)}/∂{sym('net', layer, unit)}",
-                       t.fprime[:, unit]))
+        out, net = symbol("out", layer, unit, sizes), symbol("net", layer, unit, sizes)
+        return (Factor(f"∂E/∂{out}", layers[layer].dA[:, unit]),
+                Factor(f"∂{out}/∂{net}", layers[layer].fprime[:, unit]))
 
-    upstream: list[Upstream] = []
-    if l < L:                                      # hidden: ∂E/∂out_h through layer l + 1
+    upstream = []
+    if l < len(a) - 1:                             # hidden: ∂E/∂out_h through layer l + 1
         up = layers[l + 1]
-        for k in range(cfg.sizes[l + 1]):
-            wname = param_name(f"layers.{l}.weight", (k, j), cfg.sizes)
+        for k in range(sizes[l + 1]):
+            wname = param_name(f"layers.{l}.weight", (k, j), sizes)
             w = Factor(wname + ("⁺" if order == "sequential" else ""), np.full(N, up.W[k, j]))
-            parts = ((*d_out(l + 1, k), w) if l + 1 == L else
-                     (Factor(f"∂E/∂{sym('net', l + 1, k)}", up.delta[:, k]), w))
+            parts = ((*d_out(l + 1, k), w) if l + 2 == len(a) else
+                     (Factor(f"∂E/∂{symbol('net', l + 1, k, sizes)}", up.delta[:, k]), w))
             upstream.append(Upstream(parts, up.delta[:, k] * w.values))
-    name = param_name(key, ix, cfg.sizes)
-    wrt = name if is_222(cfg.sizes) else ("w" if key.endswith("weight") else "b")
+    name = param_name(key, ix, sizes)
+    wrt = name if is_222(sizes) else ("w" if key.endswith("weight") else "b")
     if key.endswith("weight"):
-        i = ix[1]
-        source, values = sym("out", l - 1, i), a[l - 1][:, i]
-        edge = f"{names[l - 1][i]} → {names[l][j]}"
+        source, values = symbol("out", l - 1, ix[1], sizes), a[l - 1][:, ix[1]]
+        edge = f"{names[l - 1][ix[1]]} → {names[l][j]}"
     else:
-        source, values = "1", np.ones(N, a[0].dtype)
-        edge = f"bias → {names[l][j]}"
-    factors = (*d_out(l, j), Factor(f"∂{sym('net', l, j)}/∂{wrt}", values))
+        source, values, edge = "1", np.ones(N, a[0].dtype), f"bias → {names[l][j]}"
+    factors = (*d_out(l, j), Factor(f"∂{symbol('net', l, j, sizes)}/∂{wrt}", values))
     products = layers[l].delta[:, j] * values      # (∂E/∂out · ∂out/∂net) · ∂net/∂w  (N,)
     return GradientTerm(key=key, index=tuple(ix), name=name, edge=edge, layer=l,
                         upstream=tuple(upstream), factors=factors, products=products,
