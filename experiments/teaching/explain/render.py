@@ -36,17 +36,16 @@ ACTIVATION_RULES = {  # f'(net) through the stored out = f(net), as manual.activ
 }
 
 
-def _f(x) -> str:
+def _f(x, spec: str = ".9g") -> str:
+    """A value to 9 significant digits ("" for a missing one, "0" for zero)."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
-    x = float(x)
-    return "0" if x == 0 else f"{x:.9g}"
+    return "0" if x == 0 else format(float(x), spec)
 
 
 def _d(x) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return ""
-    return "0" if x == 0 else f"{x:.1e}"
+    """A difference: 1.2e-17."""
+    return _f(x, ".1e")
 
 
 def _bracket(x) -> str:
@@ -58,6 +57,11 @@ def _bracket(x) -> str:
 def _prod_text(factors: Sequence[Factor], n: int) -> str:
     """a · b · c with negative factors in brackets: 0.74 · 0.19 · (-0.5)."""
     return " · ".join(_bracket(f.values[n]) for f in factors)
+
+
+def _sum_text(g: GradientTerm, n: int) -> str:
+    """∂E/∂out_h's terms for sample n: a · b · c + d · e · f."""
+    return " + ".join(_prod_text(u.factors, n) for u in g.upstream)
 
 
 def _text_table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
@@ -189,7 +193,7 @@ def _gradients(doc: _Doc, expl: Explanation, shown: list[int]) -> None:
         doc.lines.extend((_gradient_markdown if doc.md else _gradient_text)(g, N, shown))
 
 
-def _gradient_formulas(g: GradientTerm) -> tuple[str, str, str]:
+def _formulas(g: GradientTerm) -> tuple[str, str, str]:
     """The section title, ∂E/∂w as a product of symbols, ∂E/∂out_h as a sum of them."""
     title = (g.name + (f" = {g.key}[{','.join(map(str, g.index))}]"
                        if not g.name.startswith("layers") else "") + f"   ({g.edge})")
@@ -198,17 +202,13 @@ def _gradient_formulas(g: GradientTerm) -> tuple[str, str, str]:
     return title, product, upstream
 
 
-def _upstream_numbers(g: GradientTerm, n: int) -> str:
-    return " + ".join(_prod_text(u.factors, n) for u in g.upstream)
-
-
 def _gradient_markdown(g: GradientTerm, N: int, shown: list[int]) -> list[str]:
     """One parameter's chain rule as a table: ∂E/∂out_h (hidden layers), then the product."""
-    title, product, upstream = _gradient_formulas(g)
+    title, product, upstream = _formulas(g)
     lhs, f0 = f"∂E/∂{g.wrt}", g.factors[0]
     pre = [f"n={n}: " if N > 1 else "" for n in range(N)]
-    rows = [[f"{pre[n]}{f0.symbol} = {upstream}", _upstream_numbers(g, n), _f(f0.values[n]),
-             "", ""] for n in (shown if g.upstream else ())]
+    rows = [[f"{pre[n]}{f0.symbol} = {upstream}", _sum_text(g, n), _f(f0.values[n]), "", ""]
+            for n in (shown if g.upstream else ())]
     rows += [[f"{pre[n]}{lhs} = {product}", _prod_text(g.factors, n), _f(g.products[n]), "",
               ""] for n in shown]
     rows.append([f"**{lhs}**" + (" = Σ_n" if N > 1 else ""), "", f"**{_f(g.value)}**",
@@ -219,7 +219,7 @@ def _gradient_markdown(g: GradientTerm, N: int, shown: list[int]) -> list[str]:
 
 def _gradient_text(g: GradientTerm, N: int, shown: list[int]) -> list[str]:
     """One parameter's chain rule written out: ∂E/∂out_h (hidden layers), the product."""
-    title, product, upstream = _gradient_formulas(g)
+    title, product, upstream = _formulas(g)
     lhs, f0 = f"∂E/∂{g.wrt}", g.factors[0]
     lines = [f"\n  {title}"]
     if g.upstream:
@@ -227,7 +227,7 @@ def _gradient_text(g: GradientTerm, N: int, shown: list[int]) -> list[str]:
         pad = " " * (len(head) - 2)
         lines.append(head + upstream)
         for n in shown:
-            parts = [_upstream_numbers(g, n)]
+            parts = [_sum_text(g, n)]
             if len(g.upstream) > 1:
                 parts.append(" + ".join(_bracket(u.values[n]) for u in g.upstream))
             parts.append(_f(f0.values[n]))

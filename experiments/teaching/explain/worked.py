@@ -131,8 +131,10 @@ def trajectories(prob: Problem, steps: int, witness: bool = True) -> dict[str, T
     if witness:
         sides.append(TorchSide(torch_impl.MLP(cfg.sizes, **cfg.spec(), params=prob.params),
                                cfg.sgd, "autograd"))
+    # outputs of every step when they fit (the search note scans them); the witness keeps
+    # the steps its table column reads in any case
     every = range(steps + 1) if (steps + 1) * N * K <= KEEP_OUTPUTS else range(0)
-    record = {0, 1, steps} | {p.step for p in PUBLISHED if p.step <= steps}  # the witness's
+    record = {0, 1, steps} | {p.step for p in PUBLISHED if p.step <= steps}
     trajs = [Trajectory(side, every if i < 2 else set(every) | record, np.empty(steps + 1))
              for i, side in enumerate(sides)]
     with limited_threads(1):   # a few hundred flops per step: extra threads only add overhead
