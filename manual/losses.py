@@ -15,6 +15,11 @@ each definition; the factors ½, 1/N and 1/M are where hand derivations usually 
 bce follows torch.nn.BCELoss at the edges so that outputs of exactly 0 or 1 give finite
 numbers: each log is clamped at −100, and the denominator A(1 − A) at float32(1e-12);
 log(1 − A) is evaluated as log1p(−A), exact for small A.
+
+Every E is one per-element quantity u (N, K) summed and then scaled, E = c · Σ u / d
+(``ELEMENTS``: half_sse u = (A − Y)², c = ½, d = 1; mse the same u, c = 1, d = M; bce
+c = −1, d = M; cross_entropy u = T log P, c = −1, d = N). ``loss_terms`` gives each
+element's share c · u / d, from the same u.
 """
 
 from __future__ import annotations
@@ -50,9 +55,55 @@ def targets_for(name, A, Y, xp):
     return xp.astype(Y, A.dtype) if Y.dtype != A.dtype else Y       # (N, K)
 
 
+def squared_error(A, T, xp):
+    """u = (A − T)² per element (half_sse, mse)."""
+    D = A - T                                         # (N, K)
+    return D * D                                      # (N, K)
+
+
+def bce_elements(A, T, xp):
+    """u = Y log A + (1 − Y) log(1 − A) per element, logs clamped as BCELoss (bce)."""
+    log_a = _clamped_log(A, xp)                       # (N, K)  log 0 -> -100
+    log_1a = _clamped_log1m(A, xp)                    # (N, K)  log(1 − A) via log1p
+    return T * log_a + (1 - T) * log_1a               # (N, K)
+
+
+def _log_softmax(A, xp):
+    S = A - xp.max(A, axis=1, keepdims=True)          # (N, K)  shift: exp cannot overflow
+    return S - xp.log(xp.sum(xp.exp(S), axis=1, keepdims=True))  # (N, K)
+
+
+def cross_entropy_elements(A, T, xp):
+    """u = T log softmax(A) per element (cross_entropy)."""
+    return T * _log_softmax(A, xp)                    # (N, K)
+
+
+#: name -> (u, reduction): E = c · Σ_n Σ_k u / d with (c, d) = reduction(N, K)
+ELEMENTS = {
+    "half_sse": (squared_error, lambda N, K: (0.5, 1)),
+    "mse": (squared_error, lambda N, K: (1, N * K)),
+    "bce": (bce_elements, lambda N, K: (-1, N * K)),
+    "cross_entropy": (cross_entropy_elements, lambda N, K: (-1, N)),
+}
+
+
+def _total(name, A, T, xp):
+    """E = c · Σ u / d: the whole sum first, then the reduction's constants."""
+    u, reduction = ELEMENTS[name]
+    c, d = reduction(*A.shape)
+    return c * xp.sum(u(A, T, xp)) / d                # ()
+
+
+def loss_terms(name, A, T, xp):
+    """Each element's share c · u / d of E (N, K), for showing where the error comes from.
+    They add up to E up to rounding: E itself sums u before scaling (``_total``)."""
+    u, reduction = ELEMENTS[name]
+    c, d = reduction(*A.shape)
+    return c * u(A, T, xp) / d                        # (N, K)
+
+
 def half_sse(A, T, xp):
-    D = A - T                                     # (N, K)
-    return 0.5 * xp.sum(D * D)                    # ()
+    return _total("half_sse", A, T, xp)
 
 
 def half_sse_grad(A, T, xp):
@@ -60,9 +111,7 @@ def half_sse_grad(A, T, xp):
 
 
 def mse(A, T, xp):
-    M = A.shape[0] * A.shape[1]                   # N·K elements averaged over
-    D = A - T                                     # (N, K)
-    return xp.sum(D * D) / M                      # ()
+    return _total("mse", A, T, xp)
 
 
 def mse_grad(A, T, xp):
@@ -71,10 +120,7 @@ def mse_grad(A, T, xp):
 
 
 def bce(A, T, xp):
-    M = A.shape[0] * A.shape[1]                       # N·K elements averaged over
-    log_a = _clamped_log(A, xp)                       # (N, K)  log 0 -> -100
-    log_1a = _clamped_log1m(A, xp)                    # (N, K)  log(1 − A) via log1p
-    return -xp.sum(T * log_a + (1 - T) * log_1a) / M  # ()
+    return _total("bce", A, T, xp)
 
 
 def bce_grad(A, T, xp):
@@ -83,13 +129,8 @@ def bce_grad(A, T, xp):
     return (A - T) / denom / M                        # (N, K)
 
 
-def _log_softmax(A, xp):
-    S = A - xp.max(A, axis=1, keepdims=True)          # (N, K)  shift: exp cannot overflow
-    return S - xp.log(xp.sum(xp.exp(S), axis=1, keepdims=True))  # (N, K)
-
-
 def cross_entropy(A, T, xp):
-    return -xp.sum(T * _log_softmax(A, xp)) / A.shape[0]  # ()
+    return _total("cross_entropy", A, T, xp)
 
 
 def cross_entropy_grad(A, T, xp):

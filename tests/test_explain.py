@@ -27,9 +27,11 @@ import manual
 from experiments.core.config import ConfigError, load_config
 from experiments.core.tolerance import gradient_tolerance, magnitude_gradients
 from experiments.teaching import explain as ex
+from experiments.teaching.explain import worked as worked_mod
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 U = np.finfo(np.float64).eps / 2          # unit roundoff of float64
+REL = 1e-12                               # fixed float64 agreement bound, beside derived ones
 
 
 def gamma(m: int) -> float:
@@ -92,6 +94,8 @@ def test_text_output_carries_the_numbers(worked, table_1):
 
 
 def test_update_order_after_one_step(table_1):
+    assert list(table_1.columns) == ["figure", "published", "digits", "step", "simultaneous",
+                                     "sequential", "autograd_sgd", "matches", "note"]
     t = table_1.set_index("figure")
     # both orders share the forward pass and the output layer's step
     for fig in ("out_o1 (first forward pass)", "E_total (first forward pass)",
@@ -153,6 +157,56 @@ def test_sequential_explanation_goes_through_the_new_output_weights():
     assert abs(w1.diff) > 7e-5                              # against autograd: not rounding
 
 
+def test_sequential_first_step_by_hand_and_published():
+    """The sequential side of the update-order comparison (manual.MLP.backward with the
+    after_layer update), one step, against plain numpy written here and the published
+    figures; the simultaneous side against manual.MLP.gradients + manual.SGD."""
+    prob = ex.prepare(load_config("worked-2-2-2"))
+    trajs = worked_mod.trajectories(prob, 1, witness=False)
+    seq, sim = trajs["sequential"], trajs["simultaneous"]
+    p, lr = prob.params, 0.5
+    X, T = np.array([[0.05, 0.10]]), np.array([[0.01, 0.99]])
+    h = 1 / (1 + np.exp(-(X @ p["layers.0.weight"].T + 0.35)))
+    o = 1 / (1 + np.exp(-(h @ p["layers.1.weight"].T + 0.60)))
+    d_o = (o - T) * o * (1 - o)
+    W2 = p["layers.1.weight"] - lr * d_o.T @ h                 # output layer first ...
+    d_h = (d_o @ W2) * h * (1 - h)                             # ... then δ_h through the new W2
+    W1 = p["layers.0.weight"] - lr * d_h.T @ X
+    for key, want in (("layers.1.weight", W2), ("layers.0.weight", W1)):
+        np.testing.assert_allclose(seq.params1[key], want, rtol=1e-14, atol=0, err_msg=key)
+    np.testing.assert_allclose(seq.grads0["layers.0.weight"], d_h.T @ X, rtol=1e-13, atol=0)
+    h1 = 1 / (1 + np.exp(-(X @ W1.T + 0.35)))
+    o1 = 1 / (1 + np.exp(-(h1 @ W2.T + 0.60)))
+    E1 = 0.5 * float(np.sum((o1 - T) ** 2))
+    assert seq.E[1] == pytest.approx(E1, rel=1e-13, abs=0)
+    assert published(seq.E[1], "0.291027924")                 # E_total after 1 update
+    assert published(seq.params1["layers.1.weight"][0, 0], "0.35891648")   # w5⁺
+    assert abs(seq.params1["layers.0.weight"][0, 0] - 0.149817639) <= 0.5e-9   # w1⁺
+    # the simultaneous side is manual.MLP.gradients + manual.SGD, bit for bit
+    c = prob.config
+    net = manual.MLP(c.sizes, **c.spec(), params=p)
+    g = net.gradients(prob.X, prob.Y)
+    stepped = {k: v.copy() for k, v in p.items()}
+    manual.SGD(stepped, lr=lr).step(g)
+    for key in g:
+        assert np.array_equal(sim.grads0[key], g[key]), key
+        assert np.array_equal(sim.params1[key], stepped[key]), key
+    assert sim.E[0] == seq.E[0] == net.loss(prob.X, prob.Y)
+
+
+def test_sequential_explanation_gradients_are_manuals_in_the_output_layer():
+    """Sequential: the output layer's gradient is manual.MLP.gradients' bit for bit (no
+    weight has moved yet when it is computed); the hidden layer's is not."""
+    cfg = load_config("xor")                       # trainable biases, N = 4
+    expl = ex.explain(cfg, order="sequential")
+    c, prob = expl.config, expl.problem
+    want = manual.MLP(c.sizes, **c.spec(), params=prob.params).gradients(prob.X, prob.Y)
+    last = len(c.sizes) - 2
+    for key in want:
+        same = np.array_equal(expl.grads_all[key], want[key])
+        assert same == key.startswith(f"layers.{last}."), key
+
+
 # -- the explanation is manual's arithmetic ------------------------------------------------
 
 @pytest.mark.parametrize("name, overrides", [
@@ -166,10 +220,16 @@ def test_products_equal_manual_and_autograd(name, overrides):
     cfg = load_config(name, overrides)
     expl = ex.explain(cfg)
     c, prob = expl.config, expl.problem
+    assert c.dtype == "float64"                     # the fixed bounds REL are float64's
     net = manual.MLP(c.sizes, c.activation, c.resolved_output_activation, c.bias, c.loss,
                      c.dtype, params=prob.params)
     want = net.gradients(prob.X, prob.Y)
     N = expl.n_samples
+    # the explanation's gradients ARE manual's: the same backward pass, traced
+    assert list(expl.grads_all) == list(want)
+    for key, g in want.items():
+        assert np.array_equal(expl.grads_all[key], g), key
+    assert expl.E_total == net.loss(prob.X, prob.Y)
     assert {g.key for g in expl.gradients} == set(want)
     for g in expl.gradients:
         # The explanation multiplies the same rounded factors manual does, per sample, and
@@ -177,8 +237,10 @@ def test_products_equal_manual_and_autograd(name, overrides):
         # N products is within γ_N Σ_n |p_n| of the exact sum of those products (Higham
         # §3.1: one rounding per product and per addition), so the two differ by at most
         # 2 γ_N Σ_n |p_n|.
-        tol = 2 * gamma(N) * float(np.sum(np.abs(g.products)))
-        assert abs(g.value - want[g.key][g.index]) <= tol, (g.name, g.value, tol)
+        scale = float(np.sum(np.abs(g.products)))
+        err = abs(g.value - want[g.key][g.index])
+        assert err <= 2 * gamma(N) * scale, (g.name, err, scale)
+        assert err <= REL * scale, (g.name, err, scale)
         # the written-out product is the product of the factors shown, sample by sample
         f = np.prod([fac.values for fac in g.factors], axis=0)
         np.testing.assert_allclose(g.products, f, rtol=2 * gamma(3), atol=0)
@@ -186,8 +248,10 @@ def test_products_equal_manual_and_autograd(name, overrides):
         # K terms, each within γ_K of exact
         if g.upstream:
             terms = np.stack([u.values for u in g.upstream])          # (K, N)
-            tol_h = 2 * gamma(len(g.upstream)) * np.abs(terms).sum(axis=0)
-            assert np.all(np.abs(terms.sum(axis=0) - g.factors[0].values) <= tol_h)
+            bound = np.abs(terms).sum(axis=0)
+            err_h = np.abs(terms.sum(axis=0) - g.factors[0].values)
+            assert np.all(err_h <= 2 * gamma(len(g.upstream)) * bound)
+            assert np.all(err_h <= REL * bound)
     # Against autograd, norm-wise per tensor: ‖g_m − g_t‖ ≤ 2 γ_m ‖G̃‖ with G̃ the gradient
     # recomputed from magnitudes (experiments.core.metrics; README "Tolerances").
     acts = net.forward_cache(prob.X)
@@ -197,6 +261,7 @@ def test_products_equal_manual_and_autograd(name, overrides):
         entries = [g for g in expl.gradients if g.key == key]
         diff = math.sqrt(sum(g.diff ** 2 for g in entries))
         assert diff <= base * G[key], (key, diff, base * G[key])
+        assert diff <= REL * np.linalg.norm(want[key]), (key, diff)
     # The update, next to torch.optim.SGD's first step (plain: no config here has weight
     # decay or Nesterov). Each side computes fl(w − fl(lr·g)): one rounding of lr·g and one
     # of the difference, so |w⁺_m − w⁺_t| ≤ lr·|g_m − g_t| + 2u(lr·|g| + |w⁺|) (+ O(u²)).
@@ -204,6 +269,20 @@ def test_products_equal_manual_and_autograd(name, overrides):
         g = by_name(expl, u.name)
         tol = c.lr * abs(g.diff) + 2 * U * (c.lr * abs(g.value) + abs(u.w_new)) * (1 + 1e-9)
         assert abs(u.diff) <= tol, (u.name, u.diff, tol)
+        assert abs(u.diff) <= REL * abs(u.w_new), (u.name, u.diff)
+    # The error terms are each element's share of E: they add up to it (K·N terms summed
+    # once more: within γ_{NK} Σ|terms| of manual's E, which sums before scaling).
+    terms = expl.error_terms
+    err = abs(float(terms.sum()) - expl.E_total)
+    assert err <= 2 * gamma(terms.size) * float(np.abs(terms).sum()) + 4 * U * abs(expl.E_total)
+    assert err <= REL * float(np.abs(terms).sum())
+    # E against torch's loss module: each element's term takes at most 4 roundings per side
+    # (log or difference, product, scale) and the M = N·K terms M − 1 additions
+    err_t = abs(expl.E_total - expl.E_autograd)
+    assert err_t <= 2 * gamma(terms.size + 4) * float(np.abs(terms).sum()), err_t
+    assert err_t <= REL * abs(expl.E_total), err_t
+    if c.loss == "half_sse":                       # ½ (target − out)², written independently
+        assert np.array_equal(terms, 0.5 * (prob.T - expl.out[-1]) ** 2)
 
 
 def test_seed_config_works():
@@ -259,7 +338,7 @@ def test_markdown_parses(worked, table_1):
 
 def test_csv_parses(worked, table_1):
     df = pd.read_csv(io.StringIO(ex.render(worked, "csv", table_1)))
-    assert list(df.columns) == ex.CSV_COLUMNS
+    assert list(df.columns) == ["section", "param", "term", "value", "autograd", "diff"]
     assert set(df["section"]) == {"forward", "error", "gradient", "update", "update_order"}
     for col in ("value", "autograd", "diff"):
         assert pd.api.types.is_float_dtype(df[col]), col
