@@ -24,12 +24,15 @@ AGREEMENT = ["lockstep_mode", "status", "steps_done", "rel_err", "worst_ratio", 
 LOSS = ["step", "epoch", "loss_manual", "loss_torch", "abs_diff", "rel_diff", "examples_seen"]
 GRAD_METRICS = ["max_abs_diff", "rel_err", "cosine", "norm_manual", "norm_torch",
                 "weight_max_abs_diff", "fd_rel_err", "ref_rel_err_manual", "ref_rel_err_torch",
-                "rel_tol"]
+                "rel_tol", "gradient_rel_err", "gradient_rel_tol", "update_max_abs_diff",
+                "update_tol", "weight_max_abs"]
 GRADS = ["step", "epoch", "param", "max_abs_diff", "rel_err", "cosine", "norm_manual",
          "norm_torch", "weight_max_abs_diff", "fd_rel_err", "ref_rel_err_manual",
-         "ref_rel_err_torch", "rel_tol"]
+         "ref_rel_err_torch", "rel_tol", "gradient_rel_err", "gradient_rel_tol",
+         "update_max_abs_diff", "update_tol", "weight_max_abs"]
 SUMMARY = ["param", "max_abs_diff", "rel_err", "worst_step", "min_cosine",
-           "weight_max_abs_diff", "fd_rel_err", "tolerance", "verdict", "worst_ratio"]
+           "weight_max_abs_diff", "fd_rel_err", "tolerance", "verdict", "worst_ratio",
+           "max_rel_err", "drift_ratio", "update_ratio"]
 
 #: every list in experiments.core.schema, copied by hand
 PINNED = {
@@ -59,6 +62,10 @@ PINNED = {
     "CV_PAIRS_COLUMNS": ["model", "init_a", "init_b", "same_minimum", "objective_diff",
                          "weight_distance", "aligned_distance", "function_distance",
                          "tolerance"],
+    "CHECK_COLUMNS": ["call", "param", "key", "rel_err", "rel_tol", "fd_rel_err",
+                      "max_abs_diff", "ratio", "verdict", "kind"],
+    "GRADE_COLUMNS": ["file", "status", "diagnosis", "first_param", "worst_rel_err",
+                      "worst_ratio", "seconds", "message"],
     "SPARSE_ZERO_COLUMNS": ["lr", "batch_size", "step", "active_features",
                             "zeros_first_layer", "entries_first_layer", "zeros_all",
                             "entries_all"],

@@ -22,7 +22,13 @@ Output: a list of ``Finding`` (kind, params, detail text, numbers). Kinds:
                     agreeing, from grads.csv's rel_err and rel_tol
     drift           (``diagnose_run`` only) a ``free``-mode run that disagreed at bug level
                     before its last step: from then on the two sides train on different
-                    weights, so the last step's findings mix the mistake with that drift
+                    weights, so the last step's findings mix the mistake with that drift;
+                    or a free run whose weights parted by far more than rounding (> √u
+                    relative to the largest weight)
+    stuck           (``diagnose_run`` only) training that cannot move, whatever the
+                    gradients' agreement: every gradient exactly 0 from some step on, the
+                    loss exactly unchanged over the last quarter of the logged steps, or
+                    outputs saturated to within 1e-30 of 0 or 1 (σ′ passes back nothing)
 
 Two thresholds, both relative (rel_err = ‖g_m − g_t‖ / max(‖g_m‖, ‖g_t‖)):
 
@@ -51,7 +57,7 @@ from experiments.core.metrics import TINY, rel_err
 from experiments.core.tolerance import unit_roundoff
 
 KINDS = ("agree", "rounding", "constant_ratio", "transposed", "accumulated", "layer_confined",
-         "other", "onset", "drift")
+         "other", "onset", "drift", "stuck")
 _LAYER = re.compile(r"^layers\.(\d+)\.")
 
 

@@ -4,7 +4,6 @@ drifted apart by then (``drift``). Works on a run directory or an in-memory RunR
 
 from __future__ import annotations
 
-import math
 import tomllib
 from pathlib import Path
 
@@ -28,42 +27,122 @@ def _arrays(final_grads: pd.DataFrame) -> tuple[dict, dict]:
 
 def diagnose_frames(final_grads: pd.DataFrame, grads: pd.DataFrame | None = None, *,
                     batch: int | None = None, dtype: str = "float64",
-                    mode: str = "synced") -> list[Finding]:
+                    mode: str = "synced", loss: pd.DataFrame | None = None,
+                    predictions: pd.DataFrame | None = None) -> list[Finding]:
     """Diagnose the last logged step of a run from its frames, plus when each parameter
     first stopped agreeing (``onset``) and, for ``free`` runs, whether the weights had
     drifted apart by then (``drift``). ``final_grads`` and ``grads`` as in the run
     directory; ``batch`` = N of the last step (predictions.csv's sample count); ``mode``
     the run's (config key ``mode``)."""
-    findings: list[Finding] = []
     if final_grads is None or final_grads.empty:
         return [Finding("other", (), "no final gradients to diagnose (the run stopped "
                         "before its first logged step)", {})]
+    has_grads = grads is not None and not grads.empty and {"rel_err", "rel_tol"} <= set(grads)
+    judged = _judged(grads) if has_grads else None
+    findings = _last_step(final_grads, judged, batch, dtype, mode)
+    if has_grads:
+        onsets = _onsets(judged, bug_tolerance(dtype))
+        findings += onsets
+        drift = _drift(grads, onsets, dtype) if mode == "free" else None
+        if drift is not None:   # first: in a free run the likelier explanation, to act on
+            findings.insert(0, drift)
+    return findings + _stuck(grads, loss, predictions)
+
+
+def _judged(grads: pd.DataFrame) -> pd.DataFrame:
+    """grads with rel_err / rel_tol of the gradient code at the same weights where recorded
+    (gradient_rel_err / gradient_rel_tol: a free run's comparison without the drift)."""
+    if "gradient_rel_err" not in grads:
+        return grads
+    ok = grads["gradient_rel_err"].notna()
+    return grads.assign(rel_err=grads["gradient_rel_err"].where(ok, grads["rel_err"]),
+                        rel_tol=grads["gradient_rel_tol"].where(ok, grads["rel_tol"]))
+
+
+def _last_step(final_grads, judged, batch, dtype, mode) -> list[Finding]:
+    """The diagnosis of the last logged step's gradients (final_grads.csv). In a free run
+    whose gradient code agrees at the same weights there, the sides' own gradients differ
+    by the drift alone: that is said, not diagnosed as a mistake."""
     gm, gt = _arrays(final_grads)
     rel_tol = None
-    if grads is not None and not grads.empty and "rel_tol" in grads:
-        last = grads[grads["step"] == grads["step"].max()].set_index("param")["rel_tol"]
-        if last.notna().all() and set(gm) <= set(last.index):
-            rel_tol = {k: float(last[k]) for k in gm}
-    findings += diagnose(gm, gt, rel_tol=rel_tol, bug_tol=bug_tolerance(dtype), batch=batch)
-    if grads is not None and not grads.empty and {"rel_err", "rel_tol"} <= set(grads):
-        onsets = _onsets(grads, bug_tolerance(dtype))
-        findings += onsets
-        last = int(grads["step"].max())
-        early = [f for f in onsets if f.numbers["step"] < last
-                 and f.numbers["worst_rel_err"] > bug_tolerance(dtype)]
-        if mode == "free" and early:
-            step = min(int(f.numbers["step"]) for f in early)
-            drift = (float(grads.loc[grads["step"] >= step, "weight_max_abs_diff"].max())
-                     if "weight_max_abs_diff" in grads else math.nan)
-            # first: in a free run this is the likelier explanation, and the one to act on
-            findings.insert(0, Finding(
-                "drift", tuple(dict.fromkeys(k for f in early for k in f.params)),
-                f"mode free: the sides have trained on different weights since step {step} "
-                f"(weight_max_abs_diff up to {drift:.2g}), so the last step compares gradients "
-                "at different points and the findings above mix the mistake with that drift; "
-                "rerun with --set mode=synced for its own signature at every step",
-                {"step": step, "weight_max_abs_diff": drift}))
-    return findings
+    if judged is not None:
+        last = judged[judged["step"] == judged["step"].max()].set_index("param")
+        if last["rel_tol"].notna().all() and set(gm) <= set(last.index):
+            rel_tol = {k: float(last.loc[k, "rel_tol"]) for k in gm}
+            if mode == "free" and (last["rel_err"] <= last["rel_tol"]).all():
+                return [Finding(
+                    "agree", tuple(gm), "at the same weights every parameter agrees with the "
+                    f"reference (rel_err up to {float(last['rel_err'].max()):.2g} at the last "
+                    "logged step); the sides' own gradients differ only through the drift "
+                    "of their weights", {"rel_err": float(last["rel_err"].max())})]
+    return diagnose(gm, gt, rel_tol=rel_tol, bug_tol=bug_tolerance(dtype), batch=batch)
+
+
+def _drift(grads: pd.DataFrame, onsets: list[Finding], dtype: str) -> Finding | None:
+    """A free run's weights parted: from a bug-level disagreement before the last step, or
+    by more than √u relative to the largest weight (far beyond rounding)."""
+    bug = bug_tolerance(dtype)
+    last = int(grads["step"].max())
+    early = [f for f in onsets if f.numbers["step"] < last and f.numbers["worst_rel_err"] > bug]
+    parted = (grads["weight_max_abs_diff"] / grads["weight_max_abs"]
+              if "weight_max_abs" in grads else pd.Series(0.0, index=grads.index))
+    # beyond rounding: weights parted by more than √u, or the gradients at the sides' own
+    # weights past their tolerance while the code agrees at the same weights
+    over = parted > bug
+    if "gradient_rel_err" in grads:
+        over |= (grads["rel_err"] > grads["rel_tol"]) & (
+            grads["gradient_rel_err"] <= grads["gradient_rel_tol"])
+    far = grads.loc[over, "step"]
+    if not early and far.empty:
+        return None
+    step = min([int(f.numbers["step"]) for f in early] + [int(s) for s in far])
+    diff = float(grads.loc[grads["step"] >= step, "weight_max_abs_diff"].max())
+    params = (tuple(dict.fromkeys(k for f in early for k in f.params)) if early
+              else tuple(dict.fromkeys(grads.loc[over, "param"])))
+    return Finding(
+        "drift", params,
+        f"mode free: the sides have trained on different weights since step {step} "
+        f"(weight_max_abs_diff up to {diff:.2g}, {float(parted.max()):.2g} of the largest "
+        "weight), so their gradients are compared at different points and differ by more "
+        "than one evaluation's rounding; the verdict judges the gradient code at the same "
+        "weights "
+        "(gradient_rel_err); rerun with --set mode=synced for its own signature at every step",
+        {"step": step, "weight_max_abs_diff": diff})
+
+
+def _run_start(flags: pd.Series, value: bool) -> int:
+    """The first index (step) of the final run of ``flags`` equal to ``value``."""
+    other = flags.index[flags != value]
+    return int(flags.index[flags.index > other.max()][0] if len(other) else flags.index[0])
+
+
+def _stuck(grads, loss, predictions) -> list[Finding]:
+    """Training that cannot move, whatever the agreement (module diagnose: ``stuck``)."""
+    if grads is None or grads.empty:
+        return []
+    why = []
+    norms = ["norm_manual", "norm_torch"]
+    zero = (grads.groupby("step")[norms].max().max(axis=1) == 0 if set(norms) <= set(grads)
+            else pd.Series([False]))
+    if zero.iloc[-1]:
+        why.append(f"every gradient is exactly 0 from step {_run_start(zero, True)} on")
+    if loss is not None and len(loss) >= 8:
+        last = loss[["loss_manual", "loss_torch"]].iloc[-1]
+        same = (loss[["loss_manual", "loss_torch"]] == last).all(axis=1).set_axis(loss["step"])
+        if same.iloc[-(len(loss) // 4):].all():
+            why.append(f"the loss has stayed exactly {float(last['loss_manual']):.6g} since "
+                       f"step {_run_start(same, True)}")
+    if predictions is not None and "manual" in predictions and not predictions.empty:
+        out = predictions["manual"].to_numpy(dtype=float)
+        if np.all(np.minimum(np.abs(out), np.abs(1 - out)) < 1e-30):
+            why.append("every output is within 1e-30 of 0 or 1 (saturated: σ′ ≈ 0 passes "
+                       "back almost nothing)")
+    if not why:
+        return []
+    return [Finding("stuck", tuple(dict.fromkeys(grads["param"])),
+                    "training is stuck: " + "; ".join(why) + ". The sides may agree exactly "
+                    "and still learn nothing: lower lr (saturated or dead units) or change the "
+                    "initialisation", {})]
 
 
 def _onsets(grads: pd.DataFrame, bug: float) -> list[Finding]:
@@ -120,7 +199,10 @@ def diagnose_run(run_dir: str | Path) -> list[Finding]:
     pred_path = run_dir / "predictions.csv"
     if pred_path.is_file():   # the last step's batch: its size, even for a short last batch
         batch = int(pd.read_csv(pred_path, usecols=["sample"])["sample"].max()) + 1
-    return diagnose_frames(final, grads, batch=batch, dtype=dtype, mode=mode)
+    loss = pd.read_csv(run_dir / "loss.csv") if (run_dir / "loss.csv").is_file() else None
+    preds = pd.read_csv(pred_path) if pred_path.is_file() else None
+    return diagnose_frames(final, grads, batch=batch, dtype=dtype, mode=mode, loss=loss,
+                           predictions=preds)
 
 
 def diagnose_result(result) -> list[Finding]:
@@ -129,6 +211,7 @@ def diagnose_result(result) -> list[Finding]:
     preds = result.predictions
     batch = int(preds["sample"].max()) + 1 if not preds.empty else None
     return diagnose_frames(result.final_grads, result.grads, batch=batch,
-                           dtype=result.config.dtype, mode=result.config.mode)
+                           dtype=result.config.dtype, mode=result.config.mode,
+                           loss=result.loss, predictions=result.predictions)
 
 

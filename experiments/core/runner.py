@@ -22,6 +22,7 @@ import torch
 
 import manual
 import torch_impl
+from experiments.core import witnesses
 from experiments.core.config import ConfigError, RunConfig, replace
 from experiments.core.datasets import Dataset, load_dataset
 from experiments.core.diagnose import param_kinds
@@ -37,7 +38,7 @@ from experiments.core.engine import (
     to_numpy,
 )
 from experiments.core.init import InitError, initial_params
-from experiments.core.metrics import TINY, Comparison, compare_many, rel_err
+from experiments.core.metrics import TINY, Comparison, compare_many
 from experiments.core.schema import GRAD_METRICS, LOSS_COLUMNS, SUMMARY_COLUMNS
 from experiments.core.threads import limited_threads, thread_counts
 from experiments.core.tolerance import step_tolerances
@@ -292,6 +293,7 @@ class Recorder(Observer):
         self.t_np = ({k: v.numpy() for k, v in tor.arrays.items()}
                      if tor.tor.device.type == "cpu" else None)
         self.is_logged = False
+        self.COL, self.probe, self.update_check = COL, None, witnesses.UpdateCheck(self)
 
     def compare(self, step, epoch, idx, ref, evals) -> None:
         (Em, gm), (Et, gt) = evals[0], ref
@@ -314,15 +316,18 @@ class Recorder(Observer):
             acts = net.last_activations
         else:   # another kind of side: a manual probe at its weights
             net = manual.MLP(cfg.sizes, **cfg.spec(), params=self.man.params)
-            acts = net.forward_cache(self._batch(idx)[0].astype(cfg.dtype))
+            acts = net.forward_cache(self.batch64(idx)[0].astype(cfg.dtype))
         acts = [to_numpy(x) for x in acts]
         w_np = {k: to_numpy(v) for k, v in net.param_arrays.items()}
-        row[:, COL["rel_tol"]] = step_tolerances(
-            net, w_np, acts, self.T_all if idx is None else self.T_all[idx], metrics, cfg.dtype)
+        row[:, COL["rel_tol"]] = step_tolerances(net, w_np, acts, self.targets64(idx), metrics,
+                                                 cfg.dtype)
+        witnesses.same_weights(self, row, g_np, idx)
         if self.ref is not None:
-            self._reference(row, g_np, idx)
+            witnesses.float64_reference(self, row, g_np, idx)
         if cfg.fd_every and step % cfg.fd_every == 0:
-            self._finite_differences(row, g_np, idx)
+            witnesses.finite_differences(self, row, g_np, idx)
+        if self.is_logged:
+            self.update_check.before(g_np)
         if not (bad_m or bad_t) and math.isfinite(sum(m.norm_manual + m.norm_torch
                                                       for m in metrics)):
             self.last_g = g_np   # the last finite gradients, for final_grads.csv
@@ -339,40 +344,21 @@ class Recorder(Observer):
         wm = np.concatenate([to_numpy(man.arrays[k]).reshape(-1) for k in keys])
         wt = np.concatenate([(self.t_np[k] if self.t_np is not None
                               else to_numpy(self.tor.arrays[k])).reshape(-1) for k in keys])
-        self.grad_rows[self.row, :, COL["weight_max_abs_diff"]] = np.maximum.reduceat(
-            np.abs(wm - wt), self.w_starts)                                   # (P,)
+        row = self.grad_rows[self.row]
+        row[:, COL["weight_max_abs_diff"]] = np.maximum.reduceat(np.abs(wm - wt),
+                                                                 self.w_starts)  # (P,)
+        row[:, COL["weight_max_abs"]] = np.maximum.reduceat(np.abs(wt), self.w_starts)
+        self.update_check.after(row)
         self.row += 1
 
-    def _batch(self, idx):
+    def batch64(self, idx):
+        """The step's rows of the data set, float64 (integer labels as they are)."""
         X64, Y64 = self.data.X, self.data.Y
         return (X64, Y64) if idx is None else (X64[idx], Y64[idx])
 
-    def _reference(self, row, g_np, idx) -> None:
-        """float32 runs: rel_err of each side's gradient to a float64 one at that side's
-        weights."""
-        xb, yb = self._batch(idx)
-        self.ref.set_params(self.tor.params)
-        g_ref_t = self.ref.gradients(xb, yb)
-        if self.cfg.mode != "synced":
-            self.ref.set_params(self.man.params)
-            g_ref_m = self.ref.gradients(xb, yb)
-        else:
-            g_ref_m = g_ref_t
-        for j, k in enumerate(self.keys):
-            row[j, COL["ref_rel_err_manual"]] = rel_err(g_np[k][0], g_ref_m[k])
-            row[j, COL["ref_rel_err_torch"]] = rel_err(g_np[k][1], g_ref_t[k])
-
-    def _finite_differences(self, row, g_np, idx) -> None:
-        """fd_rel_err: the worse side's rel_err to central differences (float64) at the
-        torch side's weights (the two sides' weights differ by rounding, far below the FD
-        error)."""
-        xb, yb = self._batch(idx)
-        probe = manual.MLP(self.cfg.sizes, **self.cfg.spec(dtype="float64"),
-                           params=self.tor.params)
-        fd = manual.finite_difference_gradients(probe, xb, yb)
-        for j, k in enumerate(self.keys):
-            row[j, COL["fd_rel_err"]] = max(rel_err(g_np[k][0], fd[k]),
-                                            rel_err(g_np[k][1], fd[k]))
+    def targets64(self, idx):
+        """The step's targets as the loss sees them (N, K), float64: for the bound."""
+        return self.T_all if idx is None else self.T_all[idx]
 
 
 def _divergence_message(step, man, tor, bad_m, bad_t, norms, lr) -> str:
@@ -408,27 +394,43 @@ def _frames(loss_rows, grad_rows, keys) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def summarize(grads: pd.DataFrame, keys) -> pd.DataFrame:
-    """Worst values per parameter over the logged steps, a verdict, and an ``all`` row.
+    """One row per parameter and an ``all`` row: the verdict, and the step it rests on.
 
-    The worst step is the one where rel_err comes closest to (or goes furthest past) that
-    step's own tolerance ``rel_tol``; ``worst_ratio`` = rel_err / rel_tol there, and the
-    ``tolerance`` column is that step's rel_tol. A step where either side's gradient is
-    non-finite (the divergence step) is left out: the run's status reports it.
+    The verdict judges the code, not the drift of a free run: its worst step is the one
+    where the gradient code, evaluated at the same weights as the reference
+    (``gradient_rel_err``; rel_err itself in synced mode), comes closest to (or goes
+    furthest past) that step's tolerance; ``rel_err``, ``tolerance`` and ``worst_ratio``
+    are that step's. The update is judged too: ``update_ratio`` is the worst
+    update_max_abs_diff / update_tol. Verdict: exact (every gradient and update
+    bit-identical), agree (both ratios ≤ 1), differ. The other columns are extremes over
+    the logged steps: max_abs_diff, max_rel_err, weight_max_abs_diff, fd_rel_err (max),
+    min_cosine (min), and drift_ratio = max rel_err / rel_tol of the sides at their own
+    weights (= worst_ratio in synced mode; in free mode it includes the drift). A step
+    where either side's gradient is non-finite (the divergence step) is left out.
     """
     rows = []
     finite = grads[np.isfinite(grads["norm_manual"]) & np.isfinite(grads["norm_torch"])]
     for k in [*keys, "all"]:
         g = finite if k == "all" else finite[finite["param"] == k]
-        if g.empty:
-            continue
-        ratio = (g["rel_err"] / g["rel_tol"]).fillna(np.inf)
-        worst = ratio.idxmax()
-        mad, r = g["max_abs_diff"].max(), float(ratio.max())
-        v = "exact" if mad == 0 else ("agree" if r <= 1 else "differ")
-        rows.append([k, mad, g["rel_err"].max(), int(g.loc[worst, "step"]), g["cosine"].min(),
-                     g["weight_max_abs_diff"].max(), g["fd_rel_err"].max(),
-                     g.loc[worst, "rel_tol"], v, r])
+        if not g.empty:
+            rows.append([k, *_summary_row(g)])
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _summary_row(g: pd.DataFrame) -> list:
+    judged = g["gradient_rel_err"].notna()
+    err = g["gradient_rel_err"].where(judged, g["rel_err"])
+    tol = g["gradient_rel_tol"].where(judged, g["rel_tol"])
+    ratio = (err / tol).fillna(np.inf)
+    worst = ratio.idxmax()
+    upd = (g["update_max_abs_diff"] / g["update_tol"]).where(g["update_max_abs_diff"] > 0, 0.0)
+    r, ur = float(ratio.max()), float(upd.max()) if upd.notna().any() else math.nan
+    exact = (err == 0).all() and not (g["update_max_abs_diff"] > 0).any()
+    v = "exact" if exact else ("agree" if r <= 1 and not ur > 1 else "differ")
+    drift = float((g["rel_err"] / g["rel_tol"]).fillna(np.inf).max())
+    return [g["max_abs_diff"].max(), float(err[worst]), int(g.loc[worst, "step"]),
+            g["cosine"].min(), g["weight_max_abs_diff"].max(), g["fd_rel_err"].max(),
+            float(tol[worst]), v, r, g["rel_err"].max(), drift, ur]
 
 
 def _final_grads(g_np, keys) -> pd.DataFrame:

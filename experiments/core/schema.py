@@ -9,10 +9,19 @@ LOSS_COLUMNS = ["step", "epoch", "loss_manual", "loss_torch", "abs_diff", "rel_d
                 "examples_seen"]
 GRAD_METRICS = ["max_abs_diff", "rel_err", "cosine", "norm_manual", "norm_torch",
                 "weight_max_abs_diff", "fd_rel_err", "ref_rel_err_manual", "ref_rel_err_torch",
-                "rel_tol"]
+                "rel_tol",
+                # the gradient code judged at the same weights (= rel_err, rel_tol when synced;
+                # in free mode the manual code evaluated at the torch side's weights)
+                "gradient_rel_err", "gradient_rel_tol",
+                # the update judged: manual's step against torch.optim.SGD's on the same
+                # weights, gradients and momentum buffers, and its one-update rounding bound
+                "update_max_abs_diff", "update_tol", "weight_max_abs"]
 GRAD_COLUMNS = ["step", "epoch", "param", *GRAD_METRICS]
+#: rel_err, tolerance and worst_ratio are taken at worst_step (gradient_rel_err and
+#: gradient_rel_tol there); every other column is a maximum (minimum) over the logged steps
 SUMMARY_COLUMNS = ["param", "max_abs_diff", "rel_err", "worst_step", "min_cosine",
-                   "weight_max_abs_diff", "fd_rel_err", "tolerance", "verdict", "worst_ratio"]
+                   "weight_max_abs_diff", "fd_rel_err", "tolerance", "verdict", "worst_ratio",
+                   "max_rel_err", "drift_ratio", "update_ratio"]
 
 # bug gallery: bugs.csv
 BUGS_COLUMNS = ["bug", "step", "param", "rel_err", "rel_tol", "max_abs_diff", "cosine", "ratio",

@@ -1,0 +1,115 @@
+"""The runner's witnesses beside the plain manual-vs-torch comparison, one per question:
+
+    float64_reference   float32 runs: each side's gradient against a float64 one at that
+                        side's weights (ref_rel_err_manual, ref_rel_err_torch)
+    finite_differences  central differences in float64 at the torch side's weights
+                        (fd_rel_err: the worse side's rel_err to them)
+    same_weights        free runs: the manual code evaluated at the torch side's weights, so
+                        the gradient code is judged apart from the drift of the weights
+                        (gradient_rel_err, gradient_rel_tol)
+    UpdateCheck         the manual side's SGD step against torch.optim.SGD's step taken on the
+                        same weights, gradients and momentum buffers (update_max_abs_diff), held
+                        to a one-update rounding bound (update_tol)
+
+Each fills columns of one logged step's row (parameters × ``GRAD_METRICS``); ``rec`` is the
+runner's Recorder (config, data, sides, column index ``COL``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import manual
+from experiments.core.engine import ManualSide, to_numpy
+from experiments.core.metrics import compare_many, rel_err
+from experiments.core.tolerance import step_tolerances, unit_roundoff
+
+#: rounded operations per element in one SGD update (weight decay, momentum buffer, Nesterov,
+#: lr·g, the subtraction), each side: torch.optim.SGD's documented algorithm
+UPDATE_OPS = 8
+
+
+def float64_reference(rec, row, g_np, idx) -> None:
+    xb, yb = rec.batch64(idx)
+    rec.ref.set_params(rec.tor.params)
+    g_ref_t = rec.ref.gradients(xb, yb)
+    if rec.cfg.mode != "synced":
+        rec.ref.set_params(rec.man.params)
+        g_ref_m = rec.ref.gradients(xb, yb)
+    else:
+        g_ref_m = g_ref_t
+    for j, k in enumerate(rec.keys):
+        row[j, rec.COL["ref_rel_err_manual"]] = rel_err(g_np[k][0], g_ref_m[k])
+        row[j, rec.COL["ref_rel_err_torch"]] = rel_err(g_np[k][1], g_ref_t[k])
+
+
+def finite_differences(rec, row, g_np, idx) -> None:
+    xb, yb = rec.batch64(idx)
+    probe = manual.MLP(rec.cfg.sizes, **rec.cfg.spec(dtype="float64"), params=rec.tor.params)
+    fd = manual.finite_difference_gradients(probe, xb, yb)
+    for j, k in enumerate(rec.keys):
+        row[j, rec.COL["fd_rel_err"]] = max(rel_err(g_np[k][0], fd[k]),
+                                           rel_err(g_np[k][1], fd[k]))
+
+
+def same_weights(rec, row, g_np, idx) -> None:
+    """gradient_rel_err / gradient_rel_tol. Synced: the sides started the step on the same
+    weights, so these are rel_err / rel_tol. Free: a manual probe at the torch side's
+    weights, in the run's dtype, against torch's gradient (for the standard manual side
+    only: another side's code, a learner's say, is not called twice per step)."""
+    COL, cfg = rec.COL, rec.cfg
+    if cfg.mode == "synced":
+        row[:, COL["gradient_rel_err"]] = row[:, COL["rel_err"]]
+        row[:, COL["gradient_rel_tol"]] = row[:, COL["rel_tol"]]
+        return
+    if type(rec.man) is not ManualSide:
+        return
+    if rec.probe is None:
+        rec.probe = manual.MLP(cfg.sizes, **cfg.spec(), params=rec.tor.params)
+    xb, yb = rec.batch64(idx)
+    rec.probe.set_params(rec.tor.params)
+    yb = yb if yb.dtype.kind == "i" else yb.astype(cfg.dtype)
+    acts = rec.probe.forward_cache(xb.astype(cfg.dtype))                  # [a_0 … a_L]
+    gp = rec.probe.backward(acts, yb)
+    metrics = compare_many([gp[k] for k in rec.keys], [g_np[k][1] for k in rec.keys])
+    row[:, COL["gradient_rel_err"]] = [m.rel_err for m in metrics]
+    row[:, COL["gradient_rel_tol"]] = step_tolerances(
+        rec.probe, rec.probe.params, acts, rec.targets64(idx), metrics, cfg.dtype)
+
+
+class UpdateCheck:
+    """Before the update: ``before`` keeps the manual side's weights, gradients and momentum
+    buffers; after it: ``after`` replays that step with torch.optim.SGD and compares."""
+
+    def __init__(self, rec):
+        self.rec, self.saved = rec, None
+
+    def before(self, g_np) -> None:
+        rec = self.rec
+        buffers = getattr(getattr(rec.man, "opt", None), "momentum_buffer", {})
+        self.saved = {k: (to_numpy(rec.man.arrays[k]).copy(), g_np[k][0],
+                          None if buffers.get(k) is None else to_numpy(buffers[k]).copy())
+                      for k in rec.keys}
+
+    def after(self, row) -> None:
+        rec, sgd = self.rec, self.rec.cfg.sgd
+        tensors = {}
+        for k, (w, g, _) in self.saved.items():
+            p = torch.tensor(w)
+            p.grad = torch.tensor(g, dtype=p.dtype)
+            tensors[k] = p
+        opt = torch.optim.SGD(list(tensors.values()), **sgd)
+        for k, (_, _, b) in self.saved.items():
+            if b is not None and sgd["momentum"]:
+                opt.state[tensors[k]]["momentum_buffer"] = torch.tensor(b)
+        opt.step()
+        u = unit_roundoff(rec.cfg.dtype)
+        gamma = 2 * UPDATE_OPS * u / (1 - UPDATE_OPS * u)   # both sides round independently
+        lr, mu, wd = sgd["lr"], sgd["momentum"], sgd["weight_decay"]
+        for j, (k, (w, g, b)) in enumerate(self.saved.items()):
+            new = to_numpy(rec.man.arrays[k]).astype(np.float64)
+            ref = tensors[k].detach().numpy().astype(np.float64)
+            step = (np.abs(g) + wd * np.abs(w) + (0 if b is None else mu * np.abs(b))) * (1 + mu)
+            row[j, rec.COL["update_max_abs_diff"]] = float(np.max(np.abs(new - ref)))
+            row[j, rec.COL["update_tol"]] = float(gamma * np.max(np.abs(w) + lr * step))
