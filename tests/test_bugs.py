@@ -485,3 +485,36 @@ def test_cli_bad_input_through_main(tmp_path, monkeypatch, capsys):
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and err[0].startswith("handgrad: error: --"), err
     assert not out.exists()
+
+
+def test_the_figure_shows_the_step_and_the_ratios_of_the_table(gallery, monkeypatch,
+                                                                tmp_path):
+    from experiments.output import style
+    figures = []
+    real = style.save
+    monkeypatch.setattr(style, "save", lambda fig, path, *a, **k: (figures.append(fig),
+                                                                    real(fig, path, *a, **k)))
+    bugs.plot_gallery(gallery, tmp_path / "bugs.png")
+    (fig,) = figures
+    ax = fig.axes[0]
+    table = bugs.gallery_table(gallery).set_index("bug")
+    # the table's step per bug: its first differing step, the last step where none differs
+    steps = {b: (STEPS - 1 if s == "-" else int(s)) for b, s in table["from_step"].items()}
+    title = ax.get_title()
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    assert [r.split()[0] for r in rows] == list(table.index)
+    for row, (bug, step) in zip(rows, steps.items(), strict=True):
+        assert f"step {step}" in row, (row, step)
+        assert f"step {step}" in title, (bug, step, title)
+    # the text in each cell is the table's cell: '=' (or '0': bit-identical) where it
+    # agrees, the same fitted c where it differs (or the name of a kind c cannot describe)
+    columns = [t.get_text() for t in ax.get_xticklabels()]
+    cells = {(round(t.get_position()[1] - 0.5), round(t.get_position()[0] - 0.5)): t.get_text()
+             for t in ax.texts}
+    for i, bug in enumerate(table.index):
+        for j, key in enumerate(columns):
+            want, got = table.loc[bug, bugs.short_name(key)], cells[(i, j)]
+            if want == "=":
+                assert got in ("=", "0"), (bug, key, got)
+            else:
+                assert got in (f"c={want}", "transposed", "Σ steps"), (bug, key, want, got)

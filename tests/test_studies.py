@@ -8,12 +8,14 @@ tests then read the CSVs back, as a user would.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tomllib
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
 from experiments.core import engine
@@ -373,3 +375,141 @@ def test_unknown_study_name_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'batch-modes'"):
         run_study("batch-mode", tmp_path / "x")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- what the reports and figures show must match the numbers -------------------------------
+
+def captured(monkeypatch, module) -> list:
+    """Patch ``module.save`` to keep each figure (and still write it); return the list."""
+    figures = []
+    real = module.save
+
+    def keep(fig, path, *args, **kwargs):
+        figures.append(fig)
+        return real(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(module, "save", keep)
+    return figures
+
+
+def drawn(fig):
+    """A renderer for ``fig`` after a full draw (positions and legends laid out)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+@pytest.fixture(scope="module")
+def lr_full(tmp_path_factory):
+    """The full learning-rate study (10 s): the version results/ holds."""
+    return run_study("learning-rate", tmp_path_factory.mktemp("lr") / "full")
+
+
+def _stable_limits(report: str) -> dict[str, float]:
+    """The 2/λ_max at the initial weights the report states for each output unit (the
+    "Linear output"/"quadratic model" line for identity, the "Sigmoid output" line)."""
+    limits = {}
+    for line in report.splitlines():
+        m = re.search(r"initial weights[^(]*\(2/λ_max = ([0-9.e+-]+)\)", line)
+        if m and ("quadratic model" in line or "Linear output" in line):
+            limits.setdefault("identity", float(m.group(1)))
+        m = re.search(r"2/λ_max = ([0-9.e+-]+)", line)
+        if m and line.startswith("- Sigmoid output"):
+            limits["sigmoid"] = float(m.group(1))
+    return limits
+
+
+@pytest.mark.parametrize("version", ["quick", "full"])
+def test_learning_rate_report_has_no_placeholders_and_labels_agree_with_the_limit(
+        folders, lr_full, version):
+    folder = folders["learning-rate"] if version == "quick" else lr_full
+    report = (folder / "report.md").read_text(encoding="utf-8")
+    assert ("quick version" in report) == (version == "quick")
+    # no placeholder where a regime is absent, no "respectively" after a single item
+    for word in (r"\bnone\b", r"\bn/a\b", r"\bnan\b", r"<NA>"):
+        assert not re.search(word, report, flags=re.IGNORECASE), word
+    for m in re.finditer(r"([^(;:]*)\brespectively\b", report):
+        assert "," in m.group(1), m.group(0)
+    # every arm called good or slow has its lr below the stable step 2/λ_max the report
+    # states for its output unit (the quadratic model's limit at the initial weights)
+    arms = read(folder, "arms.csv")
+    limits = _stable_limits(report)
+    calm = arms[arms["regime"].isin(["good", "slow"])]
+    assert len(calm) > 0
+    for arm in calm.itertuples():
+        assert arm.output_activation in limits, (arm.output_activation, limits)
+        assert arm.lr < limits[arm.output_activation], (arm.lr, arm.regime, limits)
+
+
+def test_learning_rate_figure_legends_outside_and_one_colour_per_lr(lr_full, monkeypatch,
+                                                                    tmp_path):
+    from experiments.teaching.studies import learning_rate
+    figures = captured(monkeypatch, learning_rate)
+    frames = {stem: read(lr_full, f"{stem}.csv") for stem in learning_rate.CSVS}
+    learning_rate.figures(frames, tmp_path)
+    (fig,) = figures
+    renderer = drawn(fig)
+    plots = [ax for ax in fig.axes if ax.get_lines()]
+    legends = [*fig.legends, *[ax.get_legend() for ax in fig.axes if ax.get_legend()]]
+    colour = {}   # lr -> its colour, from every legend's entries
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        for ax in plots:
+            inside = box.intersection(box, ax.get_window_extent(renderer))
+            assert inside is None or inside.width * inside.height < 1, "legend over the axes"
+        for text, handle in zip(legend.get_texts(), legend.legend_handles, strict=True):
+            m = re.match(r"lr=([0-9.e+]+)", text.get_text())
+            if m:
+                colour.setdefault(float(m.group(1)), set()).add(
+                    tuple(np.round(to_rgb(handle.get_color()), 3)))
+    lrs = set(read(lr_full, "arms.csv")["lr"])
+    assert set(colour) == lrs
+    assert all(len(c) == 1 for c in colour.values()), colour   # one lr, one colour
+    flat_colours = [next(iter(c)) for c in colour.values()]
+    assert len(set(flat_colours)) == len(flat_colours), colour  # different lrs, different
+    for ax in plots:   # every curve is drawn in its lr's colour
+        for line in ax.get_lines():
+            if len(line.get_xdata()) > 2:
+                assert tuple(np.round(to_rgb(line.get_color()), 3)) in flat_colours
+
+
+def test_convex_inits_figure_draws_exact_zeros_below_every_non_zero(monkeypatch, tmp_path):
+    from matplotlib.markers import MarkerStyle
+    figures = captured(monkeypatch, convex_vs_nonconvex)
+    # distances as the study measures them: exact zeros next to real 1.7e-18s
+    tiny = 1.734723475976807e-18
+    pairs = pd.DataFrame({
+        "model": ["logistic"] * 3 + ["hidden"] * 3,
+        "weight_distance": [0.0, tiny, 2 * tiny, 8.7, 6.1, 4.4e-14],
+        "aligned_distance": [0.0, tiny, 0.0, 1.6e-15, 4.2, 2.2e-16],
+        "tolerance": [7.4e-12] * 3 + [np.nan] * 3})
+    inits = pd.DataFrame({"model": ["logistic"] * 3 + ["hidden"] * 3,
+                          "init": [0, 1, 2] * 2,
+                          "objective": [0.28, 0.28, 0.28 + 5.6e-17, 0.376, 0.376, 0.3825]})
+    convex_vs_nonconvex._inits_figure(inits, pairs, tmp_path / "inits.png")
+    (fig,) = figures
+    zero_path = MarkerStyle("v").get_path().transformed(MarkerStyle("v").get_transform())
+    excess = inits["objective"] - inits.groupby("model")["objective"].transform("min")
+    panels = {"objective": excess.to_numpy(),
+              "distance": pairs[["weight_distance", "aligned_distance"]].to_numpy().ravel()}
+    for ax, values in zip(fig.axes[:2], panels.values(), strict=True):
+        smallest = values[values > 0].min()
+        below, zero_marked = 0, 0
+        for coll in ax.collections:
+            points = coll.get_offsets()
+            if len(points) == 0:
+                continue
+            y = np.asarray(points)[:, 1]
+            mark = coll.get_paths()[0].vertices
+            is_zero = mark.shape == zero_path.vertices.shape and np.allclose(
+                mark, zero_path.vertices)
+            below += int((y < smallest).sum())
+            if is_zero:
+                zero_marked += len(y)
+                assert (y < smallest).all(), (y, smallest)   # under every real value
+            else:
+                assert (y >= smallest).all(), (y, smallest)  # a zero drawn as a number
+        assert below == zero_marked == int((values == 0).sum()), (below, zero_marked)
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert any("exact 0" in t for t in labels), labels

@@ -17,7 +17,14 @@ import pytest
 
 from experiments import cli
 from experiments.core.config import ConfigError
-from experiments.tools.sweep import _point_name, parse_grid, redraw, register, run_sweep
+from experiments.tools.sweep import (
+    _point_name,
+    parse_grid,
+    plot_sweep,
+    redraw,
+    register,
+    run_sweep,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GRID = ["--grid", "lr=0.5,1.0", "--grid", "dtype=float32,float64"]
@@ -217,3 +224,42 @@ def test_parse_grid_and_point_names():
         "sizes=3-4-1,init=w-x-y.npz"
     long = _point_name([("dataset", "csv:" + "d" * 300)])
     assert len(long.encode()) <= 200
+
+
+def _sweep_figure(monkeypatch, tmp_path, loss, ratio, rel_err):
+    """plot_sweep on a hand-made table (one grid key, lr); return the figure it saved."""
+    from experiments.output import style
+    figures = []
+    real = style.save
+    monkeypatch.setattr(style, "save", lambda fig, path, *a, **k: (figures.append(fig),
+                                                                    real(fig, path, *a, **k)))
+    n = len(loss)
+    table = pd.DataFrame({"point": [f"lr={i}" for i in range(n)], "lr": [str(i) for i in range(n)],
+                          "status": "completed", "final_loss_manual": loss,
+                          "final_loss_torch": loss, "worst_rel_err": rel_err,
+                          "worst_ratio": ratio, "verdict": "agree", "steps_done": 3,
+                          "seconds": 0.1, "message": ""})
+    plot_sweep(table, ["lr"], tmp_path / "sweep.png")
+    (fig,) = figures
+    return {ax.get_ylabel().split(",")[0]: ax for ax in fig.axes}
+
+
+def test_sweep_axes_are_linear_under_a_decade_and_log_over_several(monkeypatch, tmp_path):
+    axes = _sweep_figure(monkeypatch, tmp_path, loss=[0.32, 0.41, 0.47],
+                         ratio=[0.32, 0.38, 0.47], rel_err=[2e-16, 5e-15, 3e-13])
+    assert axes["final_loss_manual"].get_yscale() == "linear"
+    assert axes["worst_ratio"].get_yscale() == "linear"
+    assert axes["worst_rel_err"].get_yscale() == "log"      # 3 decades
+    # the relative spread is written on the panel
+    assert "spread" in axes["final_loss_manual"].get_title()
+
+
+def test_sweep_differences_at_rounding_level_look_flat(monkeypatch, tmp_path):
+    loss = [0.4, 0.4 * (1 + 2e-16), 0.4 * (1 + 6e-16)]
+    axes = _sweep_figure(monkeypatch, tmp_path, loss=loss, ratio=[0.32, 0.38, 0.47],
+                         rel_err=[2e-16, 5e-15, 3e-13])
+    ax = axes["final_loss_manual"]
+    assert ax.get_yscale() == "linear"
+    low, high = ax.get_ylim()
+    # the points span under 1% of the axis (not zoomed in to fill it with rounding noise)
+    assert (max(loss) - min(loss)) / (high - low) < 0.01, (low, high)

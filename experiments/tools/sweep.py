@@ -305,32 +305,51 @@ def plot_sweep(table: pd.DataFrame, keys: list[str], path: str | Path,
     return Path(path)
 
 
+#: a log y axis only when the positive values span at least this factor (two decades); below
+#: it a log axis stretches a 0.32–0.47 spread, or rounding noise, into an apparent effect
+LOG_SPAN = 100.0
+
+
 def _panel(ax, data: pd.DataFrame, col: str, title: str, **plot) -> None:
-    """Log y where all shown are > 0; non-finite (diverged) values are left out, exact zeros
-    (bit-identical) drawn a decade below the smallest non-zero one; the title says both."""
+    """One column per point. Non-finite (diverged) values are left out. Log y only when the
+    positive values span ``LOG_SPAN`` or more, exact zeros (bit-identical) then drawn a
+    decade below the smallest non-zero one; otherwise linear from 0, so differences at
+    rounding level stay flat, with the relative spread written. The title says all this."""
     import seaborn as sns
 
     values = data[col].to_numpy(dtype=float)
     finite = np.isfinite(values)
     positive = values[finite & (values > 0)]
     zero = finite & (values == 0)
-    floor = 10.0 ** (np.floor(np.log10(positive.min())) - 1) if positive.size else 1e-18
+    log = positive.size > 1 and positive.max() >= LOG_SPAN * positive.min()
+    floor = 10.0 ** (np.floor(np.log10(positive.min())) - 1) if log else 0.0
     notes = []
     if (~finite).any():
         notes.append(f"{int((~finite).sum())} point(s) not finite (diverged), not shown")
     if zero.any():
-        notes.append(f"{int(zero.sum())} exactly 0 (bit-identical), drawn at {floor:.0e}")
-        ax.axhline(floor, color="0.5", linestyle=":", linewidth=1)
+        notes.append(f"{int(zero.sum())} exactly 0 (bit-identical)"
+                     + (f", drawn at {floor:.0e}" if log else ""))
+        if log:
+            ax.axhline(floor, color="0.5", linestyle=":", linewidth=1)
+    if finite.any() and not log:
+        shown_values = values[finite]
+        top = np.abs(shown_values).max()
+        spread = (shown_values.max() - shown_values.min()) / top if top > 0 else 0.0
+        notes.append(f"relative spread (max − min)/max = {spread:.2g}")
     shown = data[finite].assign(**{col: np.where(values[finite] == 0, floor, values[finite])})
     if len(shown):
         sns.pointplot(data=shown, x="x", y=col, hue="hue", linestyle="none", marker="o",
                       errorbar=None, ax=ax, **plot)
-    if len(shown) and (shown[col] > 0).all():
-        ax.set_yscale("log")
     if col == "worst_ratio":
         ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
+    if log:
+        ax.set_yscale("log")
+    elif finite.any() and values[finite].min() >= 0:
+        # from 0 with headroom: equal values at rounding level are not zoomed into a slope
+        ax.set_ylim(0, max(ax.get_ylim()[1], 1.05 * values[finite].max()))
+        ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_title(title + "".join(f"\n{n}" for n in notes), fontsize=10)
-    ax.set_ylabel(col + (", log scale" if ax.get_yscale() == "log" else ""))
+    ax.set_ylabel(col + (", log scale" if log else ""))
 
 
 def redraw(folder: str | Path) -> list[str]:

@@ -38,7 +38,8 @@ from experiments.output.rundir import atomic_folder, check_out, write_csv
 from experiments.teaching.bugs.mistakes import BUGS, CONTROL, buggy_mlp, what
 
 __all__ = ["BUGS", "COLUMNS", "CONTROL", "buggy_mlp", "gallery_details", "gallery_table",
-           "plot_gallery", "redraw", "register", "run_gallery", "what", "write_gallery"]
+           "plot_gallery", "redraw", "register", "run_gallery", "shown_steps", "what",
+           "write_gallery"]
 
 
 # -- the gallery ---------------------------------------------------------------------------
@@ -113,6 +114,13 @@ def _first_differing(g: pd.DataFrame) -> int | None:
     return int(differ["step"].min()) if not differ.empty else None
 
 
+def shown_steps(df: pd.DataFrame) -> dict[str, int]:
+    """The step the gallery shows for each bug (table, details and figure alike): the first
+    step anything differs, or the last step where nothing does."""
+    return {name: (int(g["step"].max()) if (first := _first_differing(g)) is None else first)
+            for name, g in df.groupby("bug", sort=False)}
+
+
 def _kinds(kinds) -> str:
     """The distinct diagnosis kinds of a row, 'agree' only when nothing else is there."""
     return " + ".join([k for k in dict.fromkeys(kinds) if k != "agree"] or ["agree"])
@@ -123,22 +131,23 @@ def gallery_table(df: pd.DataFrame) -> pd.DataFrame:
     at that step ('=' where it agrees), the worst rel_err there, and the diagnosis kinds."""
     keys = list(dict.fromkeys(df["param"]))
     out = []
-    for name, g in df.groupby("bug", sort=False):
-        first = _first_differing(g)
-        step = int(g["step"].max()) if first is None else first
+    for (name, g), step in zip(df.groupby("bug", sort=False), shown_steps(df).values(),
+                               strict=True):
         at = g[g["step"] == step].set_index("param")
         cells = {short_name(k): ("=" if at.loc[k, "verdict"] != "differ"
                                  else f"{at.loc[k, 'ratio']:.3g}") for k in keys}
-        out.append({"bug": name, "from_step": "-" if first is None else step, **cells,
+        out.append({"bug": name, "from_step": step if (at["verdict"] == "differ").any()
+                    else "-", **cells,
                     "rel_err": at["rel_err"].max(), "diagnosis": _kinds(at["diagnosis"])})
     return pd.DataFrame(out)
 
 
 def gallery_details(df: pd.DataFrame) -> list[str]:
-    """For each bug, the distinct diagnosis sentences at its first differing step."""
+    """For each bug, the distinct diagnosis sentences at the step the table shows
+    (``shown_steps``)."""
     lines = []
-    for name, g in df.groupby("bug", sort=False):
-        step = _first_differing(g) or 0
+    for (name, g), step in zip(df.groupby("bug", sort=False), shown_steps(df).values(),
+                               strict=True):
         at = g[g["step"] == step]
         texts = [t for t in dict.fromkeys(at["detail"]) if t]
         lines.append(f"{name} — {what(name)}")
@@ -150,17 +159,31 @@ def gallery_details(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def plot_gallery(df: pd.DataFrame, path: Path, step: int = 1) -> Path:
-    """Heatmap bug × parameter of rel_err at ``step`` (colour, log), the fitted ratio c
-    written in each differing cell, '=' in agreeing ones, '0' where bit-identical."""
+def _steps_title(steps: dict[str, int], agreeing: set[str]) -> str:
+    """'at step 0, except b (step 1), control (step 3: nothing differs)': the step of every
+    row, the most common one once."""
+    common = max(set(steps.values()), key=list(steps.values()).count)
+    others = [f"{b} (step {s}{': nothing differs' if b in agreeing else ''})"
+              for b, s in steps.items() if s != common]
+    return f"at step {common}" + (f", except {', '.join(others)}" if others else "")
+
+
+def plot_gallery(df: pd.DataFrame, path: Path, step: int | None = None) -> Path:
+    """Heatmap bug × parameter of rel_err (colour, log), the fitted ratio c written in each
+    differing cell, '=' in agreeing ones, '0' where bit-identical. Each row is drawn at the
+    step the table shows for it (``shown_steps``; ``step``: every row at that one step),
+    named in its label and in the title."""
     import seaborn as sns
     from matplotlib import colormaps
     from matplotlib.colors import LogNorm
 
     from experiments.output.style import figure, save, style
 
-    at = df[df["step"] == min(step, int(df["step"].max()))]
-    bugs, keys = list(dict.fromkeys(at["bug"])), list(dict.fromkeys(at["param"]))
+    bugs = list(dict.fromkeys(df["bug"]))
+    steps = (shown_steps(df) if step is None
+             else dict.fromkeys(bugs, min(step, int(df["step"].max()))))
+    at = df[df["step"] == df["bug"].map(steps)]
+    keys = list(dict.fromkeys(at["param"]))
     rel, ratio, ver, kind = (at.pivot(index="bug", columns="param", values=c).loc[bugs, keys]
                              .to_numpy() for c in ("rel_err", "ratio", "verdict", "diagnosis"))
     rel = rel.astype(float)
@@ -171,7 +194,9 @@ def plot_gallery(df: pd.DataFrame, path: Path, step: int = 1) -> Path:
     fitted = np.char.add("c=", np.char.mod("%.3g", ratio.astype(float)))
     named = np.where(kind == "transposed", "transposed",
                      np.where(kind == "accumulated", "Σ steps", fitted))
-    labels = [f"{b}\n({_kinds(row)})" for b, row in zip(bugs, kind, strict=True)]
+    labels = [f"{b} · step {steps[b]}\n({_kinds(row)})"
+              for b, row in zip(bugs, kind, strict=True)]
+    agreeing = {b for b, row in zip(bugs, ver, strict=True) if (row != "differ").all()}
     with style(grid=False):
         fig, (ax,) = figure(1, 1.1 * len(keys) + 3.5, 0.6 * len(bugs) + 1.6)
         sns.heatmap(np.where(rel == 0, vmin / 10, rel), ax=ax, fmt="",
@@ -183,10 +208,11 @@ def plot_gallery(df: pd.DataFrame, path: Path, step: int = 1) -> Path:
         ax.set(xlabel="parameter", ylabel="")
         ax.tick_params(axis="x", rotation=30, labelsize=8)
         ax.tick_params(axis="y", labelsize=8)
-        ax.set_title(f"Hand-derivation bugs vs autograd at step {step} (row: diagnosis). "
-                     "Colour: rel_err. Text: the fitted ratio c = ⟨g_m,g_t⟩/⟨g_t,g_t⟩,\nor "
-                     "'transposed' / 'Σ steps' (accumulated) where c means nothing; '=' within "
-                     "the rounding tolerance", fontsize=9)
+        ax.set_title(f"Hand-derivation bugs vs autograd {_steps_title(steps, agreeing)} "
+                     "(row: the step the table shows, diagnosis).\nColour: rel_err. Text: the "
+                     "fitted ratio c = ⟨g_m,g_t⟩/⟨g_t,g_t⟩, or 'transposed' / 'Σ steps' "
+                     "(accumulated) where c means nothing; '=' within the rounding tolerance",
+                     fontsize=9)
         save(fig, path)
     return Path(path)
 

@@ -22,6 +22,7 @@ from experiments.output.report import markdown_table
 
 Frames = dict[str, pd.DataFrame]
 ZERO_FLOOR = 1e-17   # exact zeros on a log axis are drawn here, and the figure says so
+ZERO_MARKER = "v"    # exact zeros drawn at ``zero_floor``: a marker no measured value uses
 
 
 class _NonFinite(Exception):
@@ -170,6 +171,14 @@ def hessian_eigenvalues(net: manual.MLP, X, Y, h: float = 1e-5) -> np.ndarray:
 def floored(values: pd.Series) -> pd.Series:
     """``values`` with exact zeros (and below) at ``ZERO_FLOOR``, for a log axis."""
     return values.where(values > 0, ZERO_FLOOR)
+
+
+def zero_floor(values) -> float:
+    """Where exact zeros go on a log axis: a decade below the smallest non-zero value, so a
+    zero is never drawn above a real (if tiny) number; ``ZERO_FLOOR`` if all are zero."""
+    values = np.asarray(values, dtype=float)
+    positive = values[np.isfinite(values) & (values > 0)]
+    return 10.0 ** (math.floor(math.log10(positive.min())) - 1) if positive.size else ZERO_FLOOR
 
 
 def fmt(x: float) -> str:

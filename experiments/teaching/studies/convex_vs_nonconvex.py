@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.lines import Line2D
 
 import manual
 from experiments.core.config import RunConfig, replace
@@ -49,17 +50,18 @@ from experiments.core.tolerance import gradient_tolerance, magnitude_gradients
 from experiments.output.style import figure, save, style
 
 from .common import (
+    ZERO_MARKER,
     Frames,
     Replay,
     agreement,
     agreement_line,
     essay,
     flat,
-    floored,
     fmt,
     hessian_eigenvalues,
     span,
     unflat,
+    zero_floor,
 )
 
 DESCRIPTION = ("logistic regression vs a hidden layer: 1-D/2-D loss slices, GD on a slice, "
@@ -341,27 +343,44 @@ def _planes_figure(planes: pd.DataFrame, path: Path) -> str:
 def _inits_figure(inits: pd.DataFrame, pairs: pd.DataFrame, path: Path) -> str:
     dist = pairs.melt(id_vars=["model"], value_vars=["weight_distance", "aligned_distance"],
                       var_name="distance", value_name="value")
-    n_zero = int((dist["value"] == 0).sum())
-    dist["value"] = floored(dist["value"])
     excess = inits["objective"] - inits.groupby("model")["objective"].transform("min")
     with style():
         fig, (ax_f, ax_d) = figure(2, 4.5, 3.6)
-        sns.stripplot(data=inits.assign(excess=floored(excess)), x="model", y="excess",
-                      hue="init", ax=ax_f, size=7, jitter=0.15, palette="tab10")
-        ax_f.set(yscale="log", ylabel="F − min F of the model (log; 0 at 1e-17)")
+        _strip_with_zeros(ax_f, inits.assign(excess=excess), "excess", "init",
+                          palette="tab10", size=7, jitter=0.15)
+        ax_f.set(ylabel="F − min F of the model (log)")
         ax_f.set_title("final objective per init", fontsize=9)
-        ax_f.legend(fontsize=7, title="init", title_fontsize=7)
-        sns.stripplot(data=dist, x="model", y="value", hue="distance", dodge=True, ax=ax_d,
-                      size=6, jitter=0.15)
         tol = pairs.loc[pairs["model"] == "logistic", "tolerance"]
         if tol.notna().any():
             ax_d.axhline(tol.max(), color="C3", linestyle="--", linewidth=1,
                          label="logistic tolerance ‖∇F‖/λ")
-        ax_d.set(yscale="log", ylabel="‖w_a − w_b‖, final weights (log"
-                 + (f"; {n_zero} exact 0s at 1e-17)" if n_zero else ")"))
+        _strip_with_zeros(ax_d, dist, "value", "distance", dodge=True, size=6, jitter=0.15)
+        ax_d.set(ylabel="‖w_a − w_b‖, final weights (log)")
         ax_d.set_title("pairs of inits: raw and permutation-aligned", fontsize=9)
-        ax_d.legend(fontsize=7)
         return save(fig, path)
+
+
+def _strip_with_zeros(ax, data: pd.DataFrame, y: str, hue: str, **strip) -> None:
+    """A log-axis strip plot per model of ``y`` coloured by ``hue``. Exact zeros have no
+    place on a log axis: they are drawn with ``ZERO_MARKER`` on a dotted line a decade below
+    the smallest non-zero value (``zero_floor``), and the legend says so."""
+    order, hue_order = list(dict.fromkeys(data["model"])), list(dict.fromkeys(data[hue]))
+    zero = data[y] == 0
+    floor = zero_floor(data[y])
+    kw = dict(x="model", hue=hue, order=order, hue_order=hue_order, ax=ax, **strip)
+    if (~zero).any():
+        sns.stripplot(data=data[~zero], y=y, **kw)
+    if zero.any():
+        sns.stripplot(data=data[zero].assign(**{y: floor}), y=y, marker=ZERO_MARKER,
+                      edgecolor="black", linewidth=0.5, legend=False, **kw)
+        ax.axhline(floor, color="0.5", linestyle=":", linewidth=1, zorder=0)
+    ax.set_yscale("log")
+    handles, labels = ax.get_legend_handles_labels()
+    if zero.any():
+        handles.append(Line2D([], [], marker=ZERO_MARKER, linestyle="", color="0.5",
+                              markeredgecolor="black", markeredgewidth=0.5))
+        labels.append(f"exact 0 ({int(zero.sum())}), drawn at {floor:.0e}")
+    ax.legend(handles, labels, fontsize=7, title=hue, title_fontsize=7)
 
 
 def _curvature(v, t) -> np.ndarray:
