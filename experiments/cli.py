@@ -159,7 +159,7 @@ def cmd_run(args) -> int:
         with pd.option_context("display.float_format", "{:.3g}".format, "display.width", 120):
             print(f"\nWorst differences over {len(result.loss)} logged steps ({c.dtype}). "
                   f"Each step's rel_err is held to 2γ_m·cond = {base:.2g}·cond "
-                  f"(README: Tolerances);\nworst_ratio = rel_err / that tolerance at the "
+                  f"(docs/tolerance.md);\nworst_ratio = rel_err / that tolerance at the "
                   f"worst step:")
             print(result.summary[cols].to_string(index=False))
         from experiments.core.diagnose import format_findings

@@ -253,7 +253,7 @@ def test_products_equal_manual_and_autograd(name, overrides):
             assert np.all(err_h <= 2 * gamma(len(g.upstream)) * bound)
             assert np.all(err_h <= REL * bound)
     # Against autograd, norm-wise per tensor: ‖g_m − g_t‖ ≤ 2 γ_m ‖G̃‖ with G̃ the gradient
-    # recomputed from magnitudes (experiments.core.metrics; README "Tolerances").
+    # recomputed from magnitudes (experiments.core.tolerance; docs/tolerance.md).
     acts = net.forward_cache(prob.X)
     G = magnitude_gradients(net, net.params, acts, prob.T)
     base = gradient_tolerance(c.dtype, c.sizes, N)

@@ -6,7 +6,7 @@ Output: a list of ``Finding`` (kind, params, detail text, numbers). Kinds:
 
     agree           every parameter agrees (nothing to report)
     rounding        rel_err exceeds the rounding tolerance ``rel_tol`` but stays below the
-                    bug level: a rounding effect (README: known limit), not a derivation bug
+                    bug level: a rounding effect (docs/tolerance.md), not a derivation bug
     constant_ratio  g_m = c·g_t with c ≠ 1 (least squares c = ⟨g_m, g_t⟩ / ⟨g_t, g_t⟩,
                     residual at rounding level): a reduction or factor mismatch; the likely
                     causes are named from c (½ or 2, N or 1/N, K, M = N·K, −1)
@@ -212,7 +212,7 @@ def diagnose(manual: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarra
             "rounding", tuple(rounding),
             f"rel_err up to {worst:.2g} exceeds the rounding tolerance but stays below the "
             f"bug level {max(base_bug, *(tols[k] for k in rounding)):.2g}: a rounding "
-            "effect the bound does not model (README: Tolerances), not a derivation mistake",
+            "effect the bound does not model (docs/tolerance.md), not a derivation mistake",
             {"rel_err": worst}))
     ratios = {k: (*fit_ratio(gm[k], gt[k]), errs[k]) for k in sorted_["ratio"]}
     findings += _ratio_findings(keys, ratios, base_bug, batch, K) + transposed

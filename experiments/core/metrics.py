@@ -1,6 +1,6 @@
 """Difference metrics between two sides' gradients (the tolerances: ``experiments.core.tolerance``).
 
-Definitions (also in the README), for one parameter tensor with gradients g_m (manual)
+Definitions (also in docs/csv-schema.md), for one parameter tensor with gradients g_m (manual)
 and g_t (torch), flattened:
 
     max_abs_diff = max |g_m − g_t|
@@ -53,7 +53,7 @@ def compare_many(gms, gts) -> list[Comparison]:
             out.append(Comparison(0.0, 0.0, 1.0, nm, nt))
             continue
         scale = max(nm, nt)
-        rel = math.sqrt(sd) / max(scale, TINY)   # DESIGN: ‖d‖ / max(‖g_m‖, ‖g_t‖, tiny)
+        rel = math.sqrt(sd) / max(scale, TINY)   # ‖d‖ / max(‖g_m‖, ‖g_t‖, tiny): docs/csv-schema.md
         if nm > 0 and nt > 0:
             cos = sc / (nm * nt)
         else:

@@ -1,6 +1,6 @@
 """Seaborn figures read from a run directory's CSVs; plotting never runs inside training.
 
-Files read (schemas in DESIGN.md; extra columns are ignored):
+Files read (schemas in docs/csv-schema.md; extra columns are ignored):
     loss.csv         step, loss_manual, loss_torch, abs_diff, ...        one row per step
     grads.csv        step, param, max_abs_diff, rel_err, weight_max_abs_diff,
                      ref_rel_err_manual, ref_rel_err_torch, ...          one row per step x param

@@ -17,7 +17,7 @@ DEFINITIONS = """\
 - `weight_max_abs_diff` = max |w_m − w_t| after the step's update.
 - `fd_rel_err` = the worse side's `rel_err` to central finite differences (float64).
 - `ref_rel_err_*` (float32 runs) = each side's `rel_err` to a float64 gradient at its weights.
-- `rel_tol` (grads.csv): each step's own bound on `rel_err` (README: Tolerances).
+- `rel_tol` (grads.csv): each step's own bound on `rel_err` (docs/tolerance.md).
 - verdict: `exact` bit-identical at every logged step; `agree` every step's `rel_err` ≤ its
   `rel_tol`; `differ` otherwise. `worst_step` is the step closest to (or furthest past) its
   bound, `worst_ratio` = rel_err / rel_tol there and `tolerance` = rel_tol there; the
@@ -83,7 +83,7 @@ def write_report(result: RunResult, folder: Path, figures: list[str]) -> Path:
         "## Verdict", "",
         f"Worst values over the logged steps. Each step's `rel_err` is held to its own bound "
         f"`rel_tol` = 2γ_m·cond for `{cfg.dtype}` (unit roundoff × length of the rounding "
-        "chain × how much the gradient's terms cancel; README: Tolerances); `tolerance` and "
+        "chain × how much the gradient's terms cancel; docs/tolerance.md); `tolerance` and "
         "`worst_ratio` are taken at `worst_step`, the step closest to its bound.", "",
         markdown_table(result.summary), "",
         "## Diagnosis", "",

@@ -39,7 +39,7 @@ IMPLS = ("manual-numpy", "manual-torch", "torch-autograd", "floor-numpy", "floor
 LIBRARY = {i: "numpy" if i.endswith("numpy") else "torch" for i in IMPLS}   # floor-LIBRARY
 DTYPES = ("float32", "float64")
 WIDE = 512                 # "wide layers": a hidden width of at least this many units
-TARGET_WIDE_RATIO = 1.15   # manual-numpy / floor-numpy on wide layers (the issue's target)
+TARGET_WIDE_RATIO = 1.15   # manual-numpy / floor-numpy on wide layers (docs/performance.md)
 QUICK = {"repeats": 5, "min_time": 0.03}    # --quick: under 2 minutes on 2 busy cores
 FULL = {"repeats": 9, "min_time": 0.1}
 QUICK_CASES = ("worked-2-2-2", "seed", "digits", "mnist", "wide-512", "wide-1024")
@@ -147,7 +147,7 @@ def _bench_case(case: kt.BenchCase, dtype: str, cfg: BenchConfig,
 
 
 def targets(df: pd.DataFrame) -> pd.DataFrame:
-    """The issue's targets, read from one bench run (manual-numpy rows on the CPU).
+    """The performance targets (docs/performance.md), from one bench run (manual-numpy, CPU).
 
     wide layers (a hidden width >= 512): ``ratio_to_floor`` <= 1.15 and
     ``ratio_to_autograd`` <= 1. Tiny networks (2-2-2, seed): µs per step against what its

@@ -137,7 +137,8 @@ def _initial_lines(init) -> list[str]:
     n = len(init.X)
     return [f"At the initial point (step 0's batch, N = {n}): yours against autograd, "
             f"rel_err held to the rounding bound rel_tol; fd_rel_err against central "
-            f"differences (about 1e-7 is their own accuracy)", _frame_text(t)]
+            f"differences (a witness with its own error, ~h² + u·|E|/h at h = 1e-6: far "
+            f"above rounding)", _frame_text(t)]
 
 
 def _difference_lines(result) -> list[str]:
