@@ -191,7 +191,9 @@ def _panel() -> str:
             '--format csv at this step</caption><thead><tr><th scope="col">section</th>'
             '<th scope="col">term</th><th scope="col">value</th><th scope="col">autograd'
             '</th><th scope="col">diff</th></tr></thead><tbody id="panel-rows"></tbody>'
-            '</table></div></section>')
+            '</table></div></section><section class="print-only" aria-hidden="true">'
+            '<h2>Every parameter at <span id="print-step"></span></h2>'
+            '<div id="print-all"></div></section>')
 
 
 def _order_section(table, order: str) -> str:
@@ -223,12 +225,12 @@ def _order_section(table, order: str) -> str:
 def _network_svg(expl: Explanation) -> str:
     """Neurons as circles (name, net, out), weights as focusable edges (line + label)."""
     sizes, names = expl.config.sizes, expl.neurons
-    W, gap_y = 900, 110
+    W, gap_y = 900, 150
     H = max(sizes) * gap_y + 40
-    xs = [80 + i * (W - 160) / (len(sizes) - 1) for i in range(len(sizes))]
+    xs = [160 + i * (W - 360) / (len(sizes) - 1) for i in range(len(sizes))]
 
     def pos(l, j):
-        return xs[l], 20 + (H - 40) * (j + 0.5) / sizes[l]
+        return xs[l], 40 + (H - 40) * (j + 0.5) / sizes[l]
 
     edges, units = [], []
     labels = sum(1 for g in expl.gradients if g.key.endswith("weight")) <= LABELLED_EDGES
@@ -236,7 +238,7 @@ def _network_svg(expl: Explanation) -> str:
         if not g.key.endswith("weight"):
             continue
         (x1, y1), (x2, y2) = pos(g.layer - 1, g.index[1]), pos(g.layer, g.index[0])
-        t = 0.5 if sum(g.index) % 2 == 0 else 0.72   # labels of crossing edges apart
+        t = 0.5 if sum(g.index) % 2 == 0 else 0.33   # labels of crossing edges apart
         lx, ly = x1 + (x2 - x1) * t, y1 + (y2 - y1) * t - 6
         xy = f'x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}"'
         edges.append(f'<g class="edge" tabindex="0" role="button" '
@@ -245,13 +247,19 @@ def _network_svg(expl: Explanation) -> str:
                      f'<text class="label" x="{lx:.0f}" y="{ly:.0f}" {MID}>'
                      f"{html.escape(g.name)}</text></g>")
     for l, n in enumerate(sizes):
+        # net and out beside the neuron, clear of the edges: left of the inputs, right of
+        # the outputs, above the hidden neurons (below the lowest)
         for j in range(n):
+            side = {0: (-30, -3, "end"), len(sizes) - 1: (30, -3, "start")}.get(
+                l, (0, 40 if j == n - 1 else -48, "middle"))
             x, y = pos(l, j)
             label = names[l][j] if len(names[l][j]) < 6 else f"{l},{j}"
+            tx, ty = x + side[0], y + side[1]
             units.append(f'<g class="unit"><circle cx="{x:.0f}" cy="{y:.0f}" r="24"/>'
-                         f'<text x="{x:.0f}" y="{y + 4:.0f}" text-anchor="middle">{label}</text>'
-                         f'<text id="net-{l}-{j}" x="{x:.0f}" y="{y + 40:.0f}" {MID}></text>'
-                         f'<text id="out-{l}-{j}" x="{x:.0f}" y="{y + 54:.0f}" {MID}></text></g>')
+                         f'<text x="{x:.0f}" y="{y + 4:.0f}" {MID}>{label}</text>'
+                         f'<text id="net-{l}-{j}" x="{tx:.0f}" y="{ty:.0f}" '
+                         f'text-anchor="{side[2]}"></text><text id="out-{l}-{j}" x="{tx:.0f}" '
+                         f'y="{ty + 14:.0f}" text-anchor="{side[2]}"></text></g>')
     desc = (f"The {'-'.join(map(str, sizes))} network: neurons with net and out, weights as "
             f"edges with w and ∂E/∂w (solid = positive gradient, dashed = negative).")
     return (f'<svg class="net{" labels" if labels else ""}" viewBox="0 0 {W} {H + 30}" '

@@ -26,7 +26,9 @@ svg .block rect { fill: #f4f4f4; stroke: #333; }
 #panel { border: 2px solid var(--line); padding: .5rem 1rem; margin: 1rem 0; }
 td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
 .order-table td.on, .order-table th.on { background: #fff3d6; font-weight: bold; }
-@media print { .all-steps { display: block !important; } svg .edge .label { display: inline; } }
+.print-only { display: none; }
+@media print { .print-only { display: block; } svg .edge .label { display: inline; }
+               #panel { break-inside: avoid; } .print-only pre { break-inside: avoid; } }
 """
 
 JS = r"""
@@ -76,6 +78,15 @@ JS = r"""
     if (p) p.rows.forEach((r) => body.appendChild(row(r)));
     byParam('.params button', sel).forEach((b) => b.setAttribute('aria-pressed', 'true'));
   }
+  function showAll(st) {   // print: every parameter's chain rule at this step, not only one
+    const all = $('print-all'); all.textContent = '';
+    Object.values(st.params).forEach((p) => {
+      const h = document.createElement('h3'); h.textContent = p.title;
+      const pre = document.createElement('pre'); pre.textContent = p.text;
+      all.appendChild(h); all.appendChild(pre);
+    });
+    text('print-step', $('step-label').textContent);
+  }
   function show() {
     const st = cur();
     text('step-label', 'step ' + (k + 1) + ' of ' + D.steps[order].length +
@@ -84,7 +95,7 @@ JS = r"""
     $('step-range').value = k;
     document.querySelectorAll('.params button')
       .forEach((b) => b.setAttribute('aria-pressed', 'false'));
-    showUnits(st); showEdges(st); showPanel(st);
+    showUnits(st); showEdges(st); showPanel(st); showAll(st);
     document.querySelectorAll('.order-table [data-order]').forEach((c) =>
       c.classList.toggle('on', c.dataset.order === order));
   }
