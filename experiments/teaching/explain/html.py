@@ -211,9 +211,9 @@ def _order_section(table, order: str) -> str:
                     f"</td></tr>")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in update_order_notes(table))
     return (f"<h2>Update order: simultaneous vs sequential, {table.attrs.get('steps', 1):,} "
-            f"update(s)</h2><p>The switch above shows one order's steps; its column is "
-            f"highlighted (and marked ▸ in print order: the highlighted column is the one "
-            f"the steps show). matches = agreement to the published digits.</p>"
+            f"update(s)</h2><p>The switch above chooses the order the steps show; that order's "
+            f"column is highlighted and bold. matches = agreement to the published digits "
+            f"(|x − pub| ≤ ½·10^−d).</p>"
             f'<div class="table-wrap"><table class="order-table"><thead><tr>'
             f'<th scope="col">figure</th><th scope="col">published</th>'
             f'<th scope="col" data-order="simultaneous">simultaneous</th>'
