@@ -30,6 +30,7 @@ th, td { border: 1px solid var(--line); padding: .2rem .5rem; text-align: left;
 th { background: var(--bg-alt); }
 tbody tr:nth-child(even) { background: #fafafa; }
 .table-wrap { overflow-x: auto; }
+td.num { white-space: nowrap; font-variant-numeric: tabular-nums; }
 pre, code { font: 13px/1.4 ui-monospace, monospace; }
 pre { background: var(--bg-alt); padding: .6rem; overflow-x: auto; border: 1px solid var(--line); }
 img { max-width: 100%; height: auto; }
@@ -53,6 +54,7 @@ _INLINE = [  # applied to already-escaped text outside code spans, in this order
     (re.compile(r"\*\*([^*]+)\*\*"), r"<strong>\1</strong>"),
     (re.compile(r"(?<![*\w])\*([^*\s][^*]*)\*(?![*\w])"), r"<em>\1</em>"),
 ]
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")   # kept on one line
 _LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 _IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)\s]+)\)\s*$")
 
@@ -60,7 +62,8 @@ _IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)\s]+)\)\s*$")
 def _link(m: re.Match) -> str:
     target = re.sub(r"(^|/)report\.md$|(^|/)check\.md$",
                     lambda n: (n.group(1) or n.group(2) or "") + "report.html", m.group(2))
-    return f'<a href="{target}">{m.group(1)}</a>'
+    text = target if m.group(1) == m.group(2) else m.group(1)
+    return f'<a href="{target}">{text}</a>'
 
 
 def inline(text: str) -> str:
@@ -94,7 +97,8 @@ def _table(lines: list[str]) -> str:
             for ln in lines]
     head, body = rows[0], [r for r in rows[1:] if not all(re.fullmatch(r":?-+:?", c) for c in r)]
     th = "".join(f'<th scope="col">{inline(c)}</th>' for c in head)
-    trs = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body)
+    trs = "".join("<tr>" + "".join(f'<td class="num">{c}</td>' if _NUMBER.match(c) else
+                                   f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body)
     return (f'<div class="table-wrap"><table><thead><tr>{th}</tr></thead>'
             f"<tbody>{trs}</tbody></table></div>")
 

@@ -24,7 +24,6 @@ svg .block rect { fill: #f4f4f4; stroke: #333; }
 .params { display: flex; flex-wrap: wrap; gap: .25rem; list-style: none; padding: 0; }
 .params button[aria-pressed="true"] { outline: 2px solid var(--focus); font-weight: bold; }
 #panel { border: 2px solid var(--line); padding: .5rem 1rem; margin: 1rem 0; }
-td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
 .order-table td.on, .order-table th.on { background: #fff3d6; font-weight: bold; }
 .print-only { display: none; }
 @media print { .print-only { display: block; } svg .edge .label { display: inline; }
