@@ -185,3 +185,11 @@ def test_order_switch_shows_the_sequential_gradient(page):
         "width": 21.0, "height": 29.7}})))
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 10_000
     print(f"\nprinted: {pdf}")
+
+
+def test_arrow_keys_move_the_selection(page):
+    b, _ = page
+    tab_to(b, "w1|g")
+    b.keys(ENTER, "\ue014", "\ue014")          # Enter on w1, then ArrowRight twice
+    assert b.js(ACTIVE) == "w3|g"
+    assert b.js("return document.getElementById('panel-title').textContent").startswith("w3")

@@ -99,10 +99,19 @@ JS = r"""
       c.classList.toggle('on', c.dataset.order === order));
   }
   function select(name) { sel = name; show(); }
+  const names = Object.keys(D.steps[order][0].params);
+  const ARROWS = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 };
   document.querySelectorAll('[data-param]').forEach((el) => {
     el.addEventListener('click', () => select(el.dataset.param));
     el.addEventListener('keydown', (ev) => {
       if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); select(el.dataset.param); }
+      if (ev.key in ARROWS && names.length) {   // the next / previous parameter, same kind
+        ev.preventDefault();
+        const i = (names.indexOf(el.dataset.param) + ARROWS[ev.key] + names.length) % names.length;
+        const to = el.tagName.toLowerCase() === 'button' ? '.params button' : 'svg .edge';
+        const target = byParam(to, names[i])[0] || byParam('.params button', names[i])[0];
+        select(names[i]); target.focus();
+      }
     });
   });
   const go = (to) => { k = Math.max(0, Math.min(D.steps[order].length - 1, to)); show(); };
