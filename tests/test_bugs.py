@@ -420,7 +420,7 @@ def folder(tmp_path_factory):
 
 def test_cli_writes_the_folder(folder, capsys):
     assert sorted(p.name for p in folder.iterdir()) == [".handgrad", "bugs.csv", "bugs.png",
-                                                         "config.toml"]
+                                                         "config.toml", "report.html"]
     df = pd.read_csv(folder / "bugs.csv")
     assert list(df.columns) == ["bug", "step", "param", "rel_err", "rel_tol", "max_abs_diff",
                                 "cosine", "ratio", "ratio_residual", "verdict", "diagnosis",
@@ -438,7 +438,7 @@ def test_cli_prints_the_table(tmp_path, capsys):
     for name in BUGS:
         assert name in stdout
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == [".handgrad", "bugs.csv",
-                                                             "config.toml"]
+                                                             "config.toml", "report.html"]
 
 
 def test_config_toml_round_trip(folder, tmp_path):
@@ -471,7 +471,8 @@ def test_existing_folder_needs_force(folder, tmp_path):
         bugs_cmd("--out", out, "--steps", 2, "--no-plots")
     assert sorted(p.name for p in out.iterdir()) == [".handgrad", "old-file"]   # untouched
     assert bugs_cmd("--out", out, "--steps", 2, "--no-plots", "--force") == 0
-    assert sorted(p.name for p in out.iterdir()) == [".handgrad", "bugs.csv", "config.toml"]
+    assert sorted(p.name for p in out.iterdir()) == [".handgrad", "bugs.csv", "config.toml",
+                                                     "report.html"]
 
 
 def test_cli_bad_input_through_main(tmp_path, monkeypatch, capsys):

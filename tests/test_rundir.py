@@ -39,7 +39,8 @@ def test_run_directory_contents(iris_run):
     r, out = iris_run
     assert sorted(p.name for p in out.iterdir()) == sorted([
         ".handgrad", "config.toml", "provenance.json", "loss.csv", "grads.csv", "summary.csv",
-        "final_grads.csv", "predictions.csv", "diagnosis.csv", "report.md"])  # plots=False
+        "final_grads.csv", "predictions.csv", "diagnosis.csv", "report.md",
+        "report.html"])  # plots=False
     # the resolved config (sizes filled in from the data) re-loads to the same RunConfig
     assert load_config(str(out / "config.toml")) == r.config
     assert r.config.sizes == (4, 4, 3)

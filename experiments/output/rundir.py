@@ -254,6 +254,7 @@ def provenance(result: RunResult) -> dict:
 
 def write_run(result: RunResult, out: Path, *, force: bool = False, plots: bool = True) -> Path:
     """Write every file into ``.NAME.tmp-PID`` next to ``out``, then rename it into place."""
+    from experiments.output.html import write_report_html
     from experiments.output.report import write_report
 
     out = Path(out)
@@ -280,4 +281,5 @@ def write_run(result: RunResult, out: Path, *, force: bool = False, plots: bool 
             from experiments.output.plots import plot_run
             figures = plot_run(tmp)
         write_report(result, tmp, [Path(f).name for f in figures])
+        write_report_html(tmp)
     return out

@@ -34,6 +34,7 @@ from experiments.core.engine import Lockstep, ManualSide, Observer, TorchSide, b
 from experiments.core.metrics import compare_many, verdict
 from experiments.core.schema import BUGS_COLUMNS as COLUMNS
 from experiments.core.tolerance import step_tolerances
+from experiments.output.html import write_table_report
 from experiments.output.rundir import atomic_folder, check_out, write_csv
 from experiments.teaching.bugs.mistakes import BUGS, CONTROL, buggy_mlp, what
 
@@ -226,6 +227,8 @@ def write_gallery(df: pd.DataFrame, out: Path, config: dict, *, force: bool = Fa
         (tmp / "config.toml").write_text(tomli_w.dumps({"kind": "bugs", **config}), "utf-8")
         if plots:
             plot_gallery(df, tmp / "bugs.png")
+        write_table_report(tmp, "handgrad bugs: hand-derivation mistakes against autograd",
+                           ["bugs.csv"], ["bugs.png"] if plots else [])
     return [Path(out) / n for n in ("bugs.csv", "config.toml", "bugs.png")[:3 if plots else 2]]
 
 

@@ -190,6 +190,7 @@ def explanation(result) -> str:
 
 def write_check(result, out: Path, *, force: bool = False, plots: bool = True) -> Path:
     """The check folder (module docstring), atomically."""
+    from experiments.output.html import check_lead, write_report_html
     from experiments.output.rundir import atomic_folder, write_csv, write_run
 
     with atomic_folder(out, force, kind="check") as tmp:
@@ -200,6 +201,7 @@ def write_check(result, out: Path, *, force: bool = False, plots: bool = True) -
             md.append("- training: [training/report.md](training/report.md)")
         md += ["", "```text", result.explanation, "```", ""]
         (tmp / "check.md").write_text("\n".join(md), encoding="utf-8")
+        write_report_html(tmp, "\n".join(md), lead=check_lead(result.explanation))
         if result.initial is not None:
             write_csv(result.initial.table, tmp / "initial.csv")
         if result.output:

@@ -26,6 +26,8 @@ named small experiments), on the CPU, in the config's dtype.
 
     model.py    the explanation as data (``prepare``, ``explain``, ``Explanation``)
     render.py   text, markdown and csv renderers: Explanation (+ table) -> str
+    html.py     the html page: the first K steps' explanations in one self-contained file
+    page.py     that page's CSS and (display-only) JavaScript
     diagram.py  the network drawn with its numbers (``--figure``)
     worked.py   both update orders trained by the engine; the published 2-2-2 figures
 """
@@ -38,6 +40,7 @@ from experiments.core.config import ConfigError, load_config
 from experiments.core.schema import EXPLAIN_COLUMNS as CSV_COLUMNS
 
 from .diagram import draw_network
+from .html import MAX_PAGE_STEPS, check_steps, default_params, explain_steps, render_html
 from .model import ORDERS, Explanation, explain, param_name, parse_param, plain, prepare
 from .render import FORMATS, explanation_rows, render
 from .worked import PUBLISHED, update_order_notes, update_order_table
@@ -45,6 +48,8 @@ from .worked import PUBLISHED, update_order_notes, update_order_table
 __all__ = ["CSV_COLUMNS", "ORDERS", "PUBLISHED", "Explanation", "draw_network", "explain",
            "explanation_rows", "param_name", "parse_param", "prepare", "register", "render",
            "update_order_notes", "update_order_table"]
+
+HTML_STEPS = 10   # the steps an html page holds unless --steps says otherwise
 
 
 def register(subparsers, formatter_class) -> None:
@@ -71,31 +76,42 @@ def register(subparsers, formatter_class) -> None:
                    "2-2-2 network (default: every trainable parameter)")
     p.add_argument("--update-order", choices=ORDERS, default="simultaneous",
                    help="the order the explained gradients and update use")
-    p.add_argument("--format", choices=FORMATS, default="text", help="output format")
+    p.add_argument("--format", choices=(*FORMATS, "html"), default="text",
+                   help="output format; html: one self-contained page (network, chain rule "
+                        "per weight, the first --steps steps), see docs/html.md")
     p.add_argument("--out", type=Path, default=None, metavar="PATH",
                    help="write the output to this file instead of stdout")
     p.add_argument("--figure", type=Path, default=None, metavar="PATH",
                    help="also draw the network with its numbers (PNG)")
-    p.add_argument("--steps", type=int, default=1,
-                   help="updates for the update-order comparison (the published 10,000-step "
-                        "figures need --steps 10000)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="updates for the update-order comparison (default 1; the published "
+                        "10,000-step figures need --steps 10000); with --format html also the "
+                        f"steps the page steps through (default {HTML_STEPS}, at most "
+                        f"{MAX_PAGE_STEPS})")
     p.set_defaults(func=cmd_explain)
 
 
 def cmd_explain(args) -> int:
     cfg = load_config(args.experiment, args.overrides)
-    if args.steps < 1:
-        raise ConfigError(f"--steps {args.steps}: the number of updates must be >= 1")
+    html = args.format == "html"
+    steps = args.steps if args.steps is not None else (HTML_STEPS if html else 1)
+    if steps < 1:
+        raise ConfigError(f"--steps {steps}: the number of updates must be >= 1")
     for flag, path in (("--out", args.out), ("--figure", args.figure)):
         if path is not None and not path.parent.is_dir():
             raise ConfigError(f"{flag} {path}: folder {path.parent} does not exist")
-    expl = explain(cfg, args.params, args.update_order)
-    table = update_order_table(args.steps, cfg) if plain(expl.config) else None
+    if html:
+        runs = explain_steps(cfg, default_params(cfg, args.params), args.update_order,
+                             check_steps(steps))
+        expl = runs[args.update_order][0]
+    else:
+        expl = explain(cfg, args.params, args.update_order)
+    table = update_order_table(steps, cfg) if plain(expl.config) else None
     if table is None:
         expl.notes.append(f"update-order comparison skipped: it is defined for plain "
                           f"gradient descent (this config has momentum = "
                           f"{expl.config.momentum}, weight_decay = {expl.config.weight_decay})")
-    text = render(expl, args.format, table)
+    text = render_html(runs, args.update_order, table) if html else render(expl, args.format, table)
     if args.figure is not None:
         draw_network(expl, args.figure)
     if args.out is not None:

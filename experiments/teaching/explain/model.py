@@ -10,6 +10,7 @@ The renderers (render.py, diagram.py) only format an ``Explanation``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class Explanation:
     grads_all: dict                   # every trainable gradient in the explained order
     grads_autograd: dict
     notes: list[str] = field(default_factory=list)
+    params_after: dict = field(default_factory=dict)   # every parameter after the step
 
     @property
     def config(self) -> RunConfig:
@@ -277,18 +279,23 @@ class SequentialMLP(manual.MLP):
 
 
 def explain(cfg: RunConfig | str, param: str | Sequence[str] | None = None,
-            order: str = "simultaneous") -> Explanation:
+            order: str = "simultaneous", *, params: dict | None = None) -> Explanation:
     """The forward pass, the error, the chain rule for each selected parameter (default:
     every trainable one) and one update, from manual's forward cache and traced backward,
     next to autograd.
 
     ``cfg``: a RunConfig or a named experiment / TOML path; ``param``: one or more
-    ``--param`` strings. Raises ``ConfigError`` for bad input."""
+    ``--param`` strings; ``params``: start from these weights instead of the config's
+    initial ones (same keys and shapes: a later step of gradient descent on the explained
+    batch, as the html page steps through). Raises ``ConfigError`` for bad input."""
     if isinstance(cfg, str):
         cfg = load_config(cfg)
     if order not in ORDERS:
         raise ConfigError(f"--update-order {order!r}: choose one of {list(ORDERS)}")
     prob = prepare(cfg)
+    if params is not None:
+        prob = dataclasses.replace(prob, params={k: np.array(v, dtype=prob.params[k].dtype)
+                                                 for k, v in params.items()})
     cfg = prob.config
     if order == "sequential" and not plain(cfg):
         raise ConfigError(f"--update-order sequential is defined for plain gradient descent; "
@@ -325,7 +332,7 @@ def explain(cfg: RunConfig | str, param: str | Sequence[str] | None = None,
         updates=[_update_term(k, ix, cfg, prob.params, grads, stepped, w_t)
                  for k, ix in selected],
         update_rule=_update_rule(cfg, order), grads_all=dict(grads), grads_autograd=g_t,
-        notes=notes)
+        notes=notes, params_after=dict(stepped))
 
 
 def _select(cfg: RunConfig, param) -> list[tuple[str, tuple[int, ...]]]:

@@ -27,6 +27,7 @@ import tomli_w
 
 from experiments.core.config import ConfigError, RunConfig, read_toml
 from experiments.core.threads import limited_threads
+from experiments.output.html import write_report_html
 from experiments.output.rundir import atomic_folder, write_csv
 
 from . import batch_modes, convex_vs_nonconvex, float32_drift_lesson, learning_rate, sparse_features
@@ -59,6 +60,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, force: bool = Fal
             f"# handgrad study {name!r}: the base config its arms vary (see report.md)\n"
             + tomli_w.dumps(doc), encoding="utf-8")
         write_report(tmp, name, quick, study.text(frames), redraw(tmp))
+        write_report_html(tmp)
     return out
 
 
