@@ -249,20 +249,14 @@ def _columns(names: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def _read_csv(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """X (N, D) float64, y (N,) float64 and the target's name from a CSV with a header row.
-
-    Tokenised with the csv module rather than pandas.read_csv: pandas pads short rows with
-    empty cells, silently drops the extra fields when every row is long, and counts
-    whitespace-only lines as rows, so it cannot say which *line* is wrong. Cells are
-    converted with pandas.to_numeric.
-    """
+def _records(path: str) -> tuple[list[list[str]], list[int]]:
+    """The CSV's non-blank records and the line each ends on (one clear error if unreadable)."""
     file = Path(path)
     what = file_problem(file, MAX_CSV_BYTES)
     if what:
         raise DataError(f"CSV file {path} {what}; give the path of a .csv file, "
                         f"as csv:PATH")
-    rows, lines = [], []   # non-blank records and the line each ends on
+    rows, lines = [], []
     try:
         with file.open(encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
@@ -276,6 +270,18 @@ def _read_csv(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray, st
     except (csv.Error, OSError) as e:
         raise DataError(f"cannot read CSV file {path}: {e}; check that it is a "
                         f"comma-separated text file") from None
+    return rows, lines
+
+
+def _read_csv(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """X (N, D) float64, y (N,) float64 and the target's name from a CSV with a header row.
+
+    Tokenised with the csv module rather than pandas.read_csv: pandas pads short rows with
+    empty cells, silently drops the extra fields when every row is long, and counts
+    whitespace-only lines as rows, so it cannot say which *line* is wrong. Cells are
+    converted with pandas.to_numeric.
+    """
+    rows, lines = _records(path)
     if not rows:
         raise DataError(f"CSV file {path} is empty; it needs a header row and data rows")
     header = [h.strip() for h in rows[0]]

@@ -207,13 +207,7 @@ def diagnose(manual: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarra
     transposed = [f for f in findings if f.kind == "transposed"]
     findings = [f for f in findings if f.kind != "transposed"]
     if rounding:
-        worst = max(errs[k] for k in rounding)
-        findings.append(Finding(
-            "rounding", tuple(rounding),
-            f"rel_err up to {worst:.2g} exceeds the rounding tolerance but stays below the "
-            f"bug level {max(base_bug, *(tols[k] for k in rounding)):.2g}: a rounding "
-            "effect the bound does not model (docs/tolerance.md), not a derivation mistake",
-            {"rel_err": worst}))
+        findings.append(_rounding(rounding, errs, tols, base_bug))
     ratios = {k: (*fit_ratio(gm[k], gt[k]), errs[k]) for k in sorted_["ratio"]}
     findings += _ratio_findings(keys, ratios, base_bug, batch, K) + transposed
     if sorted_["accumulated"]:
@@ -227,6 +221,16 @@ def diagnose(manual: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarra
         fits = {k: fit_ratio(gm[k], gt[k]) for k in sorted_["unexplained"]}
         findings.append(_structure(keys, sorted_["unexplained"], errs, fits))
     return findings
+
+
+def _rounding(keys, errs, tols, base_bug) -> Finding:
+    worst = max(errs[k] for k in keys)
+    return Finding(
+        "rounding", tuple(keys),
+        f"rel_err up to {worst:.2g} exceeds the rounding tolerance but stays below the "
+        f"bug level {max(base_bug, *(tols[k] for k in keys)):.2g}: a rounding "
+        "effect the bound does not model (docs/tolerance.md), not a derivation mistake",
+        {"rel_err": worst})
 
 
 def _classify(k: str, m: np.ndarray, t: np.ndarray, tol: float, bug: float, previous):

@@ -313,16 +313,7 @@ def _log_lineplot(
         ax.set_ylim(floor / 10, floor * 10)
     n_zero = int(zero.sum())
     if n_zero:
-        ax.axhline(shown(floor), color="0.5", linestyle=":", linewidth=1, zorder=1)
-        ax.scatter(
-            zeros["step"],
-            zeros[y],
-            c=zeros[hue].map(palette).tolist(),
-            marker="x",
-            s=25,
-            linewidths=1,
-            zorder=3,
-        )
+        _mark_zeros(ax, zeros, y, hue, palette, shown(floor))
         title += (
             f"\n{n_zero} of {len(values)} values exactly 0 (bit-identical), drawn at {floor:.0e}"
         )
@@ -348,6 +339,13 @@ def _log_scale(ax, values) -> str:
     ax.set_yscale("log")
     ax.grid(True, which="minor", axis="y", linewidth=0.4, alpha=0.5)  # short ranges: few majors
     return ", log scale"
+
+
+def _mark_zeros(ax, zeros: pd.DataFrame, y: str, hue: str, palette: dict, at: float) -> None:
+    """Exact zeros: an x on a dotted floor line, in each series' colour, off the curves."""
+    ax.axhline(at, color="0.5", linestyle=":", linewidth=1, zorder=1)
+    ax.scatter(zeros["step"], zeros[y], c=zeros[hue].map(palette).tolist(), marker="x", s=25,
+               linewidths=1, zorder=3)
 
 
 def _first_nonfinite(data: pd.DataFrame, y: str) -> float | None:
@@ -410,6 +408,16 @@ def _reference_figure(grads: pd.DataFrame) -> Figure:
     return fig
 
 
+def _heatmap_norm(positive: np.ndarray):
+    """One log colour scale over every panel, and the value exact zeros are drawn at (below
+    it, in the colour map's "under" colour)."""
+    if not positive.size:
+        return Normalize(vmin=0.0, vmax=1.0), -1.0
+    vmax = positive.max()
+    vmin = min(positive.min(), vmax / 10)  # a one-value scale still spans a decade
+    return LogNorm(vmin=vmin, vmax=vmax), vmin / 10
+
+
 def _heatmap_figure(final: pd.DataFrame) -> Figure:
     """|g_manual − g_torch| per element at the final step: one (row x col) panel per param.
 
@@ -423,15 +431,7 @@ def _heatmap_figure(final: pd.DataFrame) -> Figure:
     values = final["abs_diff"].to_numpy(dtype=float)
     positive = values[np.isfinite(values) & (values > 0)]
     cmap = colormaps["viridis"].with_extremes(under="0.85")
-    if positive.size:
-        vmax = positive.max()
-        vmin = min(positive.min(), vmax / 10)  # a one-value scale still spans a decade
-        norm = LogNorm(vmin=vmin, vmax=vmax)
-        under = vmin / 10  # any value below vmin takes the "under" colour
-    else:
-        norm = Normalize(vmin=0.0, vmax=1.0)
-        under = -1.0
-
+    norm, under = _heatmap_norm(positive)
     n = len(matrices)
     ncols = min(n, 4)
     nrows = math.ceil(n / ncols)
@@ -448,27 +448,7 @@ def _heatmap_figure(final: pd.DataFrame) -> Figure:
         nrows, ncols, squeeze=False, gridspec_kw={"width_ratios": widths, "height_ratios": heights}
     ).ravel()
     for ax, (param, matrix) in zip(axes, matrices.items(), strict=False):
-        cells = matrix.to_numpy(dtype=float)  # (rows, cols)
-        small = max(cells.shape) <= ANNOTATE_MAX
-        annot = np.where(cells == 0, "0", np.char.mod("%.1e", cells)) if small else False
-        sns.heatmap(
-            np.where(cells == 0, under, cells),
-            ax=ax,
-            cmap=cmap,
-            norm=norm,
-            cbar=False,
-            annot=annot,
-            fmt="",
-            annot_kws={"fontsize": 7},
-            xticklabels=matrix.columns.tolist() if small else "auto",
-            yticklabels=matrix.index.tolist() if small else "auto",
-            linewidths=0.5 if small else 0,
-            linecolor="white",
-        )
-        ax.set_title(f"{param}  ({cells.shape[0]}×{cells.shape[1]})", fontsize=9)
-        ax.set_xlabel("col (input index)" if cells.shape[1] > 1 else "col")
-        ax.set_ylabel("row (output index)")
-        ax.tick_params(labelsize=7)
+        _heatmap_panel(ax, param, matrix, norm, cmap, under)
     for ax in axes[n:]:
         ax.remove()
     label = "|g_manual − g_torch|, log scale"
@@ -486,6 +466,31 @@ def _heatmap_figure(final: pd.DataFrame) -> Figure:
         )
     fig.suptitle(title)
     return fig
+
+
+def _heatmap_panel(ax, param: str, matrix: pd.DataFrame, norm, cmap, under: float) -> None:
+    """One parameter's |g_manual − g_torch|, written into the cells when the panel is small."""
+    cells = matrix.to_numpy(dtype=float)  # (rows, cols)
+    small = max(cells.shape) <= ANNOTATE_MAX
+    annot = np.where(cells == 0, "0", np.char.mod("%.1e", cells)) if small else False
+    sns.heatmap(
+        np.where(cells == 0, under, cells),
+        ax=ax,
+        cmap=cmap,
+        norm=norm,
+        cbar=False,
+        annot=annot,
+        fmt="",
+        annot_kws={"fontsize": 7},
+        xticklabels=matrix.columns.tolist() if small else "auto",
+        yticklabels=matrix.index.tolist() if small else "auto",
+        linewidths=0.5 if small else 0,
+        linecolor="white",
+    )
+    ax.set_title(f"{param}  ({cells.shape[0]}×{cells.shape[1]})", fontsize=9)
+    ax.set_xlabel("col (input index)" if cells.shape[1] > 1 else "col")
+    ax.set_ylabel("row (output index)")
+    ax.tick_params(labelsize=7)
 
 
 def _panel_size(shape: tuple[int, int]) -> tuple[float, float]:
