@@ -151,16 +151,18 @@ def cmd_run(args) -> int:
         preds = predictions_text(result)
         if preds:
             print(preds)
-        cols = ["param", "max_abs_diff", "rel_err", "worst_step", "min_cosine", "worst_ratio",
-                "verdict"]
+        cols = ["param", "worst_step", "rel_err", "worst_ratio", "update_ratio", "drift_ratio",
+                "max_abs_diff", "verdict"]
         c = result.config
         base = gradient_tolerance(c.dtype, c.sizes,
                                   len(result.dataset.X) if c.batch_size == "full" else c.batch_size)
         with pd.option_context("display.float_format", "{:.3g}".format, "display.width", 120):
-            print(f"\nWorst differences over {len(result.loss)} logged steps ({c.dtype}). "
-                  f"Each step's rel_err is held to 2γ_m·cond = {base:.2g}·cond "
-                  f"(docs/tolerance.md);\nworst_ratio = rel_err / that tolerance at the "
-                  f"worst step:")
+            print(f"\nVerdict over {len(result.loss)} logged steps ({c.dtype}, mode {c.mode}). "
+                  f"rel_err and worst_ratio = rel_err / rel_tol are the worst step's, the\n"
+                  f"gradient code at the same weights, with rel_tol = 2γ_m·cond = "
+                  f"{base:.2g}·cond (docs/tolerance.md); update_ratio: each SGD step against\n"
+                  f"torch.optim.SGD's (≤ 1 agrees); drift_ratio: the sides at their own weights "
+                  f"(free mode: includes drift); max_abs_diff: over all steps.")
             print(result.summary[cols].to_string(index=False))
         from experiments.core.diagnose import format_findings
         print("diagnosis:\n" + format_findings(result.findings))

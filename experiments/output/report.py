@@ -18,11 +18,20 @@ DEFINITIONS = """\
 - `fd_rel_err` = the worse side's `rel_err` to central finite differences (float64).
 - `ref_rel_err_*` (float32 runs) = each side's `rel_err` to a float64 gradient at its weights.
 - `rel_tol` (grads.csv): each step's own bound on `rel_err` (docs/tolerance.md).
-- verdict: `exact` bit-identical at every logged step; `agree` every step's `rel_err` ≤ its
-  `rel_tol`; `differ` otherwise. `worst_step` is the step closest to (or furthest past) its
-  bound, `worst_ratio` = rel_err / rel_tol there and `tolerance` = rel_tol there; the
-  `rel_err` column is the largest over all steps, which may sit at another step with a
-  wider bound.
+- `gradient_rel_err`, `gradient_rel_tol` (grads.csv): the gradient code judged at the same
+  weights as torch: the same as `rel_err`, `rel_tol` in synced mode; in free mode the
+  manual code evaluated at the torch side's weights.
+- `update_max_abs_diff`, `update_tol` (grads.csv): the manual SGD step against
+  torch.optim.SGD's step on the same weights, gradients and momentum buffers, and the
+  rounding bound of one update.
+- verdict: `exact` every gradient and update bit-identical; `agree` every logged step's
+  gradient within its bound and every update within its bound; `differ` otherwise.
+  `worst_step` is the step closest to (or furthest past) its bound; `rel_err`,
+  `tolerance` and `worst_ratio` are that step's (the gradient code at the same weights).
+  Labelled extremes over all steps: `max_abs_diff`, `max_rel_err` (the sides at their own
+  weights), `min_cosine`, `weight_max_abs_diff`, `fd_rel_err`; `drift_ratio` = the largest
+  `rel_err / rel_tol` at the sides' own weights (in free mode it includes the drift);
+  `update_ratio` = the largest `update_max_abs_diff / update_tol`.
 """
 
 
@@ -81,10 +90,12 @@ def write_report(result: RunResult, folder: Path, figures: list[str]) -> Path:
         f"{f', finite differences every {cfg.fd_every}' if cfg.fd_every else ''}",
         f"- wall time {result.seconds:.2f} s", "",
         "## Verdict", "",
-        f"Worst values over the logged steps. Each step's `rel_err` is held to its own bound "
-        f"`rel_tol` = 2γ_m·cond for `{cfg.dtype}` (unit roundoff × length of the rounding "
-        "chain × how much the gradient's terms cancel; docs/tolerance.md); `tolerance` and "
-        "`worst_ratio` are taken at `worst_step`, the step closest to its bound.", "",
+        f"Each step's `rel_err` is held to its own bound `rel_tol` = 2γ_m·cond for "
+        f"`{cfg.dtype}` (unit roundoff × length of the rounding chain × how much the "
+        "gradient's terms cancel; docs/tolerance.md). The verdict judges the gradient code at "
+        "the same weights and each update against torch.optim.SGD's; `rel_err`, `tolerance` "
+        "and `worst_ratio` are taken at `worst_step`, the step closest to its bound; the "
+        "other columns are extremes over the steps (Definitions below).", "",
         markdown_table(result.summary), "",
         "## Diagnosis", "",
         findings_markdown(result.findings), "",
