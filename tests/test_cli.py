@@ -46,7 +46,7 @@ def test_run_in_process(tmp_path, capsys):
     out = tmp_path / "seed2"
     assert handgrad("run", "seed", *TINY, "--out", out, "--no-plots") == 0
     stdout = capsys.readouterr().out
-    assert "Verdict over 2 logged steps (float64, mode synced)" in stdout
+    assert "Verdict over 2 logged steps (float64, mode free)" in stdout
     assert re.search(r"^layers\.0\.weight .* (exact|agree)$", stdout, re.M), stdout
     assert re.search(r"^ +all .* (exact|agree)$", stdout, re.M), stdout
     assert stdout.rstrip().endswith(f"completed: 2 steps completed; run directory {out}")
