@@ -53,10 +53,10 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     """Write the run's figures into ``run_dir``; return the PNG paths written, in this order.
 
     loss.png               loss_manual and loss_torch over steps (log y when all > 0)
-    grad_diff.png          max |g_manual − g_torch| per param over steps (log y)
+    grad_diff.png          rel_err per param over steps against each step's rel_tol (log y)
     weight_drift.png       max |W_manual − W_torch| per param over steps (log y)
     grad_heatmap.png       |g_manual − g_torch| per element at the final step, one panel/param
-    float64_reference.png  rel. error of each side against a float64 reference (log y)
+    float64_reference.png  ratio of the two sides' errors against a float64 gradient (log y)
 
     A figure whose source is absent is skipped: no ``final_grads.csv`` -> no heatmap; an
     empty or missing ``weight_max_abs_diff`` / ``ref_rel_err_*`` column -> no such figure.
@@ -72,18 +72,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     written = []
     with _style():
         written.append(_save(_loss_figure(loss), run_dir / "loss.png"))
-        written.append(
-            _save(
-                _log_line_figure(
-                    grads,
-                    y="max_abs_diff",
-                    hue="param",
-                    title="Gradient difference per parameter: max |g_manual − g_torch|",
-                    ylabel="max |g_manual − g_torch| (absolute, per tensor)",
-                ),
-                run_dir / "grad_diff.png",
-            )
-        )
+        written.append(_save(_verdict_figure(grads), run_dir / "grad_diff.png"))
         if _has_values(grads, "weight_max_abs_diff"):
             written.append(
                 _save(
@@ -381,30 +370,44 @@ def _legend_outside(ax, extra: tuple[Line2D, str] | None = None) -> None:
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
 
 
-def _reference_figure(grads: pd.DataFrame) -> Figure:
-    """Each side's relative error against a float64 reference: the lower side is closer."""
-    long = grads.melt(
-        id_vars=["step", "param"],
-        value_vars=list(REF_COLUMNS),
-        var_name="side",
-        value_name="ref_rel_err",
-    )
-    long["side"] = long["side"].str.removeprefix("ref_rel_err_")  # (2 * rows, 4)
+def _verdict_figure(grads: pd.DataFrame) -> Figure:
+    """What the verdict reads: each parameter's rel_err (solid) against that step's own
+    tolerance rel_tol (dotted, same colour); the gradient code at the same weights where
+    recorded (gradient_rel_err; rel_err itself in synced mode)."""
+    judged = "gradient_rel_err" in grads and grads["gradient_rel_err"].notna().any()
+    err, tol = (("gradient_rel_err", "gradient_rel_tol") if judged else ("rel_err", "rel_tol"))
+    lines = {err: "rel_err ", tol: "rel_tol "} if tol in grads else {err: "rel_err "}
+    long = grads.rename(columns=lines).melt(
+        id_vars=["step", "param"], value_vars=list(lines.values()), var_name="line",
+        value_name="value")
+    long["line"] = long["line"].str.strip()
     fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
     scale = _log_lineplot(
-        ax,
-        long,
-        y="ref_rel_err",
-        hue="param",
-        style="side",
-        style_order=list(SIDE_DASHES),
-        dashes=SIDE_DASHES,
-        title="Gradient error of each side against a float64 reference (lower = closer)\n"
-        "‖g_side − g_ref‖₂ / ‖g_ref‖₂; manual solid, torch dashed",
-    )
+        ax, long, y="value", hue="param", style="line",
+        style_order=[v.strip() for v in lines.values()],
+        dashes={"rel_err": "", "rel_tol": (1, 2)},
+        title="Gradient relative error per parameter (solid) against each step's tolerance "
+              "(dotted)\n‖g_manual − g_torch‖₂ / max(‖g_manual‖₂, ‖g_torch‖₂)"
+              + ("; the manual code at the torch side's weights" if judged else ""))
     ax.set_xlabel(STEP_LABEL)
-    ax.set_ylabel("relative error vs float64 reference" + scale)
+    ax.set_ylabel("relative error (dimensionless)" + scale)
+    return fig
+
+
+def _reference_figure(grads: pd.DataFrame) -> Figure:
+    """Which side is closer to a float64 gradient: ref_rel_err_manual / ref_rel_err_torch
+    per parameter, one line per parameter against 1 (above: torch closer, below: manual)."""
+    ratio = grads.assign(ratio=grads["ref_rel_err_manual"] / grads["ref_rel_err_torch"])
+    fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    scale = _log_lineplot(
+        ax, ratio, y="ratio", hue="param",
+        title="Which side is closer to a float64 gradient: ref_rel_err_manual / "
+              "ref_rel_err_torch\nabove 1: torch closer; below 1: manual closer")
+    ax.axhline(1.0, color="0.3", linewidth=1, zorder=1)
+    ax.set_xlabel(STEP_LABEL)
+    ax.set_ylabel("manual's error / torch's error" + scale)
     return fig
 
 

@@ -1,0 +1,67 @@
+"""Run plots that do not lie or crash: a diverged run's inf/NaN and values up to 1e300 are
+drawn (failed before: OverflowError inside matplotlib, no folder), exact zeros are marked
+off the curves rather than joined into them as tiny numbers, and grad_diff.png shows what
+the verdict reads (rel_err against each step's tolerance)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.collections import PathCollection
+
+from experiments.cli import EXIT_DIVERGED, main
+from experiments.output import plots
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_diverging_run_writes_its_plots_and_exits_3(tmp_path):
+    out = tmp_path / "xor"
+    assert main(["run", "xor", "--set", "output_activation=identity", "--set", "lr=100",
+                 "--out", str(out), "--quiet"]) == EXIT_DIVERGED
+    for name in ("loss.png", "grad_diff.png", "weight_drift.png"):
+        assert (out / name).read_bytes().startswith(PNG_MAGIC), name
+
+
+def _run_dir(tmp_path, loss_values, errs):
+    steps = np.arange(len(loss_values))
+    pd.DataFrame({"step": steps, "loss_manual": loss_values, "loss_torch": loss_values,
+                  "abs_diff": np.abs(errs)}).to_csv(tmp_path / "loss.csv", index=False)
+    rows = [{"step": s, "param": p, "max_abs_diff": e, "rel_err": e, "rel_tol": 1e-14,
+             "weight_max_abs_diff": e} for s, e in zip(steps, errs, strict=True)
+            for p in ("layers.0.weight", "layers.1.weight")]
+    pd.DataFrame(rows).to_csv(tmp_path / "grads.csv", index=False)
+    return tmp_path
+
+
+def test_inf_nan_and_1e300_are_plotted(tmp_path):
+    loss = [1.0, 1e100, 1e300, np.inf, np.nan]
+    errs = [0.0, 1e-16, 1e300, np.inf, np.nan]
+    written = plots.plot_run(_run_dir(tmp_path, loss, errs))
+    assert [p.name for p in written] == ["loss.png", "grad_diff.png", "weight_drift.png"]
+
+
+def test_exact_zeros_are_marked_not_joined_into_the_curves():
+    data = pd.DataFrame({"step": [0, 1, 2, 3, 4, 5], "param": "w",
+                         "abs_diff": [1e-17, 0.0, 2e-17, 0.0, 0.0, 3e-17]})
+    fig = plots._log_line_figure(data, y="abs_diff", hue="param", title="t", ylabel="y")
+    ax = fig.axes[0]
+    floor = 1e-18                                    # a decade below the smallest non-zero
+    curve = next(line for line in ax.get_lines() if len(line.get_xdata()) > 1)
+    y = np.asarray(curve.get_ydata(), dtype=float)
+    assert list(curve.get_xdata()) == [0, 2, 5], y  # the curve holds the non-zero values only
+    assert not np.any(y == floor)
+    marks = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert marks and np.allclose(marks[0].get_offsets()[:, 1], floor)
+    assert len(marks[0].get_offsets()) == 3
+
+
+def test_grad_diff_shows_rel_err_against_its_tolerance(tmp_path):
+    d = _run_dir(tmp_path, [1.0, 0.9, 0.8], [1e-16, 2e-16, 3e-16])
+    grads = pd.read_csv(d / "grads.csv")
+    ax = plots._verdict_figure(grads).axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "rel_err" in labels and "rel_tol" in labels
+    heights = {round(float(np.nanmax(line.get_ydata())), 30) for line in ax.get_lines()
+               if len(line.get_xdata()) == 3}
+    assert 1e-14 in heights and 3e-16 in heights
