@@ -18,7 +18,6 @@ no global figure state is touched, and nothing is left open; PNGs use the Agg re
 
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 
@@ -31,9 +30,10 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from experiments.output.style import save, style
+
 __all__ = ["plot_compare", "plot_run"]
 
-DPI = 100  # keeps committed PNGs small (tens of kB)
 LINE_FIGSIZE = (9.0, 4.5)  # inches; the legend sits outside, to the right
 ALL_ZERO_FLOOR = 1e-18  # where exact zeros go when there is no non-zero value to sit under
 ANNOTATE_MAX = 8  # heatmaps with at most 8 x 8 cells get their values written in
@@ -70,7 +70,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     final = _read_csv(run_dir, "final_grads.csv", FINAL_COLUMNS) if final_path.is_file() else None
 
     written = []
-    with _style():
+    with style():
         written.append(_save(_loss_figure(loss), run_dir / "loss.png"))
         written.append(_save(_verdict_figure(grads), run_dir / "grad_diff.png"))
         if _has_values(grads, "weight_max_abs_diff"):
@@ -121,7 +121,7 @@ def plot_compare(run_a: str | Path, run_b: str | Path, out: str | Path) -> list[
         ignore_index=True,
     )
     out.mkdir(parents=True, exist_ok=True)
-    with _style():
+    with style():
         loss_fig = _log_line_figure(
             loss,
             y="abs_diff",
@@ -180,16 +180,9 @@ def _run_labels(run_a: Path, run_b: Path) -> tuple[str, str]:
 # ---------------------------------------------------------------------------- figures
 
 
-@contextlib.contextmanager
-def _style():
-    """Seaborn's whitegrid look for the figures made inside, without touching global rc."""
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
-        yield
-
-
 def _save(fig: Figure, path: Path) -> Path:
-    # A Figure not made by pyplot is garbage-collected like any object: nothing to close.
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    """The one style's ``save``; run plots list the paths they wrote."""
+    save(fig, path)
     return path
 
 
