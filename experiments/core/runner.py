@@ -39,11 +39,11 @@ from experiments.core.engine import (
 )
 from experiments.core.init import InitError, initial_params
 from experiments.core.metrics import TINY, Comparison, compare_many
-from experiments.core.schema import GRAD_METRICS, LOSS_COLUMNS, SUMMARY_COLUMNS
+from experiments.core.schema import GRAD_INDEX, GRAD_METRICS, LOSS_COLUMNS, SUMMARY_COLUMNS
 from experiments.core.threads import limited_threads, thread_counts
 from experiments.core.tolerance import step_tolerances
 
-COL = {name: i for i, name in enumerate(GRAD_METRICS)}   # metric -> index in the tables
+COL = GRAD_INDEX   # metric -> index in the tables
 NORMS = [COL["norm_manual"], COL["norm_torch"]]
 
 
@@ -293,7 +293,7 @@ class Recorder(Observer):
         self.t_np = ({k: v.numpy() for k, v in tor.arrays.items()}
                      if tor.tor.device.type == "cpu" else None)
         self.is_logged = False
-        self.COL, self.probe, self.update_check = COL, None, witnesses.UpdateCheck(self)
+        self.probe, self.update_check = None, witnesses.UpdateCheck(self)
 
     def compare(self, step, epoch, idx, ref, evals) -> None:
         (Em, gm), (Et, gt) = evals[0], ref

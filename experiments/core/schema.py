@@ -17,6 +17,8 @@ GRAD_METRICS = ["max_abs_diff", "rel_err", "cosine", "norm_manual", "norm_torch"
                 # weights, gradients and momentum buffers, and its one-update rounding bound
                 "update_max_abs_diff", "update_tol", "weight_max_abs"]
 GRAD_COLUMNS = ["step", "epoch", "param", *GRAD_METRICS]
+#: grads.csv metric -> its index in the runner's preallocated rows (steps × params × metrics)
+GRAD_INDEX = {name: i for i, name in enumerate(GRAD_METRICS)}
 #: rel_err, tolerance and worst_ratio are taken at worst_step (gradient_rel_err and
 #: gradient_rel_tol there); every other column is a maximum (minimum) over the logged steps
 SUMMARY_COLUMNS = ["param", "max_abs_diff", "rel_err", "worst_step", "min_cosine",

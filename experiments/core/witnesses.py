@@ -12,7 +12,7 @@
                         to a one-update rounding bound (update_tol)
 
 Each fills columns of one logged step's row (parameters × ``GRAD_METRICS``); ``rec`` is the
-runner's Recorder (config, data, sides, column index ``COL``).
+runner's Recorder (config, data, sides).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from torch.optim.sgd import sgd as sgd_step
 import manual
 from experiments.core.engine import ManualSide, to_numpy
 from experiments.core.metrics import compare_many, rel_err
+from experiments.core.schema import GRAD_INDEX as COL
 from experiments.core.tolerance import step_tolerances, unit_roundoff
 
 #: rounded operations per element in one SGD update (weight decay, momentum buffer, Nesterov,
@@ -43,8 +44,8 @@ def float64_reference(rec, row, g_np, idx) -> None:
     else:
         g_ref_m = g_ref_t
     for j, k in enumerate(rec.keys):
-        row[j, rec.COL["ref_rel_err_manual"]] = rel_err(g_np[k][0], g_ref_m[k])
-        row[j, rec.COL["ref_rel_err_torch"]] = rel_err(g_np[k][1], g_ref_t[k])
+        row[j, COL["ref_rel_err_manual"]] = rel_err(g_np[k][0], g_ref_m[k])
+        row[j, COL["ref_rel_err_torch"]] = rel_err(g_np[k][1], g_ref_t[k])
 
 
 def finite_differences(rec, row, g_np, idx) -> None:
@@ -52,7 +53,7 @@ def finite_differences(rec, row, g_np, idx) -> None:
     probe = manual.MLP(rec.cfg.sizes, **rec.cfg.spec(dtype="float64"), params=rec.tor.params)
     fd = manual.finite_difference_gradients(probe, xb, yb)
     for j, k in enumerate(rec.keys):
-        row[j, rec.COL["fd_rel_err"]] = max(rel_err(g_np[k][0], fd[k]),
+        row[j, COL["fd_rel_err"]] = max(rel_err(g_np[k][0], fd[k]),
                                            rel_err(g_np[k][1], fd[k]))
 
 
@@ -61,7 +62,7 @@ def same_weights(rec, row, g_np, idx) -> None:
     weights, so these are rel_err / rel_tol. Free: a manual probe at the torch side's
     weights, in the run's dtype, against torch's gradient (for the standard manual side
     only: another side's code, a learner's say, is not called twice per step)."""
-    COL, cfg = rec.COL, rec.cfg
+    cfg = rec.cfg
     if cfg.mode == "synced":
         row[:, COL["gradient_rel_err"]] = row[:, COL["rel_err"]]
         row[:, COL["gradient_rel_tol"]] = row[:, COL["rel_tol"]]
@@ -130,5 +131,5 @@ class UpdateCheck:
             new = to_numpy(rec.man.arrays[k]).astype(np.float64)
             ref = tensors[k].detach().numpy().astype(np.float64)
             step = (np.abs(g) + wd * np.abs(w) + (0 if b is None else mu * np.abs(b))) * (1 + mu)
-            row[j, rec.COL["update_max_abs_diff"]] = float(np.max(np.abs(new - ref)))
-            row[j, rec.COL["update_tol"]] = float(gamma * np.max(np.abs(w) + lr * step))
+            row[j, COL["update_max_abs_diff"]] = float(np.max(np.abs(new - ref)))
+            row[j, COL["update_tol"]] = float(gamma * np.max(np.abs(w) + lr * step))
