@@ -97,8 +97,8 @@ def encoded(Y, K: int) -> np.ndarray:
 
 
 #: |∂E/∂A| with every difference A − T replaced by |A| + |T| (a magnitude, as in the
-#: componentwise bound). Restated here from the loss definitions in README.md ("The
-#: contract between the two implementations").
+#: componentwise bound). Restated here from the loss definitions in docs/design.md ("The
+#: contract shared by the two implementations").
 _DLOSS_MAG = {
     "half_sse": lambda A, T, P: np.abs(A) + np.abs(T),
     "mse": lambda A, T, P: 2 * (np.abs(A) + np.abs(T)) / A.size,

@@ -1,7 +1,7 @@
 """Reliability, tried as a new user would: bad input, faults, divergence, numerics at the
 edges, reproducibility, and property-based configs that must run or be refused cleanly.
 
-The guarantees under test (README.md "Exit codes", "Run directory and CSV schema"):
+The guarantees under test (README.md "Commands", exit codes; docs/csv-schema.md):
   * bad input -> exit 2, ONE stderr line ``handgrad: error: ...`` naming the problem, no
     traceback, nothing written (no run directory, no ``.NAME.tmp-*`` folder);
   * Ctrl-C / SIGTERM -> exit 130, and either nothing or a run directory marked

@@ -1,9 +1,9 @@
 """experiments.core.schema and the CSV headers a run directory really has.
 
-Every column list is pinned against a literal copy written here (README.md "Run directory
-and CSV schema", docs/csv-schema.md): a renamed, dropped or reordered column fails here
-first, and a new column must be added to both places on purpose. Headers of real files are
-compared with literal lists too, never with the module's own constants.
+Every column list is pinned against a literal copy written here (docs/csv-schema.md): a
+renamed, dropped or reordered column fails here first, and a new column must be added to
+both places on purpose. Headers of real files are compared with literal lists too, never
+with the module's own constants.
 """
 
 from __future__ import annotations
