@@ -15,6 +15,7 @@ import re
 import reprlib
 import tomllib
 from dataclasses import dataclass, fields
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ class RunConfig:
         for f in fields(self):   # the same type checks as TOML files and --set
             object.__setattr__(self, f.name,
                                _coerce(f.name, getattr(self, f.name), "RunConfig(...)"))
-        errors = list(_field_errors(self))
+        errors = [*_choice_errors(self), *_number_errors(self)]
         if errors:
             raise ConfigError(errors[0])
 
@@ -117,11 +118,14 @@ class RunConfig:
 FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
 
 
-def _field_errors(c: RunConfig):
-    def bad(key, msg):
-        value = getattr(c, key)   # tuples shown as the TOML lists the user wrote
-        return f"{key} = {list(value) if isinstance(value, tuple) else value!r}: {msg}"
+def _bad(c: RunConfig, key: str, msg: str) -> str:
+    value = getattr(c, key)   # tuples shown as the TOML lists the user wrote
+    return f"{key} = {list(value) if isinstance(value, tuple) else value!r}: {msg}"
 
+
+def _choice_errors(c: RunConfig):
+    """The keys that name a choice, and the network's shape."""
+    bad = partial(_bad, c)
     if c.activation not in ACTIVATIONS:
         yield bad("activation", f"unknown activation; choose one of {list(ACTIVATIONS)}")
     if c.output_activation and c.output_activation not in ACTIVATIONS:
@@ -151,6 +155,11 @@ def _field_errors(c: RunConfig):
                    f"{MAX_LAYERS} layers; use fewer")
     if c.target_kind not in TARGET_KINDS:
         yield bad("target_kind", f"choose one of {list(TARGET_KINDS)}")
+
+
+def _number_errors(c: RunConfig):
+    """torch.optim.SGD's arguments and the schedule: the ranges torch and the loop accept."""
+    bad = partial(_bad, c)
     for key in ("lr", "momentum", "dampening", "weight_decay"):
         if not math.isfinite(getattr(c, key)):
             yield bad(key, "must be a finite number")

@@ -107,12 +107,7 @@ def magnitude_gradients(net, weights, activations, T: np.ndarray) -> dict[str, f
     absW = [np.abs(np.asarray(weights[f"layers.{l}.weight"], np.float64)) for l in range(L)]
     absb = [np.abs(np.asarray(weights[f"layers.{l}.bias"], np.float64))
             if net.bias is not False else 0.0 for l in range(L)]
-    # forward: the error each activation carries, in units of γ_m
-    E = [np.zeros_like(acts[0])]                                       # inputs are exact
-    for l in range(L):
-        fresh = (net.sizes[l] + 1) / m * (np.abs(acts[l]) @ absW[l].T + absb[l])
-        dz = fresh + E[l] @ absW[l].T                                       # (N, n_out)
-        E.append(_PRIME[names[l]](acts[l + 1]) * dz + FORWARD_OPS / m * np.abs(acts[l + 1]))
+    E = _forward_errors(acts, absW, absb, names, net.sizes, m)
     # backward: magnitudes (rounding) and the forward errors' effect, side by side
     A = acts[-1]
     dA = _loss_grad_magnitude(net.loss_name, A, T)                          # (N, K)
@@ -124,15 +119,7 @@ def magnitude_gradients(net, weights, activations, T: np.ndarray) -> dict[str, f
         d = dA * (fp + fpp * np.abs(a) / m)                                 # (N, n_out)
         e = eA * fp + dA * fpp * E[l + 1]                                   # (N, n_out)
         if l == L - 1 and net.loss_name == "bce":
-            # bce on sigmoid outputs: ∂E/∂A = (A − T)/max(A(1 − A), ε)/M times σ' = A(1 − A),
-            # both from the same Â, so the denominator cancels to first order and the
-            # output delta is (Â − T)·min(1, Â(1 − Â)/ε)/M: size (|A| + |T|)/M, forward
-            # error E_L/M. Where the clamp ε acts (outputs saturated to within 1e-12, in
-            # float32 often exactly 0 or 1) the factor is taken as the same on both sides:
-            # a side that saturates one output and not the other would show as `differ`.
-            M = a.shape[0] * a.shape[1]
-            d = (np.abs(a) + np.abs(T)) / M
-            e = E[l + 1] / M
+            d, e = _bce_output_delta(a, T, E[l + 1])
         # Each sample's forward error comes from its own roundings: independent, so over
         # the batch they add in root-sum-square (Higham & Mary, SIAM J. Sci. Comput. 41
         # (2019), probabilistic rounding error analysis), while the backward pass's own
@@ -147,6 +134,30 @@ def magnitude_gradients(net, weights, activations, T: np.ndarray) -> dict[str, f
         if l > 0:
             dA, eA = d @ absW[l], e @ absW[l]                               # (N, n_in)
     return out
+
+
+def _bce_output_delta(A: np.ndarray, T: np.ndarray, E_L: np.ndarray):
+    """The output delta's magnitude and forward error for bce on sigmoid outputs.
+
+    ∂E/∂A = (A − T)/max(A(1 − A), ε)/M times σ' = A(1 − A), both from the same Â, so the
+    denominator cancels to first order and the output delta is (Â − T)·min(1, Â(1 − Â)/ε)/M:
+    size (|A| + |T|)/M, forward error E_L/M. Where the clamp ε acts (outputs saturated to
+    within 1e-12, in float32 often exactly 0 or 1) the factor is taken as the same on both
+    sides: a side that saturates one output and not the other would show as `differ`.
+    """
+    M = A.shape[0] * A.shape[1]
+    return (np.abs(A) + np.abs(T)) / M, E_L / M
+
+
+def _forward_errors(acts, absW, absb, names, sizes, m) -> list[np.ndarray]:
+    """The error each activation a_l carries from the forward pass, in units of γ_m:
+    E_0 = 0 (the inputs are exact), then E_l as in ``magnitude_gradients``."""
+    E = [np.zeros_like(acts[0])]
+    for l in range(len(acts) - 1):
+        fresh = (sizes[l] + 1) / m * (np.abs(acts[l]) @ absW[l].T + absb[l])
+        dz = fresh + E[l] @ absW[l].T                                       # (N, n_out)
+        E.append(_PRIME[names[l]](acts[l + 1]) * dz + FORWARD_OPS / m * np.abs(acts[l + 1]))
+    return E
 
 
 # f' as a function of the stored activation a = f(z): manual's own formula (non-negative
