@@ -115,13 +115,39 @@ def raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def cmd_run(args) -> int:
+def _print_verdict(result) -> None:
+    """The predictions, the verdict table with its legend, the diagnosis and the loss gap."""
     import pandas as pd
 
-    from experiments.core.config import ConfigError, load_config, named_experiments, replace
-    from experiments.core.runner import run_experiment
+    from experiments.core.diagnose import format_findings
     from experiments.core.tolerance import gradient_tolerance
     from experiments.output.report import predictions_text
+
+    preds = predictions_text(result)
+    if preds:
+        print(preds)
+    cols = ["param", "worst_step", "rel_err", "worst_ratio", "update_ratio", "drift_ratio",
+            "max_abs_diff", "verdict"]
+    c = result.config
+    base = gradient_tolerance(c.dtype, c.sizes,
+                              len(result.dataset.X) if c.batch_size == "full" else c.batch_size)
+    with pd.option_context("display.float_format", "{:.3g}".format, "display.width", 120):
+        print(f"\nVerdict over {len(result.loss)} logged steps ({c.dtype}, mode {c.mode}). "
+              f"rel_err and worst_ratio = rel_err / rel_tol are the worst step's, the\n"
+              f"gradient code at the same weights, with rel_tol = 2γ_m·cond = "
+              f"{base:.2g}·cond (docs/tolerance.md); update_ratio: each SGD step against\n"
+              f"torch.optim.SGD's (≤ 1 agrees); drift_ratio: the sides at their own weights "
+              f"(free mode: includes drift); max_abs_diff: over all steps.")
+        print(result.summary[cols].to_string(index=False))
+    print("diagnosis:\n" + format_findings(result.findings))
+    if not result.loss.empty:
+        print(f"loss: worst |E_manual - E_torch| = {result.loss['abs_diff'].max():.3g} "
+              f"(relative {result.loss['rel_diff'].max():.3g})")
+
+
+def cmd_run(args) -> int:
+    from experiments.core.config import ConfigError, load_config, named_experiments, replace
+    from experiments.core.runner import run_experiment
     from experiments.output.rundir import check_out, default_out, write_run
     from experiments.teaching.studies import STUDIES, run_study
     if args.experiment in STUDIES:
@@ -148,27 +174,7 @@ def cmd_run(args) -> int:
     result = run_experiment(cfg, progress=not args.quiet, threads=args.threads)
     write_run(result, out, force=args.force, plots=not args.no_plots)
     if not args.quiet:
-        preds = predictions_text(result)
-        if preds:
-            print(preds)
-        cols = ["param", "worst_step", "rel_err", "worst_ratio", "update_ratio", "drift_ratio",
-                "max_abs_diff", "verdict"]
-        c = result.config
-        base = gradient_tolerance(c.dtype, c.sizes,
-                                  len(result.dataset.X) if c.batch_size == "full" else c.batch_size)
-        with pd.option_context("display.float_format", "{:.3g}".format, "display.width", 120):
-            print(f"\nVerdict over {len(result.loss)} logged steps ({c.dtype}, mode {c.mode}). "
-                  f"rel_err and worst_ratio = rel_err / rel_tol are the worst step's, the\n"
-                  f"gradient code at the same weights, with rel_tol = 2γ_m·cond = "
-                  f"{base:.2g}·cond (docs/tolerance.md); update_ratio: each SGD step against\n"
-                  f"torch.optim.SGD's (≤ 1 agrees); drift_ratio: the sides at their own weights "
-                  f"(free mode: includes drift); max_abs_diff: over all steps.")
-            print(result.summary[cols].to_string(index=False))
-        from experiments.core.diagnose import format_findings
-        print("diagnosis:\n" + format_findings(result.findings))
-        if not result.loss.empty:
-            print(f"loss: worst |E_manual - E_torch| = {result.loss['abs_diff'].max():.3g} "
-                  f"(relative {result.loss['rel_diff'].max():.3g})")
+        _print_verdict(result)
     print(f"{result.status}: {result.message}; run directory {out}")
     if result.status == "diverged":
         print(f"handgrad: {result.message}", file=sys.stderr)
