@@ -178,12 +178,10 @@ def pct(fraction: float) -> str:
 
 
 def span(values: pd.Series) -> str:
-    """``min–max`` of ``values``, 3 significant digits."""
     return f"{values.min():.3g}–{values.max():.3g}"
 
 
 def listed(values: Iterable, spec: str = ".3g") -> str:
-    """``1, 2.5, 3``: each value formatted with ``spec``."""
     return ", ".join(f"{v:{spec}}" for v in values)
 
 
@@ -220,7 +218,5 @@ def write_report(folder: Path, title: str, quick: bool, lines: list[str],
     if quick:
         text += ["The quick version (`--quick`: fewer steps); config.toml holds every setting.",
                  ""]
-    text += [*lines, ""]
-    if figures:
-        text += ["## Figures", "", *[f"![{f}]({f})" for f in figures], ""]
+    text += [*lines, "", "## Figures", "", *[f"![{f}]({f})" for f in figures], ""]
     (folder / "report.md").write_text("\n".join(text), encoding="utf-8")

@@ -114,12 +114,11 @@ def _arm(cfg: RunConfig, limit: float, progress: bool) -> tuple[pd.DataFrame, di
     finite = loss[np.isfinite(loss["loss_manual"])]
     initial, final = loss["loss_manual"].iloc[0], loss["loss_manual"].iloc[-1]
     frac_up = float(np.mean(np.diff(finite["loss_manual"].to_numpy()) > 0))
-    diverged = result.status == "diverged"
     curve = loss.assign(output_activation=cfg.output_activation, lr=cfg.lr)
     return curve, {
         "output_activation": cfg.output_activation, "lr": cfg.lr,
         "regime": _regime(result.status, initial, final, frac_up, cfg.lr >= limit),
-        "diverged_step": int(loss["step"].iloc[-1]) if diverged else pd.NA,
+        "diverged_step": int(loss["step"].iloc[-1]) if result.status == "diverged" else pd.NA,
         "initial_loss": initial, "final_loss": final, "min_loss": finite["loss_manual"].min(),
         "frac_updates_up": frac_up,
         "sharpness_final": (hessian_eigenvalues(rp.net, rp.X, rp.Y)[-1]
