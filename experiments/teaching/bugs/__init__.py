@@ -110,16 +110,14 @@ def short_name(key: str) -> str:
     return f"{'W' if kind == 'weight' else 'b'}{i}"
 
 
-def _first_differing(g: pd.DataFrame) -> int | None:
-    differ = g[g["verdict"] == "differ"]
-    return int(differ["step"].min()) if not differ.empty else None
-
-
 def shown_steps(df: pd.DataFrame) -> dict[str, int]:
     """The step the gallery shows for each bug (table, details and figure alike): the first
     step anything differs, or the last step where nothing does."""
-    return {name: (int(g["step"].max()) if (first := _first_differing(g)) is None else first)
-            for name, g in df.groupby("bug", sort=False)}
+    steps = {}
+    for name, g in df.groupby("bug", sort=False):
+        differ = g.loc[g["verdict"] == "differ", "step"]
+        steps[name] = int(differ.min() if not differ.empty else g["step"].max())
+    return steps
 
 
 def _kinds(kinds) -> str:
@@ -150,11 +148,10 @@ def gallery_details(df: pd.DataFrame) -> list[str]:
     for (name, g), step in zip(df.groupby("bug", sort=False), shown_steps(df).values(),
                                strict=True):
         at = g[g["step"] == step]
-        texts = [t for t in dict.fromkeys(at["detail"]) if t]
         lines.append(f"{name} — {what(name)}")
         lines += [f"    step {step}, {kind}: {t}" for kind, t in
-                  dict.fromkeys(zip(at["diagnosis"], at["detail"], strict=True)) if t in texts]
-        if not texts:
+                  dict.fromkeys(zip(at["diagnosis"], at["detail"], strict=True)) if t]
+        if not any(at["detail"]):
             lines.append(f"    every step: agree (worst rel_err {g['rel_err'].max():.2g}, within "
                          f"rel_tol)")
     return lines
@@ -169,11 +166,10 @@ def _steps_title(steps: dict[str, int], agreeing: set[str]) -> str:
     return f"at step {common}" + (f", except {', '.join(others)}" if others else "")
 
 
-def plot_gallery(df: pd.DataFrame, path: Path, step: int | None = None) -> Path:
+def plot_gallery(df: pd.DataFrame, path: Path) -> Path:
     """Heatmap bug × parameter of rel_err (colour, log), the fitted ratio c written in each
     differing cell, '=' in agreeing ones, '0' where bit-identical. Each row is drawn at the
-    step the table shows for it (``shown_steps``; ``step``: every row at that one step),
-    named in its label and in the title."""
+    step the table shows for it (``shown_steps``), named in its label and in the title."""
     import seaborn as sns
     from matplotlib import colormaps
     from matplotlib.colors import LogNorm
@@ -181,8 +177,7 @@ def plot_gallery(df: pd.DataFrame, path: Path, step: int | None = None) -> Path:
     from experiments.output.style import figure, save, style
 
     bugs = list(dict.fromkeys(df["bug"]))
-    steps = (shown_steps(df) if step is None
-             else dict.fromkeys(bugs, min(step, int(df["step"].max()))))
+    steps = shown_steps(df)
     at = df[df["step"] == df["bug"].map(steps)]
     keys = list(dict.fromkeys(at["param"]))
     rel, ratio, ver, kind = (at.pivot(index="bug", columns="param", values=c).loc[bugs, keys]

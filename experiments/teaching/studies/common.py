@@ -89,23 +89,16 @@ def log_400(cfg: RunConfig) -> RunConfig:
     return replace(cfg, log_every=max(1, Replay(cfg).total // 400))
 
 
-def _finite_grads(result: RunResult) -> pd.DataFrame:
-    """The logged steps whose every tensor had finite gradients on both sides: a
-    diverged run's last row (non-finite by definition) says nothing about agreement."""
-    g = result.grads
-    ok = np.isfinite(g[["norm_manual", "norm_torch", "rel_err", "rel_tol"]]).all(axis=1)
-    good_steps = g.loc[ok, "step"]
-    bad_steps = set(g.loc[~ok, "step"])
-    return g[g["step"].isin(good_steps) & ~g["step"].isin(bad_steps)]
-
-
 def agreement(result: RunResult, replay_loss: np.ndarray | None = None) -> dict:
     """One arm's manual-vs-torch record (``AGREEMENT_COLUMNS``): the runner's mode, its
     status, the worst rel_err, worst rel_err / rel_tol and the verdict over the logged
     steps with finite gradients (as ``runner.summarize``), the worst weight and loss
     differences, and how far a replay's losses are from ``loss_manual``."""
-    grads = _finite_grads(result)
-    keys = list(dict.fromkeys(result.grads["param"]))
+    g = result.grads
+    # a step with any non-finite gradient (a diverged run's last row) says nothing
+    ok = np.isfinite(g[["norm_manual", "norm_torch", "rel_err", "rel_tol"]]).all(axis=1)
+    grads = g[~g["step"].isin(g.loc[~ok, "step"])]
+    keys = list(dict.fromkeys(g["param"]))
     row = {"lockstep_mode": result.config.mode, "status": result.status,
            "steps_done": result.steps_done, "rel_err": np.nan,
            "worst_ratio": np.nan, "verdict": "none", "weight_max_abs_diff": np.nan,
@@ -168,11 +161,6 @@ def hessian_eigenvalues(net: manual.MLP, X, Y, h: float = 1e-5) -> np.ndarray:
 
 # ------------------------------------------------------------------ figures and reports
 
-def floored(values: pd.Series) -> pd.Series:
-    """``values`` with exact zeros (and below) at ``ZERO_FLOOR``, for a log axis."""
-    return values.where(values > 0, ZERO_FLOOR)
-
-
 def zero_floor(values) -> float:
     """Where exact zeros go on a log axis: a decade below the smallest non-zero value, so a
     zero is never drawn above a real (if tiny) number; ``ZERO_FLOOR`` if all are zero."""
@@ -190,12 +178,10 @@ def pct(fraction: float) -> str:
 
 
 def span(values: pd.Series) -> str:
-    """``min–max`` of ``values``, 3 significant digits."""
     return f"{values.min():.3g}–{values.max():.3g}"
 
 
 def listed(values: Iterable, spec: str = ".3g") -> str:
-    """``1, 2.5, 3``: each value formatted with ``spec``."""
     return ", ".join(f"{v:{spec}}" for v in values)
 
 
@@ -232,7 +218,5 @@ def write_report(folder: Path, title: str, quick: bool, lines: list[str],
     if quick:
         text += ["The quick version (`--quick`: fewer steps); config.toml holds every setting.",
                  ""]
-    text += [*lines, ""]
-    if figures:
-        text += ["## Figures", "", *[f"![{f}]({f})" for f in figures], ""]
+    text += [*lines, "", "## Figures", "", *[f"![{f}]({f})" for f in figures], ""]
     (folder / "report.md").write_text("\n".join(text), encoding="utf-8")

@@ -72,13 +72,6 @@ SEEDS = [1000 + k for k in range(5)]
 MODELS = {"logistic": (), "hidden": (4,)}
 
 
-def objective(net: manual.MLP, X, Y, weight_decay: float) -> float:
-    """F(w) = E(w) + (λ/2)‖w‖² over the trainable parameters: what SGD with
-    ``weight_decay = λ`` minimises (torch adds λw to every gradient, as manual.SGD)."""
-    w = flat(net.params, net.trainable)
-    return net.loss(X, Y) + 0.5 * weight_decay * float(w @ w)
-
-
 def permutations_of_hidden(w: np.ndarray, sizes) -> np.ndarray:
     """Every relabelling of the hidden units of a D-H-1 net (flat, ``flat`` key order
     layers.0.weight, layers.0.bias, layers.1.weight, layers.1.bias): (H!, P). These
@@ -92,11 +85,11 @@ def permutations_of_hidden(w: np.ndarray, sizes) -> np.ndarray:
                      for p in map(list, itertools.permutations(range(H)))])
 
 
-def _rounding_of_gradient(net: manual.MLP, X, Y, T) -> float:
+def _rounding_of_gradient(net: manual.MLP, X, Y) -> float:
     """A bound on the rounding error of one computed ‖∇E‖: γ_m‖G̃‖ (Higham's bound used
     by the runner, ``experiments.core.tolerance``), summed over the tensors in quadrature."""
     net.loss_and_gradients(X, Y)
-    G = magnitude_gradients(net, net.params, net.last_activations, T)
+    G = magnitude_gradients(net, net.params, net.last_activations, Y)
     gamma = gradient_tolerance(net.dtype, net.sizes, X.shape[0]) / 2
     return gamma * math.sqrt(sum(v * v for v in G.values()))
 
@@ -126,10 +119,10 @@ def run(quick: bool, folder: Path, progress: bool = False) -> Frames:
     for model, hidden in MODELS.items():
         runs = [_init_run(cfg0, model, hidden, k, s, folder, progress)
                 for k, s in enumerate(SEEDS)]
-        rows, finals, reps = ([r[i] for r in runs] for i in (0, 2, 3))
+        rows, model_weights, finals, reps = zip(*runs, strict=True)
         _label_minima(rows, len(reps[0].X))
         inits += rows
-        weights += [r[1] for r in runs]
+        weights += model_weights
         pairs += _pairs(model, rows, finals, reps)
         F, dF = _objective_on(reps[0])
         s1, g1, others, T = _slices_1d(model, rows, finals, F, dF, rng, n_1d)
@@ -154,12 +147,11 @@ def _init_run(cfg0: RunConfig, model: str, hidden: tuple, k: int, seed: int, fol
     rp = Replay(cfg)
     rp.run()
     net, keys, X, Y = rp.net, rp.net.trainable, rp.X, rp.Y
+    F, dF = _objective_on(rp)
     w = flat(net.params, keys)                                                # (P,)
-    grad = flat(net.gradients(X, Y), keys) + WEIGHT_DECAY * w                 # (P,)
-    row = {"model": model, "init": k, "init_seed": seed,
-           "objective": objective(net, X, Y, WEIGHT_DECAY), "loss": net.loss(X, Y),
-           "grad_norm": float(np.linalg.norm(grad)),
-           "grad_rounding": _rounding_of_gradient(net, X, Y, Y),
+    row = {"model": model, "init": k, "init_seed": seed, "objective": F(w),
+           "loss": net.loss(X, Y), "grad_norm": float(np.linalg.norm(dF(w))),
+           "grad_rounding": _rounding_of_gradient(net, X, Y),
            "weight_norm": float(np.linalg.norm(w)),
            "hessian_min_eig": hessian_eigenvalues(net, X, Y)[0] + WEIGHT_DECAY,
            **agreement(result, rp.losses)}
@@ -222,13 +214,15 @@ def _pairs(model, rows, finals, reps) -> list[dict]:
 
 
 def _objective_on(rp: Replay):
-    """F and ∇F as functions of a flat weight vector, evaluated by loading it into the
-    replay's net (which is left at whatever vector came last)."""
+    """F(w) = E(w) + (λ/2)‖w‖² over the trainable parameters (what SGD with
+    ``weight_decay = λ`` minimises: torch adds λw to every gradient, as manual.SGD) and ∇F,
+    as functions of a flat weight vector, evaluated by loading it into the replay's net
+    (which is left at whatever vector came last)."""
     net, keys, like, X, Y = rp.net, rp.net.trainable, rp.net.params, rp.X, rp.Y
 
     def F(w):
         net.set_params(unflat(w, like, keys))
-        return objective(net, X, Y, WEIGHT_DECAY)
+        return net.loss(X, Y) + 0.5 * WEIGHT_DECAY * float(w @ w)
 
     def dF(w):
         net.set_params(unflat(w, like, keys))

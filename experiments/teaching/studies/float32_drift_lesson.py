@@ -32,7 +32,7 @@ from experiments.core.schema import DRIFT_ARMS_COLUMNS, DRIFT_COLUMNS
 from experiments.core.tolerance import unit_roundoff
 from experiments.output.style import figure, save, style
 
-from .common import Frames, Replay, agreement, essay, floored, fmt
+from .common import ZERO_FLOOR, Frames, Replay, agreement, essay, fmt
 
 DESCRIPTION = ("float32-drift in free and synced mode: weights part ways, gradients agree to "
                "rounding, vs float64")
@@ -91,7 +91,7 @@ def figures(frames: Frames, folder: Path) -> list[str]:
     ref["side"] = ref["side"].str.removeprefix("ref_rel_err_")
     ref = ref.groupby(["mode", "step", "side"], as_index=False)["ref_rel_err"].median()
     for frame, col in ((per_step, "weight"), (per_step, "rounding"), (ref, "ref_rel_err")):
-        frame[col] = floored(frame[col])
+        frame[col] = frame[col].where(frame[col] > 0, ZERO_FLOOR)   # exact 0 on a log axis
     tol = per_step.melt(id_vars=["mode", "step"], value_vars=["rel_err", "rel_tol"],
                         var_name="quantity", value_name="value")
     panels = [  # data, y, hue, style, y label, title, horizontal line
@@ -116,12 +116,13 @@ def figures(frames: Frames, folder: Path) -> list[str]:
 
 def text(frames: Frames) -> list[str]:
     arms = frames["arms"]
-    free = arms.set_index("mode").loc["free"]
+    by = arms.set_index("mode")
     table = arms[["mode", "first_weight_diff", "final_weight_diff", "median_rel_err",
                   "max_rel_err", "median_rounding_ratio", "max_rounding_ratio",
                   "frac_rounding_exceeded", "median_ref_manual", "median_ref_torch",
                   "frac_manual_closer", "worst_ratio", "verdict", "first_vacuous_step",
-                  "frac_vacuous"]].astype({"first_vacuous_step": object})
+                  "frac_vacuous"]].astype({"first_vacuous_step": object}).fillna(
+                      {"first_vacuous_step": ""})
     legend = [
         "`first_weight_diff` / `final_weight_diff`: max |W_manual − W_torch| after the first "
         "and the last logged step. `median_ref_*`: median relative error of each side's "
@@ -129,13 +130,11 @@ def text(frames: Frames) -> list[str]:
         "`frac_manual_closer`: fraction of (step, tensor) rows where manual is the closer. "
         "`first_vacuous_step` / `frac_vacuous`: where the runner's per-step tolerance rel_tol "
         f"reaches 1 and how often. Float32 unit roundoff u = {unit_roundoff('float32'):.3g}."]
-    table = table.fillna({"first_vacuous_step": ""})
-    return essay(__doc__, [table], legend, [*_sees(arms), *_verdict(free)])
+    return essay(__doc__, [table], legend,
+                 [*_sees(by.loc["free"], by.loc["synced"]), *_verdict(by.loc["free"])])
 
 
-def _sees(arms: pd.DataFrame) -> list[str]:
-    by = arms.set_index("mode")
-    free, synced = by.loc["free"], by.loc["synced"]
+def _sees(free: pd.Series, synced: pd.Series) -> list[str]:
     u = unit_roundoff("float32")
     closer = "manual" if free["median_ref_manual"] < free["median_ref_torch"] else "torch"
     exceeded = free["frac_rounding_exceeded"] > 0

@@ -93,14 +93,11 @@ def run(quick: bool, folder: Path, progress: bool = False) -> Frames:
     for output in ("identity", "sigmoid"):
         rp0 = Replay(replace(cfg0, output_activation=output))
         sharp0[output] = hessian_eigenvalues(rp0.net, rp0.X, rp0.Y)[-1]
-    curves, rows = [], []
-    for output, lr in [("identity", lr) for lr in lrs] + [("sigmoid", lr) for lr in (1.0, 1e4)]:
-        cfg = replace(cfg0, name=f"learning-rate-{output}-{lr:g}", lr=lr,
-                      output_activation=output)
-        curve, row = _arm(cfg, 2 / sharp0[output], progress)
-        curves.append(curve)
-        rows.append(row)
-    arms = pd.DataFrame(rows)[LR_ARMS_COLUMNS]
+    grid = [("identity", lr) for lr in lrs] + [("sigmoid", lr) for lr in (1.0, 1e4)]
+    curves, rows = zip(*[_arm(replace(cfg0, name=f"learning-rate-{o}-{lr:g}", lr=lr,
+                                      output_activation=o), 2 / sharp0[o], progress)
+                         for o, lr in grid], strict=True)
+    arms = pd.DataFrame(list(rows))[LR_ARMS_COLUMNS]
     arms["diverged_step"] = arms["diverged_step"].astype("Int64")
     arms.attrs["sharpness_initial"] = sharp0
     return {"curves": pd.concat(curves, ignore_index=True)[LR_CURVE_COLUMNS], "arms": arms}
@@ -117,12 +114,11 @@ def _arm(cfg: RunConfig, limit: float, progress: bool) -> tuple[pd.DataFrame, di
     finite = loss[np.isfinite(loss["loss_manual"])]
     initial, final = loss["loss_manual"].iloc[0], loss["loss_manual"].iloc[-1]
     frac_up = float(np.mean(np.diff(finite["loss_manual"].to_numpy()) > 0))
-    diverged = result.status == "diverged"
     curve = loss.assign(output_activation=cfg.output_activation, lr=cfg.lr)
     return curve, {
         "output_activation": cfg.output_activation, "lr": cfg.lr,
         "regime": _regime(result.status, initial, final, frac_up, cfg.lr >= limit),
-        "diverged_step": int(loss["step"].iloc[-1]) if diverged else pd.NA,
+        "diverged_step": int(loss["step"].iloc[-1]) if result.status == "diverged" else pd.NA,
         "initial_loss": initial, "final_loss": final, "min_loss": finite["loss_manual"].min(),
         "frac_updates_up": frac_up,
         "sharpness_final": (hessian_eigenvalues(rp.net, rp.X, rp.Y)[-1]
