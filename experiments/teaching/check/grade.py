@@ -105,12 +105,10 @@ def grade_folder(folder: Path, config="seed", *, out: Path, overrides=(), steps=
     check_out(checks, force)
     rows = []
     with atomic_folder(checks, force, kind="grade") as tmp:
-        if jobs == 1:
-            done = (grade_one(p, cfg, tmp / p.stem, timeout, memory_mb) for p in files)
-        else:   # in file order, each row as soon as it and the ones before it are done
-            done = joblib.Parallel(n_jobs=jobs, return_as="generator")(
-                joblib.delayed(grade_one)(p, cfg, tmp / p.stem, timeout, memory_mb)
-                for p in files)
+        # in file order, each row as soon as it and the ones before it are done (jobs=1:
+        # one after the other in this process)
+        done = joblib.Parallel(n_jobs=jobs, return_as="generator")(
+            joblib.delayed(grade_one)(p, cfg, tmp / p.stem, timeout, memory_mb) for p in files)
         for row in done:
             rows.append(row)
             if progress is not None:
