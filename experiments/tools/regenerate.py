@@ -14,18 +14,15 @@ from experiments.output.report import markdown_table
 from experiments.output.rundir import write_run
 
 
-def _studies():
-    from experiments.teaching.studies import STUDIES
-    return STUDIES
-
-
 def main(argv: list[str] | None = None) -> int:
+    from experiments.teaching.studies import STUDIES, run_study
+
     ap = argparse.ArgumentParser(description="Re-run the named experiments into results/.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("names", nargs="*", metavar="NAME", help="experiments (default: all)")
     ap.add_argument("--out", type=Path, default=Path("results"), help="results folder")
     args = ap.parse_args(argv)
-    unknown = [n for n in args.names if n not in named_experiments() and n not in _studies()]
+    unknown = [n for n in args.names if n not in named_experiments() and n not in STUDIES]
     if unknown:
         ap.error(f"unknown experiment or study {unknown}; see `handgrad list`")
     names = [n for n in (args.names or named_experiments()) if n in named_experiments()]
@@ -41,7 +38,6 @@ def main(argv: list[str] | None = None) -> int:
                      "verdict": worst["verdict"]})
         print(f"{name:<16} {result.status:<10} verdict {worst['verdict']:<7} "
               f"worst rel_err {worst['rel_err']:.3g} ({worst['worst_ratio']:.2g} of tolerance)")
-    from experiments.teaching.studies import STUDIES, run_study
     studies = [n for n in (args.names or STUDIES) if n in STUDIES]
     for name in studies:
         run_study(name, args.out / name, force=True, progress=True)

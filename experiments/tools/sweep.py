@@ -319,8 +319,9 @@ def _panel(ax, data: pd.DataFrame, col: str, title: str, **plot) -> None:
 
     values = data[col].to_numpy(dtype=float)
     finite = np.isfinite(values)
-    positive = values[finite & (values > 0)]
-    zero = finite & (values == 0)
+    v = values[finite]                                   # what is drawn
+    positive = v[v > 0]
+    zero = v == 0
     log = positive.size > 1 and positive.max() >= LOG_SPAN * positive.min()
     floor = 10.0 ** (np.floor(np.log10(positive.min())) - 1) if log else 0.0
     notes = []
@@ -331,12 +332,11 @@ def _panel(ax, data: pd.DataFrame, col: str, title: str, **plot) -> None:
                      + (f", drawn at {floor:.0e}" if log else ""))
         if log:
             ax.axhline(floor, color="0.5", linestyle=":", linewidth=1)
-    if finite.any() and not log:
-        shown_values = values[finite]
-        top = np.abs(shown_values).max()
-        spread = (shown_values.max() - shown_values.min()) / top if top > 0 else 0.0
+    if v.size and not log:
+        top = np.abs(v).max()
+        spread = (v.max() - v.min()) / top if top > 0 else 0.0
         notes.append(f"relative spread (max − min)/max = {spread:.2g}")
-    shown = data[finite].assign(**{col: np.where(values[finite] == 0, floor, values[finite])})
+    shown = data[finite].assign(**{col: np.where(zero, floor, v)})
     if len(shown):
         sns.pointplot(data=shown, x="x", y=col, hue="hue", linestyle="none", marker="o",
                       errorbar=None, ax=ax, **plot)
@@ -344,9 +344,9 @@ def _panel(ax, data: pd.DataFrame, col: str, title: str, **plot) -> None:
         ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
     if log:
         ax.set_yscale("log")
-    elif finite.any() and values[finite].min() >= 0:
+    elif v.size and v.min() >= 0:
         # from 0 with headroom: equal values at rounding level are not zoomed into a slope
-        ax.set_ylim(0, max(ax.get_ylim()[1], 1.05 * values[finite].max()))
+        ax.set_ylim(0, max(ax.get_ylim()[1], 1.05 * v.max()))
         ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_title(title + "".join(f"\n{n}" for n in notes), fontsize=10)
     ax.set_ylabel(col + (", log scale" if log else ""))

@@ -120,12 +120,13 @@ def run_check(learner, cfg: RunConfig) -> CheckResult:
 
 
 def failed(name: str, err: LearnerError) -> CheckResult:
-    """The result of a learner that could not be checked to the end."""
+    """The result of a learner that could not be checked to the end; its explanation is
+    the message alone until ``run_check`` writes the whole text."""
     text = str(err)
     lines = text.splitlines() or [""]
     message = lines[-1] if lines[0].startswith("Traceback") else lines[0]
     return CheckResult(name, err.status, err.exit_code, message,
-                       details=text if len(lines) > 1 else "")
+                       details=text if len(lines) > 1 else "", explanation=message)
 
 
 def _convention_hint(message: str, convention: str) -> str:
@@ -140,7 +141,9 @@ def _convention_hint(message: str, convention: str) -> str:
 
 
 def _judged(name: str, init: Initial, run: RunResult | None) -> CheckResult:
-    """Agree, differ or diverged, with the diagnosis of the first differing parameter."""
+    """Agree, differ or diverged, with the diagnosis of the first differing parameter.
+    ``run`` is None only after a transposed-shape gradient, which differs at the initial
+    point."""
     conv = init.convention
     keys = list(init.autograd)
     worst = _worst(init, run)
@@ -148,19 +151,19 @@ def _judged(name: str, init: Initial, run: RunResult | None) -> CheckResult:
         table = init.table[init.table["call"] == init.call]
         differ = list(table.loc[table["verdict"] == "differ", "key"])
         findings, yours = init.findings, init.yours
-    elif run is not None and run.status == "diverged":
+    elif run.status == "diverged":
         message = run.message.replace("the manual side", "your side")
         return CheckResult(name, "diverged", 3, message, run=run, initial=init, **worst)
     else:
-        rows = run.summary[run.summary["param"].isin(keys)] if run is not None else None
-        differ = [] if rows is None else list(rows.loc[rows["verdict"] == "differ", "param"])
-        findings, yours = (run.findings if run is not None else []), {}
-    if not differ:
-        steps = run.steps_done if run is not None else 0
+        rows = run.summary[run.summary["param"].isin(keys)]
+        differ = list(rows.loc[rows["verdict"] == "differ", "param"])
+        findings, yours = run.findings, {}
+    if not differ:   # the initial point agreed, so the run is there
         message = (f"every parameter agrees with autograd at the initial point and over "
-                   f"{steps} training steps (worst rel_err {worst['worst_rel_err']:.2g}, "
-                   f"{worst['worst_ratio']:.2g} of the rounding tolerance)")
-        if run is not None and run.status == "interrupted":   # Ctrl-C: as handgrad run
+                   f"{run.steps_done} training steps (worst rel_err "
+                   f"{worst['worst_rel_err']:.2g}, {worst['worst_ratio']:.2g} of the rounding "
+                   f"tolerance)")
+        if run.status == "interrupted":   # Ctrl-C: as handgrad run
             return CheckResult(name, "interrupted", 130, run.message, run=run, initial=init,
                                **worst)
         return CheckResult(name, "agree", 0, message, "agree", run=run, initial=init, **worst)
@@ -184,7 +187,7 @@ def _sentences(init: Initial, findings, yours, first: str) -> list[str]:
         named = mistakes.recognise(init.config, init.weights, init.X, init.Y, init.yours,
                                    init.autograd)
         if named is not None:
-            out.insert(0, f"your gradients are exactly what backprop gives with {named.text}")
+            out.insert(0, f"your gradients are exactly what backprop gives with {named}")
     return out or ["your gradients differ from autograd's"]
 
 
@@ -215,9 +218,7 @@ def check_function(gradients, config: str | RunConfig = "seed", *, update=None,
     try:
         learner = Learner(gradients, update, convention, name)
     except LearnerError as err:
-        result = failed(name, err)
-        result.explanation = result.message
-        return result
+        return failed(name, err)
     return run_check(learner, cfg)
 
 
@@ -243,7 +244,7 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
         learner = LearnerProcess(path, timeout=timeout, memory_mb=memory_mb)
     except LearnerError as err:
         result = failed(Path(path).name, err)
-        result.explanation, result.seconds = result.message, time.perf_counter() - t0
+        result.seconds = time.perf_counter() - t0
     else:
         try:
             result = run_check(learner, cfg)

@@ -1,10 +1,8 @@
 """``handgrad check FILE.py [NAME|CONFIG.toml]``: a learner's own backprop against autograd.
 
 The library (``api.check_file``) returns a ``CheckResult``; this module parses the
-arguments, prints its explanation and returns its exit code: 0 every parameter agrees,
-1 the gradients (or the update) differ, 2 bad input (one line, nothing written), 3 the
-training diverged, 4 the learner's code raised or its process died, 5 it ran past
---timeout.
+arguments, prints its explanation and returns its exit code (``DESCRIPTION``'s last lines;
+bad input: one line, nothing written).
 """
 
 from __future__ import annotations

@@ -29,17 +29,13 @@ from experiments.core.diagnose import Finding, ratio_causes
 _KEY = re.compile(r"layers\.(\d+)\.(weight|bias)")
 
 
-def backprop_order(keys) -> list[str]:
-    """Keys from the output layer down, each layer's weight before its bias."""
+def first_param(differing, keys) -> str:
+    """The first differing key in backprop order: from the output layer down, each layer's
+    weight before its bias ("" when none differs)."""
     def rank(k):
         m = _KEY.match(k)
         return (-int(m.group(1)), m.group(2) != "weight") if m else (0, False)
-    return sorted(keys, key=rank)
-
-
-def first_param(differing, keys) -> str:
-    """The first differing key in backprop order ("" when none differs)."""
-    return next((k for k in backprop_order(keys) if k in set(differing)), "")
+    return next((k for k in sorted(keys, key=rank) if k in set(differing)), "")
 
 
 def _names(conv, keys) -> str:
@@ -133,13 +129,9 @@ def _notation(conv, layer: int) -> dict[str, str]:
             "grad": "δᵀ · a_in", "wrong": "a_inᵀ · δ", "layout": "(out, in)"}
 
 
-def _layer(key: str) -> int:
-    return int(_KEY.match(key).group(1))
-
-
 def _transposed(f: Finding, conv, yours) -> str:
     k = f.params[0]
-    s = _notation(conv, _layer(k))
+    s = _notation(conv, int(_KEY.match(k).group(1)))
     name = conv.name_of(k)
     shape = conv.shapes[name]
     got = shape if k not in yours else (yours[k].T.shape if conv.names[k][1]

@@ -50,7 +50,7 @@ def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
 def grade_one(path: Path, cfg, out: Path, timeout: float, memory_mb: int) -> dict:
     """One submission's row; handgrad's own failures become rows too."""
     from experiments.core.threads import limited_threads
-    from experiments.teaching.check.api import check_file
+    from experiments.teaching.check.api import CheckResult, check_file
 
     t0 = time.perf_counter()
     try:
@@ -58,10 +58,8 @@ def grade_one(path: Path, cfg, out: Path, timeout: float, memory_mb: int) -> dic
             r = check_file(path, cfg, timeout=timeout, memory_mb=memory_mb, out=out,
                            plots=False)
     except Exception as err:   # one submission never stops the grading
-        return {"file": path.name, "status": "error", "diagnosis": "", "first_param": "",
-                "worst_rel_err": float("nan"), "worst_ratio": float("nan"),
-                "seconds": round(time.perf_counter() - t0, 3),
-                "message": f"handgrad failed on this file: {type(err).__name__}: {err}"}
+        r = CheckResult(path.name, "error", 4, f"handgrad failed on this file: "
+                        f"{type(err).__name__}: {err}", seconds=time.perf_counter() - t0)
     return {"file": path.name, "status": r.status, "diagnosis": r.kind,
             "first_param": r.first_param, "worst_rel_err": r.worst_rel_err,
             "worst_ratio": r.worst_ratio, "seconds": round(r.seconds, 3),
@@ -107,12 +105,10 @@ def grade_folder(folder: Path, config="seed", *, out: Path, overrides=(), steps=
     check_out(checks, force)
     rows = []
     with atomic_folder(checks, force, kind="grade") as tmp:
-        if jobs == 1:
-            done = (grade_one(p, cfg, tmp / p.stem, timeout, memory_mb) for p in files)
-        else:   # in file order, each row as soon as it and the ones before it are done
-            done = joblib.Parallel(n_jobs=jobs, return_as="generator")(
-                joblib.delayed(grade_one)(p, cfg, tmp / p.stem, timeout, memory_mb)
-                for p in files)
+        # in file order, each row as soon as it and the ones before it are done (jobs=1:
+        # one after the other in this process)
+        done = joblib.Parallel(n_jobs=jobs, return_as="generator")(
+            joblib.delayed(grade_one)(p, cfg, tmp / p.stem, timeout, memory_mb) for p in files)
         for row in done:
             rows.append(row)
             if progress is not None:

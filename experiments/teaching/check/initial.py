@@ -122,17 +122,13 @@ def _differs(rows) -> bool:
     return any(r[CHECK_COLUMNS.index("verdict")] == "differ" for r in rows)
 
 
-def _aligned(g: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """``g`` in ``ref``'s shape: a transposed-shape gradient transposed back."""
-    return g if g.shape == ref.shape else g.T
-
-
 def _tolerances(net, params, X, Y, g, g_t, dtype) -> dict[str, float]:
     """Each parameter's rel_tol at this point, as the runner computes it at step 0."""
     keys = net.trainable
     acts = net.forward_cache(X)                                          # [a_0 … a_L]
     T = net.encode_targets(acts[-1], Y)                                  # (N, K)
-    metrics = compare_many([_aligned(g[k], g_t[k]) for k in keys], [g_t[k] for k in keys])
+    aligned = [g[k] if g[k].shape == g_t[k].shape else g[k].T for k in keys]  # transposed back
+    metrics = compare_many(aligned, [g_t[k] for k in keys])
     return dict(zip(keys, step_tolerances(net, params, acts, T, metrics, dtype), strict=True))
 
 

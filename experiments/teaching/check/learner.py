@@ -222,11 +222,6 @@ class Learner:
     def has_update(self) -> bool:
         return self.update_fn is not None
 
-    @property
-    def info(self) -> dict:
-        return {"convention": self.convention, "has_update": self.has_update,
-                "name": self.name}
-
     def bind(self, X, Y) -> None:
         self.X, self.Y = X, Y
 
@@ -245,13 +240,6 @@ class Learner:
 
     def update(self, params: dict, grads: dict, lr: float) -> dict[str, np.ndarray]:
         return self._call(self.update_fn, "update(params, grads, lr)", params, grads, lr)
-
-    def output(self) -> str:
-        """What the learner printed (only a learner in its own process has it captured)."""
-        return ""
-
-    def close(self) -> None:
-        pass
 
 
 # -- the learner's process -------------------------------------------------------------------
@@ -277,19 +265,15 @@ OUTPUT_LIMIT = 16 << 20   # bytes the learner may print (or write to files)
 
 
 def _answer(learner: Learner | None, msg: tuple):
+    """One reply; the parent (``process.LearnerProcess``) sends ``load`` first, and stops
+    the process when loading fails."""
     op, *args = msg
     try:
         if op == "load":
             learner = load_file(args[0])
-            return learner, ("ok", learner.info)
-        if learner is None:
-            raise BadLearner("no learner file loaded")
-        if op == "bind":
-            learner.bind(*args)
-            return learner, ("ok", None)
-        if op in ("gradients", "update"):
-            return learner, ("ok", getattr(learner, op)(*args))
-        raise BadLearner(f"unknown request {op!r}")
+            return learner, ("ok", {"convention": learner.convention,
+                                    "has_update": learner.has_update})
+        return learner, ("ok", getattr(learner, op)(*args))   # bind, gradients, update
     except BadLearner as err:
         return learner, ("bad", str(err), err.output)
     except LearnerRaised as err:

@@ -8,8 +8,8 @@ be *recomputed*: a ``manual.MLP`` whose ``activation_derivative`` (a public fact
 backward pass) makes the mistake gives the gradients a learner who made it returns. When
 the learner's gradients equal one of these to √u (the bug level), that mistake is named.
 
-    sigma_prime_of_activation   σ′ applied to the activation: σ(a)(1 − σ(a)) for a(1 − a)
-    missing_activation_derivative   δ = ∂E/∂a with f′(z) left out
+    sigma_of_a   σ′ applied to the activation: σ(a)(1 − σ(a)) for a(1 − a)
+    none         δ = ∂E/∂a with f′(z) left out (``activation_derivative`` = 1)
 
 each at every layer, the hidden layers only, or the output layer only (sigmoid/tanh/relu
 layers; an identity layer has f′ = 1 and nothing to leave out).
@@ -17,19 +17,10 @@ layers; an identity layer has f′ = 1 and nothing to leave out).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import manual
 from experiments.core.diagnose import bug_tolerance
 from experiments.core.metrics import rel_err
 from manual.activations import sigmoid
-
-
-@dataclass(frozen=True)
-class Mistake:
-    name: str
-    where: str          # "every layer", "the hidden layers", "the output layer"
-    text: str           # what the learner did, in words
 
 
 class MistakenMLP(manual.MLP):
@@ -64,34 +55,32 @@ def _layer_sets(cfg) -> list[tuple[str, set[int]]]:
 
 
 def candidates(cfg):
-    """``(Mistake, change, layers)`` for the mistakes this network can show."""
+    """``(what the learner did in words, change, layers)`` for the mistakes this network
+    can show."""
     L = len(cfg.sizes) - 1
     acts = [cfg.activation] * (L - 1) + [cfg.resolved_output_activation]
     out = []
     for change in ("sigma_of_a", "none"):
         fits = {l for l in range(L) if (acts[l] == "sigmoid" if change == "sigma_of_a"
                                          else acts[l] != "identity")}
-        name = "sigma_prime_of_activation" if change == "sigma_of_a" else \
-            "missing_activation_derivative"
         for where, layers in _layer_sets(cfg):
             if layers and layers <= fits:
-                out.append((Mistake(name, where, f"{TEXTS[change]}, at {where}"), change,
-                            layers))
+                out.append((f"{TEXTS[change]}, at {where}", change, layers))
     return out
 
 
-def recognise(cfg, params: dict, X, Y, yours: dict, autograd: dict) -> Mistake | None:
-    """The named mistake whose gradients the learner's equal (to √u), if any."""
+def recognise(cfg, params: dict, X, Y, yours: dict, autograd: dict) -> str | None:
+    """The named mistake whose gradients the learner's equal (to √u), if any, in words."""
     bug = bug_tolerance(cfg.dtype)
     keys = list(autograd)
     if any(yours[k].shape != autograd[k].shape for k in keys):
         return None
-    for mistake, change, layers in candidates(cfg):
+    for text, change, layers in candidates(cfg):
         net = MistakenMLP(cfg.sizes, **cfg.spec(), params=params, change=change,
                           layers=layers)
         g = net.gradients(X, Y)
         if all(rel_err(g[k], autograd[k]) <= bug for k in keys):
             continue     # the change makes no difference on this network
         if all(rel_err(yours[k], g[k]) <= bug for k in keys):
-            return mistake
+            return text
     return None

@@ -3,8 +3,8 @@
 ``LearnerProcess(path)`` starts ``learner.py`` as a script in a new process and speaks to
 it over two pipes (``multiprocessing.connection.Connection``: pickled tuples, numpy arrays
 included). It offers what ``learner.Learner`` offers in-process — ``bind``, ``gradients``,
-``update``, ``output``, ``close`` — so the learner's side (``side.LearnerSide``) cannot tell
-the two apart. The process gets
+``update`` — so the learner's side (``side.LearnerSide``) cannot tell the two apart, and
+``output`` and ``close`` besides. The process gets
 
 * a memory limit (RLIMIT_AS, ``memory_mb``): a hog meets MemoryError in its own code;
 * a time limit: ``timeout`` seconds of waiting for the learner's answers in all (its loading
@@ -106,10 +106,7 @@ class LearnerProcess:
         its folder; return its output."""
         for conn in (self._send, self._recv):
             conn.close()
-        try:
-            self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self._kill()
+        self._reap(2)
         out = self.output()
         self._tmp.cleanup()
         return out
@@ -127,6 +124,13 @@ class LearnerProcess:
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
+
+    def _reap(self, seconds: float) -> None:
+        """Wait ``seconds`` for the process to end by itself, then kill it."""
+        try:
+            self.proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            self._kill()
 
     def _wait(self, what: str, seconds: float, counted: bool = True):
         """The next message, within ``seconds``; a timeout kills the process."""
@@ -164,10 +168,7 @@ class LearnerProcess:
 
     def _crashed(self, what: str) -> LearnerCrashed:
         """Why the process is gone, with the learner's last printed lines."""
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._kill()
+        self._reap(5)
         rc = self.proc.returncode
         if rc is not None and rc < 0:
             sig = signal.Signals(-rc)

@@ -145,7 +145,7 @@ def _difference_lines(result) -> list[str]:
     init = result.initial
     lines = [f"diagnosis ({result.kind}), first parameter that differs: {result.first_param}"]
     lines += [f"- {s}" for s in result.sentences]
-    if init is None or not init.differs:
+    if not init.differs:
         return lines   # found in training: its report and grads.csv say where
     key = init.convention.keys[result.first_param]
     table, worst = entries(init, key)

@@ -52,10 +52,10 @@ class Convention:
         """The learner's index of entry ``index`` of the torch key ``key``."""
         return tuple(index[::-1]) if self.names[key][1] else tuple(index)
 
-    def expected(self, frozen: bool = False) -> str:
+    def expected(self) -> str:
         """``W1 (3, 4), W2 (4, 1)``: the names and shapes the learner must return."""
         return ", ".join(f"{n} {self.shapes[n]}" for k, (n, _) in self.names.items()
-                         if frozen or k not in self.frozen)
+                         if k not in self.frozen)
 
     def to_learner(self, arrays) -> dict[str, np.ndarray]:
         """Fresh copies in the learner's layout: the learner may change them freely."""
