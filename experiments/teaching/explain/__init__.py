@@ -40,7 +40,7 @@ from experiments.core.config import ConfigError, load_config
 from experiments.core.schema import EXPLAIN_COLUMNS as CSV_COLUMNS
 
 from .diagram import draw_network
-from .html import MAX_PAGE_STEPS, check_steps, default_params, explain_steps, render_html
+from .html import MAX_PAGE_STEPS, default_params, explain_steps, render_html
 from .model import ORDERS, Explanation, explain, param_name, parse_param, plain, prepare
 from .render import FORMATS, explanation_rows, render
 from .worked import PUBLISHED, update_order_notes, update_order_table
@@ -101,8 +101,10 @@ def cmd_explain(args) -> int:
         if path is not None and not path.parent.is_dir():
             raise ConfigError(f"{flag} {path}: folder {path.parent} does not exist")
     if html:
-        runs = explain_steps(cfg, default_params(cfg, args.params), args.update_order,
-                             check_steps(steps))
+        if steps > MAX_PAGE_STEPS:
+            raise ConfigError(f"--steps {steps}: the html page holds 1 … {MAX_PAGE_STEPS} "
+                              f"steps (each one is a full explanation)")
+        runs = explain_steps(cfg, default_params(cfg, args.params), args.update_order, steps)
         expl = runs[args.update_order][0]
     else:
         expl = explain(cfg, args.params, args.update_order)

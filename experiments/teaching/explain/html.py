@@ -22,12 +22,14 @@ import math
 
 import numpy as np
 
-from experiments.core.config import ConfigError, RunConfig
+from experiments.core.config import RunConfig
 from experiments.output.html import page
 
 from . import page as assets
+from . import render
 from .model import MAX_PARAMS, ORDERS, Explanation, explain, n_params, plain, prepare
 from .render import DISPLAY_SAMPLES, _d, _f, _gradient_text, _header, explanation_rows
+from .worked import update_order_notes
 
 BLOCK_UNITS = 60        # above this many neurons the layers are drawn as blocks
 MAX_PAGE_STEPS = 50     # steps the page holds (each is one full explanation)
@@ -84,7 +86,7 @@ def render_html(runs: dict[str, list[Explanation]], order: str, table=None) -> s
         _controls(runs, order),
         '<p><strong id="E-line" aria-live="polite"></strong></p>',
         drawing, _legend(blocks), _param_list(first, blocks), _panel(),
-        _order_section(table, order) if table is not None else ""])
+        _order_section(table) if table is not None else ""])
     script = (f'<script type="application/json" id="data">{blob}</script>'
               f"<script>{assets.JS}</script>")
     return page(f"handgrad explain: {first.config.name}", body, assets.CSS, script)
@@ -110,8 +112,7 @@ def _step(expl: Explanation) -> dict:
                       f"= {_f(u.w_new)}   torch.optim.SGD {_f(u.autograd)}   diff {_d(u.diff)}",
             "rows": [[r.section, r.term, _f(r.value), _f(r.autograd), _d(r.diff),
                       _num(r.value), _num(r.autograd)] for r in mine.itertuples(index=False)]}
-    return {"E": f"E_total = {_f(expl.E_total)}   autograd {_f(expl.E_autograd)}   "
-                 f"diff {_d(expl.E_total - expl.E_autograd)}"
+    return {"E": render.e_line(expl)
                  + ("   (network values: sample 0)" if expl.n_samples > 1 else ""),
             "units": [[["" if expl.net[l] is None else _f(expl.net[l][0, j]),
                         _f(expl.out[l][0, j])] for j in range(n)]
@@ -124,21 +125,21 @@ def _edges(expl: Explanation) -> dict:
     weights = [g for g in expl.gradients if g.key.endswith("weight")]
     top = max((abs(g.value) for g in weights), default=0.0) or 1.0
     w = {u.name: u.w for u in expl.updates}
-    out, word = {}, {1: "positive", -1: "negative", 0: "zero"}
+    out = {}
     for g in weights:
-        sign = "+" if g.value > 0 else ("−" if g.value < 0 else "±")
-        out[g.name] = {"sign": int(np.sign(g.value)),
+        s = int(np.sign(g.value))
+        sign, word = {1: ("+", "positive"), -1: ("−", "negative"), 0: ("±", "zero")}[s]
+        out[g.name] = {"sign": s,
                        "width": round(1 + 5 * abs(g.value) / top, 2),
                        "label": f"{g.name} = {_f(w[g.name])}, ∂E/∂w {sign}{_f(abs(g.value))}",
                        "aria": f"{g.name}, {g.edge}: w = {_f(w[g.name])}, ∂E/∂w = "
-                               f"{_f(g.value)} ({word[int(np.sign(g.value))]})"}
+                               f"{_f(g.value)} ({word})"}
     return out
 
 
 def _lookup(expl: Explanation) -> dict:
     """Every trainable entry's w, gradient, autograd's and the difference, by key[i,j]."""
-    out = {}
-    before = {k: v for k, v in expl.problem.params.items()}
+    out, before = {}, expl.problem.params
     for key, g in expl.grads_all.items():
         a = np.asarray(expl.grads_autograd[key])
         for ix in np.ndindex(*g.shape):
@@ -196,19 +197,13 @@ def _panel() -> str:
             '<div id="print-all"></div></section>')
 
 
-def _order_section(table, order: str) -> str:
+def _order_section(table) -> str:
     """The update-order table (worked.update_order_table), one column per order."""
-    from .worked import update_order_notes
-
-    rows = []
-    for r in table.itertuples(index=False):
-        fmt = _d if r.figure.startswith("max |w") else _f
-        pub = "" if math.isnan(r.published) else f"{r.published:.{int(r.digits)}f}"
-        rows.append(f"<tr><th scope=\"row\">{html.escape(r.figure)}</th><td class=\"num\">{pub}"
-                    f"</td><td class=\"num\" data-order=\"simultaneous\">{fmt(r.simultaneous)}"
-                    f"</td><td class=\"num\" data-order=\"sequential\">{fmt(r.sequential)}</td>"
-                    f"<td class=\"num\">{_f(r.autograd_sgd)}</td><td>{html.escape(r.matches)}"
-                    f"</td></tr>")
+    rows = [f"<tr><th scope=\"row\">{html.escape(fig)}</th><td class=\"num\">{pub}</td>"
+            f"<td class=\"num\" data-order=\"simultaneous\">{sim}</td>"
+            f"<td class=\"num\" data-order=\"sequential\">{seq}</td>"
+            f"<td class=\"num\">{tor}</td><td>{html.escape(match)}</td></tr>"
+            for fig, pub, sim, seq, tor, match in render.order_rows(table)]
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in update_order_notes(table))
     return (f"<h2>Update order: simultaneous vs sequential, {table.attrs.get('steps', 1):,} "
             f"update(s)</h2><p>The switch above chooses the order the steps show; that order's "
@@ -285,10 +280,3 @@ def _blocks_svg(expl: Explanation) -> str:
             f"find a parameter with the search box.")
     return (f'<svg class="net" viewBox="0 0 {W} {H}" role="img" aria-label="{html.escape(desc)}">'
             f"<desc>{html.escape(desc)}</desc>" + "".join(parts) + "</svg>")
-
-
-def check_steps(steps: int) -> int:
-    if not 1 <= steps <= MAX_PAGE_STEPS:
-        raise ConfigError(f"--steps {steps}: the html page holds 1 … {MAX_PAGE_STEPS} steps "
-                          f"(each one is a full explanation)")
-    return steps

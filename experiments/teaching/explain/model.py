@@ -301,10 +301,10 @@ def explain(cfg: RunConfig | str, param: str | Sequence[str] | None = None,
         raise ConfigError(f"--update-order sequential is defined for plain gradient descent; "
                           f"this config has momentum = {cfg.momentum}, weight_decay = "
                           f"{cfg.weight_decay}: add --set momentum=0 --set weight_decay=0")
-    selected = _select(cfg, param)
     # manual: the forward cache, then one backward pass that traces every layer's factors
     net = (SequentialMLP(cfg.sizes, cfg.lr, **cfg.spec(), params=prob.params)
            if order == "sequential" else manual.MLP(cfg.sizes, **cfg.spec(), params=prob.params))
+    selected = _select(cfg, param, net.shapes, net.trainable)
     a = net.forward_cache(prob.X)                                         # [a_0 … a_L]
     E = net.loss(prob.X, prob.Y)                  # before backward: sequential moves weights
     trace: list[manual.LayerTrace] = []
@@ -335,10 +335,10 @@ def explain(cfg: RunConfig | str, param: str | Sequence[str] | None = None,
         notes=notes, params_after=dict(stepped))
 
 
-def _select(cfg: RunConfig, param) -> list[tuple[str, tuple[int, ...]]]:
-    """The (key, index) entries to explain: every trainable one, or the ``--param`` ones."""
-    shapes = manual.parameter_shapes(cfg.sizes, cfg.bias)
-    trainable = [k for k in shapes if not (cfg.bias == "frozen" and k.endswith("bias"))]
+def _select(cfg: RunConfig, param, shapes: dict, trainable: list[str]
+            ) -> list[tuple[str, tuple[int, ...]]]:
+    """The (key, index) entries to explain: every trainable one (the network's ``shapes``
+    and ``trainable`` keys), or the ``--param`` ones."""
     if param is None or param == []:
         if n_params(cfg) > MAX_PARAMS:
             raise ConfigError(f"{cfg.name}: {n_params(cfg)} parameters is too many to explain "

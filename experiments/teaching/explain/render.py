@@ -163,6 +163,12 @@ def _forward(doc: _Doc, expl: Explanation, shown: list[int]) -> None:
                 if c.resolved_output_activation != c.activation else ""))
 
 
+def e_line(expl: Explanation) -> str:
+    """E_total by hand next to autograd's (the text's, the markdown's and the page's)."""
+    return (f"E_total = {_f(expl.E_total)}   autograd {_f(expl.E_autograd)}   "
+            f"diff {_d(expl.E_total - expl.E_autograd)}")
+
+
 def _error(doc: _Doc, expl: Explanation, shown: list[int]) -> None:
     N, c = expl.n_samples, expl.config
     doc.heading("Error")
@@ -170,8 +176,7 @@ def _error(doc: _Doc, expl: Explanation, shown: list[int]) -> None:
                                             _f(expl.out[-1][n, k]), _f(expl.error_terms[n, k])]
             for n in shown for k, name in enumerate(expl.neurons[-1])]
     doc.table((["n"] if N > 1 else []) + ["output", "target", "out", "E term"], rows)
-    line = (f"E_total = {_f(expl.E_total)}   autograd {_f(expl.E_autograd)}   "
-            f"diff {_d(expl.E_total - expl.E_autograd)}")
+    line = e_line(expl)
     doc.para(f"**{line}**" if doc.md else line)
     doc.para("E term = ½ (target − out)²" if c.loss == "half_sse" else
              f"E terms: each output's share of the {c.loss} sum (they add up to E_total)")
@@ -260,20 +265,26 @@ def _update(doc: _Doc, expl: Explanation) -> None:
     doc.table(["param", "w", "∂E/∂w", "w − lr·(…)", "w⁺", "autograd+SGD w⁺", "diff"], rows)
 
 
-def _order_table(doc: _Doc, table: pd.DataFrame) -> None:
-    doc.heading(f"Update order: simultaneous vs sequential, {table.attrs.get('steps', 1):,} "
-                f"update(s)")
-    doc.para("both orders trained on the explained batch with plain gradient descent; "
-             "autograd+SGD = torch_impl + torch.optim.SGD; a match is agreement to the "
-             "published digits (|x − pub| ≤ ½·10^−d)" + ("\n" if doc.md else ""), gap=False)
+def order_rows(table: pd.DataFrame) -> list[list[str]]:
+    """The update-order table's cells: figure, published (to its printed digits), both
+    orders and autograd+SGD (weight distances as differences), matches."""
     rows = []
     for r in table.itertuples(index=False):
         fmt = _d if r.figure.startswith("max |w") else _f
         pub = "" if math.isnan(r.published) else f"{r.published:.{int(r.digits)}f}"
         rows.append([r.figure, pub, fmt(r.simultaneous), fmt(r.sequential),
                      _f(r.autograd_sgd), r.matches])
+    return rows
+
+
+def _order_table(doc: _Doc, table: pd.DataFrame) -> None:
+    doc.heading(f"Update order: simultaneous vs sequential, {table.attrs.get('steps', 1):,} "
+                f"update(s)")
+    doc.para("both orders trained on the explained batch with plain gradient descent; "
+             "autograd+SGD = torch_impl + torch.optim.SGD; a match is agreement to the "
+             "published digits (|x − pub| ≤ ½·10^−d)" + ("\n" if doc.md else ""), gap=False)
     doc.table(["figure", "published", "simultaneous", "sequential", "autograd+SGD",
-               "matches"], rows)
+               "matches"], order_rows(table))
     notes = update_order_notes(table)
     if notes:
         doc.lines.append("")

@@ -47,10 +47,11 @@ class Published:
     def value(self) -> float:
         return float(self.text)
 
-    def matches(self, x: float) -> bool:
+    def matches(self, x):
         """Every published figure is rounded, not truncated (checked: truncating out_o1,
-        E_total, ∂E/∂w5, ∂E/∂w1 or w5⁺ would fail), so |x − pub| ≤ ½·10^−digits."""
-        return bool(np.isfinite(x)) and abs(x - self.value) <= 0.5 * 10.0 ** -self.digits
+        E_total, ∂E/∂w5, ∂E/∂w1 or w5⁺ would fail), so |x − pub| ≤ ½·10^−digits; ``x`` a
+        value or an array of them (NaN never matches)."""
+        return np.abs(np.asarray(x) - self.value) <= 0.5 * 10.0 ** -self.digits
 
 
 #: The published figures of the 2-2-2 worked example (inputs 0.05, 0.10; targets 0.01, 0.99).
@@ -233,7 +234,7 @@ def _search_note(fig: Published, sim: Trajectory, seq: Trajectory) -> str:
             series = np.array([traj.out[k][fig.where] for k in range(len(traj.E))])
         else:
             continue
-        hits = np.flatnonzero(np.abs(series - fig.value) <= 0.5 * 10.0 ** -fig.digits)
+        hits = np.flatnonzero(fig.matches(series))
         if hits.size:
             k = int(hits[np.argmin(np.abs(hits - fig.step))])
             found.append((abs(k - fig.step), order, k, float(series[k])))
@@ -246,39 +247,34 @@ def _search_note(fig: Published, sim: Trajectory, seq: Trajectory) -> str:
 def update_order_notes(table: pd.DataFrame) -> list[str]:
     """What the table shows, in sentences computed from it (never assumed)."""
     notes = []
-    pub = table[table["published"].notna() & (table["matches"] != "")]
-    if table.attrs.get("worked") is False and table.attrs.get("worked_diffs"):
+    if table.attrs.get("worked_diffs"):   # set only for a 2-2-2 that is not the example
         notes.append("The published figures belong to the 2-2-2 worked example with its "
                      "settings; this config differs in: "
                      f"{', '.join(table.attrs['worked_diffs'])} — none are compared.")
-    if not pub.empty:
-        def figs(kind):
-            return [f for f, m in zip(pub["figure"], pub["matches"], strict=True) if m == kind]
-
-        sim_only, seq_only, both, neither = (figs(k) for k in
-                                             ("simultaneous", "sequential", "both", "neither"))
-        if both:
-            notes.append(f"Both orders give: {'; '.join(both)} (the orders differ only once a "
-                         f"hidden delta has gone through an updated weight).")
-        if sim_only:
-            notes.append(f"Only the simultaneous order gives: {'; '.join(sim_only)}.")
-        if seq_only:
-            notes.append(f"Only the sequential order gives: {'; '.join(seq_only)}.")
-        for f in neither:
-            row = pub[pub["figure"] == f].iloc[0]
-            notes.append(f"Neither order gives {f} at step {row['step']:,}; {row['note']}.")
-        if sim_only and seq_only:
-            notes.append(
-                "So the published text mixes the two orders: "
-                f"{'; '.join(sim_only)} follow the simultaneous order (the derivation), while "
-                f"{'; '.join(seq_only)} come from a sequential implementation"
-                + (f"; {'; '.join(neither)} matches neither order at its stated step."
-                   if neither else "."))
-        pending = table[(table["matches"] == "") & table["published"].notna()]
-        if not pending.empty:
-            notes.append(f"Not computed at --steps {table.attrs.get('steps')}: "
-                         f"{'; '.join(pending['figure'])} (use --steps "
-                         f"{int(pending['step'].max())}).")
+    pub = table[table["published"].notna()]
+    sim_only, seq_only, both, neither = (list(pub.loc[pub["matches"] == kind, "figure"]) for kind
+                                         in ("simultaneous", "sequential", "both", "neither"))
+    if both:
+        notes.append(f"Both orders give: {'; '.join(both)} (the orders differ only once a "
+                     f"hidden delta has gone through an updated weight).")
+    if sim_only:
+        notes.append(f"Only the simultaneous order gives: {'; '.join(sim_only)}.")
+    if seq_only:
+        notes.append(f"Only the sequential order gives: {'; '.join(seq_only)}.")
+    for r in pub[pub["matches"] == "neither"].itertuples(index=False):
+        notes.append(f"Neither order gives {r.figure} at step {r.step:,}; {r.note}.")
+    if sim_only and seq_only:
+        notes.append(
+            "So the published text mixes the two orders: "
+            f"{'; '.join(sim_only)} follow the simultaneous order (the derivation), while "
+            f"{'; '.join(seq_only)} come from a sequential implementation"
+            + (f"; {'; '.join(neither)} matches neither order at its stated step."
+               if neither else "."))
+    pending = pub[pub["matches"] == ""]   # measured after more steps than were run
+    if not pending.empty:
+        notes.append(f"Not computed at --steps {table.attrs.get('steps')}: "
+                     f"{'; '.join(pending['figure'])} (use --steps "
+                     f"{int(pending['step'].max())}).")
     drift = table[table["figure"].str.startswith("max |w")]
     if not drift.empty:
         first, last = drift.iloc[0], drift.iloc[-1]
