@@ -18,12 +18,24 @@ from pathlib import Path
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
-#: modules exposing ``register(subparsers, formatter_class)``; the subcommand they add sets
-#: ``func(args) -> int`` with ``set_defaults``. Imported lazily by ``build_parser``.
-FEATURE_MODULES: list[str] = ["experiments.teaching.explain", "experiments.teaching.bugs",
-                              "experiments.tools.sweep", "experiments.tools.bench",
-                              "experiments.teaching.check.command",
-                              "experiments.teaching.check.grade"]
+#: subcommand -> (the module whose ``register(subparsers, formatter_class, help)`` adds it
+#: and sets ``func(args) -> int`` with ``set_defaults``, its one-line help). ``handgrad
+#: --help`` lists them from here; only the module of the command being run is imported
+#: (torch, pandas and seaborn take seconds to import).
+FEATURES: dict[str, tuple[str, str]] = {
+    "explain": ("experiments.teaching.explain",
+                "the chain rule for each weight, number by number, next to autograd"),
+    "bugs": ("experiments.teaching.bugs",
+             "a gallery of hand-derivation bugs and their signatures against autograd"),
+    "sweep": ("experiments.tools.sweep",
+              "run a grid of overrides in parallel, one run directory per point"),
+    "bench": ("experiments.tools.bench",
+              "time one training step: manual (numpy, torch), autograd, and the GEMM floor"),
+    "check": ("experiments.teaching.check.command",
+              "check a learner's own backprop against autograd"),
+    "grade": ("experiments.teaching.check.grade",
+              "check every learner file in a folder; write grades.csv"),
+}
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -35,7 +47,10 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``argv``, only the feature module of the command it names is
+    imported, and the other feature commands are placeholders that carry their help."""
+    command = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     parser = argparse.ArgumentParser(
         prog="handgrad", formatter_class=_Formatter,
         description="Train one network twice — hand-derived backprop (manual/) and PyTorch "
@@ -77,8 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", type=Path, default=None,
                      help="folder for the comparison figures (default: compare-A-vs-B next "
                           "to RUN_A)")
-    for name in FEATURE_MODULES:   # each adds its own subcommand and sets `func`
-        importlib.import_module(name).register(sub, _Formatter)
+    for name, (module, help) in FEATURES.items():
+        if argv is None or name == command:
+            importlib.import_module(module).register(sub, _Formatter, help)
+        else:
+            sub.add_parser(name, help=help)
     return parser
 
 
@@ -246,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(argv: list[str] | None) -> int:
     from experiments.core.config import ConfigError
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         if args.command == "list":
             return cmd_list()

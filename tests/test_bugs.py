@@ -476,9 +476,6 @@ def test_existing_folder_needs_force(folder, tmp_path):
 
 
 def test_cli_bad_input_through_main(tmp_path, monkeypatch, capsys):
-    name = "experiments.teaching.bugs"
-    monkeypatch.setattr(cli, "FEATURE_MODULES", [*cli.FEATURE_MODULES, name]
-                        if name not in cli.FEATURE_MODULES else cli.FEATURE_MODULES)
     out = tmp_path / "never"
     for bad in (["--steps", "1"], ["--sizes", "3,4"], ["--sizes", "a,b"], ["--batch", "1"],
                 ["--lr", "0"]):

@@ -215,8 +215,12 @@ def test_compare_needs_run_dirs(float32_and_64_runs, tmp_path, capsys):
 
 # -- help -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["plot"], ["compare"]],
-                         ids=["handgrad", "run", "list", "plot", "compare"])
+COMMANDS = ["run", "list", "plot", "compare", "explain", "bugs", "sweep", "bench", "check",
+            "grade"]
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)],
+                         ids=["handgrad", *COMMANDS])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([*command, "--help"])
@@ -224,8 +228,30 @@ def test_help(command, capsys):
     text = capsys.readouterr().out
     assert text.startswith(f"usage: handgrad {' '.join(command)}".rstrip())
     if not command:
-        for sub in ("run", "list", "plot", "compare"):
+        for sub in COMMANDS:
             assert re.search(rf"^\s+{sub}\s+\S", text, re.M), sub     # each with its help
+
+
+def test_top_level_help_starts_without_torch():
+    """Only the module of the command being run is imported: `handgrad --help` never loads
+    torch, pandas or seaborn (seconds on a loaded machine)."""
+    probe = ("import sys, contextlib, io\n"
+             "from experiments.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+             "    main(['--help'])\n"
+             "print(sorted(m for m in ('torch', 'pandas', 'seaborn') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_the_command_run_gets_its_full_parser(capsys):
+    """A placeholder never stands in for the command being run: its own options parse."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["bugs", "--help"])
+    assert exit_.value.code == 0
+    assert "--sizes" in capsys.readouterr().out
 
 
 def test_run_help_shows_defaults(capsys):

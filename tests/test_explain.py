@@ -438,9 +438,8 @@ def test_cli_bad_input_exits_2_with_one_line(capsys, argv, words):
 
 
 def test_through_cli_main(monkeypatch, capsys):
-    """The real entry point, with this module registered as experiments/cli.py will list it."""
+    """The real entry point."""
     from experiments import cli as cli_module
-    monkeypatch.setattr(cli_module, "FEATURE_MODULES", ["experiments.teaching.explain"])
     assert cli_module.main(["explain", "--param", "w9"]) == cli_module.EXIT_BAD_INPUT
     assert capsys.readouterr().err.startswith("handgrad: error: --param 'w9'")
     assert cli_module.main(["explain", "--param", "w8", "--format", "csv"]) == 0

@@ -333,9 +333,9 @@ def test_sigterm_while_the_parser_imports_exits_130(monkeypatch, capsys):
     """A signal before any run starts: exit 130, one line, no traceback."""
     real = cli.build_parser
 
-    def slow_parser():
+    def slow_parser(argv=None):
         os.kill(os.getpid(), signal.SIGTERM)
-        return real()
+        return real(argv)
 
     monkeypatch.setattr(cli, "build_parser", slow_parser)
     assert main(["list"]) == EXIT_INTERRUPTED
@@ -344,7 +344,7 @@ def test_sigterm_while_the_parser_imports_exits_130(monkeypatch, capsys):
 
 
 def test_ctrl_c_while_the_parser_imports_exits_130(monkeypatch, capsys):
-    def interrupted():
+    def interrupted(argv=None):
         raise KeyboardInterrupt
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert main(["list"]) == EXIT_INTERRUPTED

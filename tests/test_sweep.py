@@ -3,7 +3,7 @@ point), run once in this process (jobs=1) and once in two loky worker processes 
 the two must write byte-identical CSVs. Bad grids must fail before anything is written.
 
 The subcommand is exercised through the module's own ``register`` on a small argparse parser,
-and through ``experiments.cli.main`` with FEATURE_MODULES patched to include it.
+and through ``experiments.cli.main``.
 """
 
 from __future__ import annotations
@@ -209,7 +209,6 @@ def test_missing_cluster_backend_is_a_clear_error(tmp_path, monkeypatch, backend
 
 
 def test_cli_main_bad_grid_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "FEATURE_MODULES", ["experiments.tools.sweep"])
     code = cli.main(["sweep", "seed", "--grid", "lr=0.5,fast", "--out", str(tmp_path / "sw")])
     err = capsys.readouterr().err
     assert code == cli.EXIT_BAD_INPUT

@@ -244,11 +244,11 @@ def redraw(folder: str | Path) -> list[str]:
     return [str(plot_bench(pd.read_csv(Path(folder) / "bench.csv"), Path(folder) / "bench.png"))]
 
 
-def register(subparsers, formatter_class) -> None:
+def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "") -> None:
     """Add the ``bench`` subcommand (``experiments.cli`` calls this)."""
     p = subparsers.add_parser(
         "bench", formatter_class=formatter_class,
-        help="time one training step: manual (numpy, torch), autograd, and the GEMM floor",
+        help=help,
         description="Time one training step (forward + backward + update) in one process: "
                     "manual on numpy and on torch tensors (CPU, CUDA),\ntorch autograd + "
                     "torch.optim.SGD, and the GEMM floor (only the matrix products any backprop "

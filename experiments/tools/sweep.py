@@ -360,11 +360,11 @@ def redraw(folder: str | Path) -> list[str]:
     return [str(plot_sweep(table, keys, Path(folder) / "sweep.png", hue=config.get("hue")))]
 
 
-def register(subparsers, formatter_class) -> None:
-    """Add ``handgrad sweep`` to the CLI (see experiments.cli.FEATURE_MODULES)."""
+def register(subparsers, formatter_class, help: str = "") -> None:
+    """Add ``handgrad sweep`` to the CLI (see experiments.cli.FEATURES)."""
     p = subparsers.add_parser(
         "sweep", formatter_class=formatter_class,
-        help="run a grid of overrides in parallel, one run directory per point",
+        help=help,
         description="Run the Cartesian product of the --grid values, each point a full "
                     "lockstep run, in parallel\nwith joblib. Writes OUT/<key>=<value>,.../ "
                     "(one run directory per point), sweep.csv\n(one row per point), sweep.png "

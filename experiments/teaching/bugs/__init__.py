@@ -277,11 +277,11 @@ def cmd_bugs(args) -> int:
     return 0
 
 
-def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
+def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "") -> None:
     """Add ``handgrad bugs`` (experiments.cli's feature-module protocol)."""
     p = subparsers.add_parser(
         "bugs", formatter_class=formatter_class,
-        help="a gallery of hand-derivation bugs and their signatures against autograd",
+        help=help,
         description="Inject known backprop mistakes into the manual backward pass (one "
                     "overridden method each), train each against autograd in lockstep, and "
                     "show each one's signature: which parameters differ, by what ratio, from "

@@ -46,10 +46,9 @@ def add_limits(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace existing output")
 
 
-def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
+def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "") -> None:
     """Add ``handgrad check`` (experiments.cli's feature-module protocol)."""
-    p = subparsers.add_parser("check", formatter_class=formatter_class,
-                              help="check a learner's own backprop against autograd",
+    p = subparsers.add_parser("check", formatter_class=formatter_class, help=help,
                               description=DESCRIPTION)
     p.add_argument("file", type=Path, metavar="FILE.py")
     add_limits(p)

@@ -28,11 +28,11 @@ from pathlib import Path
 from experiments.teaching.check.command import add_limits
 
 
-def register(subparsers, formatter_class=argparse.HelpFormatter) -> None:
+def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "") -> None:
     """Add ``handgrad grade`` (experiments.cli's feature-module protocol)."""
     p = subparsers.add_parser(
         "grade", formatter_class=formatter_class,
-        help="check every learner file in a folder; write grades.csv",
+        help=help,
         description="Check every *.py in DIR as `handgrad check` does, each in its own "
                     "process with its own limits, and write grades.csv (one row per "
                     "submission), grades.md and one check folder per submission next to "

@@ -52,11 +52,11 @@ __all__ = ["CSV_COLUMNS", "ORDERS", "PUBLISHED", "Explanation", "draw_network", 
 HTML_STEPS = 10   # the steps an html page holds unless --steps says otherwise
 
 
-def register(subparsers, formatter_class) -> None:
-    """Add ``handgrad explain`` to the CLI (experiments.cli.FEATURE_MODULES)."""
+def register(subparsers, formatter_class, help: str = "") -> None:
+    """Add ``handgrad explain`` to the CLI (experiments.cli.FEATURES)."""
     p = subparsers.add_parser(
         "explain", formatter_class=formatter_class,
-        help="the chain rule for each weight, number by number, next to autograd",
+        help=help,
         description="One backpropagation step of a small network, by hand and with numbers:\n"
                     "the forward pass (net and out of every neuron), the error, each weight's\n"
                     "chain-rule product (from manual/'s forward cache) next to autograd's\n"
