@@ -4,6 +4,7 @@ contains for real runs is checked in test_rundir and test_cli)."""
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -20,6 +21,17 @@ def test_markdown_table():
         "|---|---|---|---|\n"
         "| w | 1.23e-15 | 3 | agree |\n"
         "| all |  | 10 | exact |")
+
+
+def test_markdown_table_escapes_pipes_in_cells():
+    """A ``|`` inside a cell (``max |w − w_t|``) must not open a new column."""
+    df = pd.DataFrame({"figure": ["max |w − w_t|"], "a|b": [1.0]})
+    text = markdown_table(df)
+    assert text == ("| figure | a\\|b |\n"
+                    "|---|---|\n"
+                    "| max \\|w − w_t\\| | 1 |")
+    for line in text.splitlines():                  # every row has 2 cells, as the header
+        assert len(re.split(r"(?<!\\)\|", line.strip()[1:-1])) == 2, line
 
 
 def test_predictions_text_full_batch_only():

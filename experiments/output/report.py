@@ -36,12 +36,12 @@ DEFINITIONS = """\
 
 
 def markdown_table(df: pd.DataFrame) -> str:
-    """A GitHub-markdown table; floats in 3 significant digits."""
+    """A GitHub-markdown table; floats in 3 significant digits, ``|`` in a cell escaped."""
     def cell(v):
         if isinstance(v, float | np.floating):
             return "" if np.isnan(v) else f"{v:.3g}"
-        return str(v)
-    head = "| " + " | ".join(df.columns) + " |"
+        return str(v).replace("|", "\\|")
+    head = "| " + " | ".join(cell(c) for c in df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([head, rule, *body])
