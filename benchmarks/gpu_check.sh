@@ -33,6 +33,6 @@ for backend in numpy torch; do
 done
 cat "$runs"
 
-$PY -m experiments bench --quick --device cuda --out "$RUNS/bench" 2>&1 | tail -40 \
+$PY -m experiments bench --quick --device cuda --out "$RUNS/bench" --force 2>&1 | tail -40 \
   | tee "$OUT/bench.txt"
 cp "$RUNS"/bench/bench.csv "$RUNS"/bench/*.png "$OUT"/ 2>/dev/null || true

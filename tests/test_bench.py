@@ -100,7 +100,9 @@ def folder(tiny, tmp_path_factory):
 
 
 def test_write_bench_writes_csv_config_and_png(tiny, folder):
-    assert sorted(p.name for p in folder.iterdir()) == ["bench.csv", "bench.png", "config.toml"]
+    assert sorted(p.name for p in folder.iterdir()) == [".handgrad", "bench.csv", "bench.png",
+                                                        "config.toml"]
+    assert (folder / ".handgrad").read_text() == "handgrad bench\n"
     back = pd.read_csv(folder / "bench.csv")
     assert list(back.columns) == COLUMNS and len(back) == len(tiny)
     data = (folder / "bench.png").read_bytes()
@@ -244,7 +246,36 @@ def test_out_that_is_a_file_is_refused(monkeypatch, capsys, tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
     assert handgrad(monkeypatch, "bench", "--out", f) == 2
-    assert "not a folder" in capsys.readouterr().err
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_existing_folder_is_refused_before_timing_and_replaced_with_force(
+        monkeypatch, capsys, tmp_path, tiny):
+    """As every handgrad output folder: refused without --force before any timing (one
+    line, folder untouched); with --force the new folder replaces it whole."""
+    out = tmp_path / "b"
+    write_bench(tiny, dataclasses.replace(TINY, out=str(out)))
+    before = (out / "bench.csv").read_bytes()
+    monkeypatch.setattr("experiments.tools.bench.run_bench",
+                        lambda *a, **k: pytest.fail("timed before refusing the folder"))
+    assert handgrad(monkeypatch, "bench", "--case", "seed", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists; pass --force" in err
+    assert (out / "bench.csv").read_bytes() == before
+    with pytest.raises(ConfigError, match="already exists"):
+        write_bench(tiny, dataclasses.replace(TINY, out=str(out)))
+    write_bench(tiny.head(1), dataclasses.replace(TINY, out=str(out)), force=True)
+    assert len(pd.read_csv(out / "bench.csv")) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]      # no temporaries left
+
+
+def test_a_folder_handgrad_did_not_write_is_never_replaced(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    assert handgrad(monkeypatch, "bench", "--case", "seed", "--out", out, "--force") == 2
+    assert "did not write" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "keep"
 
 
 def test_config_validates_on_construction():

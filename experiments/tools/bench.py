@@ -32,7 +32,7 @@ import torch
 from experiments.core.config import ConfigError
 from experiments.core.schema import BENCH_COLUMNS as COLUMNS
 from experiments.core.threads import limited_threads, thread_counts
-from experiments.output.rundir import write_csv
+from experiments.output.rundir import atomic_folder, check_out, write_csv
 from experiments.tools import bench_timing as kt
 
 IMPLS = ("manual-numpy", "manual-torch", "torch-autograd", "floor-numpy", "floor-torch")
@@ -228,15 +228,17 @@ def plot_bench(df: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
-def write_bench(df: pd.DataFrame, cfg: BenchConfig) -> tuple[Path, Path]:
-    """bench.csv, config.toml (``kind = "bench"`` and ``cfg``) and bench.png into ``cfg.out``
-    (created if needed); returns the CSV's and the PNG's paths."""
+def write_bench(df: pd.DataFrame, cfg: BenchConfig, force: bool = False) -> tuple[Path, Path]:
+    """bench.csv, config.toml (``kind = "bench"`` and ``cfg``) and bench.png, written into
+    the folder ``cfg.out`` at once (``rundir.atomic_folder``: an existing handgrad folder is
+    replaced only with ``force``); returns the CSV's and the PNG's final paths."""
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(df, out / "bench.csv")   # shortest round-trip floats, as every handgrad CSV
-    (out / "config.toml").write_text(
-        tomli_w.dumps({"kind": "bench", **dataclasses.asdict(cfg)}), encoding="utf-8")
-    return out / "bench.csv", plot_bench(df, out / "bench.png")
+    with atomic_folder(out, force, kind="bench") as tmp:
+        write_csv(df, tmp / "bench.csv")   # shortest round-trip floats, as every handgrad CSV
+        (tmp / "config.toml").write_text(
+            tomli_w.dumps({"kind": "bench", **dataclasses.asdict(cfg)}), encoding="utf-8")
+        plot_bench(df, tmp / "bench.png")
+    return out / "bench.csv", out / "bench.png"
 
 
 def redraw(folder: str | Path) -> list[str]:
@@ -270,6 +272,7 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
     p.add_argument("--threads", default="1", metavar="N",
                    help="numpy BLAS and torch intra-op threads; 0 = the libraries' defaults")
     p.add_argument("--out", type=Path, default=Path("bench"), help="folder for the results")
+    p.add_argument("--force", action="store_true", help="replace an existing bench folder")
     p.set_defaults(func=main_from_args)
 
 
@@ -288,8 +291,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
                ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
     mode = QUICK if args.quick else FULL
     repeats = mode["repeats"] if args.repeats is None else _int_option("--repeats", args.repeats)
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out}: exists and is not a folder; give a folder")
+    check_out(args.out, args.force)   # before minutes of timing, not after
     cases = tuple(args.case) if args.case else (
         QUICK_CASES if args.quick else tuple(kt.CASES_BY_NAME))
     return BenchConfig(cases=cases, devices=devices, dtypes=tuple(dict.fromkeys(args.dtype)),
@@ -301,7 +303,7 @@ def main_from_args(args: argparse.Namespace) -> int:
     """``handgrad bench``: measure, write bench.csv + bench.png, print the table."""
     cfg = config_from_args(args)
     df = run_bench(cfg, progress=lambda line: print(line, file=sys.stderr, flush=True))
-    csv, png = write_bench(df, cfg)
+    csv, png = write_bench(df, cfg, force=args.force)
     print(format_table(df))
     checks = targets(df)
     if not checks.empty:
