@@ -10,6 +10,7 @@ and g_t (torch), flattened:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -51,19 +52,20 @@ def compare_many(gms, gts) -> list[Comparison]:
     sizes = [g.size for g in gms]
     if 0 in sizes:  # reduceat cannot express an empty segment (not produced by an MLP)
         raise ValueError(f"empty gradient tensor among sizes {sizes}")
-    cm = np.concatenate([g.reshape(-1) for g in gms]).astype(np.float64, copy=False)
-    ct = np.concatenate([g.reshape(-1) for g in gts]).astype(np.float64, copy=False)
-    starts = np.cumsum([0, *sizes[:-1]])
-    d = cm - ct
-    max_abs = np.maximum.reduceat(np.abs(d), starts).tolist()
-    sums = _sums(cm, ct, d, starts).tolist()              # [Σg_m², Σg_t², Σd², Σg_m g_t]
+    A = np.empty((3, sum(sizes)))                      # rows: g_m, g_t, d = g_m − g_t
+    np.concatenate([g.reshape(-1) for g in gms], out=A[0])
+    np.concatenate([g.reshape(-1) for g in gts], out=A[1])
+    np.subtract(A[0], A[1], out=A[2])
+    starts = _starts(tuple(sizes))
+    max_abs = np.maximum.reduceat(np.abs(A[2]), starts).tolist()
+    sums = _sums(A, starts).tolist()                      # [Σg_m², Σg_t², Σd², Σg_m g_t]
     # inf or nan anywhere makes Σd² inf or nan: the last test catches it, so min and max
     # (blind to nan) serve for the norms
     norms = sums[0] + sums[1]
     lo, hi = SAFE_SUM
     if not (lo <= min(norms) and max(norms) <= hi
             and all(lo <= s <= hi or mad == 0 for s, mad in zip(sums[2], max_abs, strict=True))):
-        return _rescaled((cm, ct, d), starts, sizes, max_abs, sums)
+        return _rescaled(A, starts, sizes, max_abs, sums)
     return [_comparison(mad, *s) for mad, *s in zip(max_abs, *sums, strict=True)]
 
 
@@ -85,17 +87,29 @@ def _comparison(mad, sm, st, sd, sc, em=0, et=0, ed=0) -> Comparison:
     return Comparison(mad, rel, cos, nm, nt)
 
 
-def _sums(cm, ct, d, starts) -> np.ndarray:
-    """Per segment: Σg_m², Σg_t², Σd², Σg_m g_t, shape (4, segments)."""
-    return np.add.reduceat(np.stack([cm * cm, ct * ct, d * d, cm * ct]), starts, axis=1)
+@functools.lru_cache(maxsize=64)
+def _starts(sizes: tuple) -> np.ndarray:
+    """Each segment's first index in the flat vector (read only: shared between calls)."""
+    starts = np.cumsum([0, *sizes[:-1]])
+    starts.flags.writeable = False
+    return starts
 
 
-def _rescaled(vs, starts, sizes, max_abs, sums) -> list[Comparison]:
-    """``compare_many``'s result with each of g_m, g_t and d (``vs``) scaled per segment by
-    2^-e, e the exponent of its largest magnitude (the way a careful nrm2 scales before
-    squaring), where its plain sum of squares left the safe range: squares near 1 neither
-    underflow (gradients under √tiny ≈ 1.5e-154 square to 0) nor overflow (over ~1.3e154
-    to inf).
+def _sums(A: np.ndarray, starts) -> np.ndarray:
+    """Per segment: Σg_m², Σg_t², Σd², Σg_m g_t, shape (4, segments), from the rows of
+    ``A`` = [g_m; g_t; d] (3, n)."""
+    S = np.empty((4, A.shape[1]))
+    np.multiply(A, A, out=S[:3])
+    np.multiply(A[0], A[1], out=S[3])
+    return np.add.reduceat(S, starts, axis=1)
+
+
+def _rescaled(A, starts, sizes, max_abs, sums) -> list[Comparison]:
+    """``compare_many``'s result with each of g_m, g_t and d (the rows of ``A``) scaled per
+    segment by 2^-e, e the exponent of its largest magnitude (the way a careful nrm2 scales
+    before squaring), where its plain sum of squares left the safe range: squares near 1
+    neither underflow (gradients under √tiny ≈ 1.5e-154 square to 0) nor overflow (over
+    ~1.3e154 to inf).
 
     Only those segments are scaled (e = 0 elsewhere, and ldexp(x, 0) = x): a power of two
     is exact for normal numbers, but scaling a segment that needs none could still move
@@ -103,15 +117,12 @@ def _rescaled(vs, starts, sizes, max_abs, sums) -> list[Comparison]:
     run has always measured. d is not scaled where it is zero, nor anything in a segment
     holding inf or nan (those propagate as they are).
     """
-    exps = []
-    for i, v in enumerate(vs):
-        flags = [math.isfinite(mad) and not (mad == 0 and i == 2) and not _safe(s)
-                 for mad, s in zip(max_abs, sums[i], strict=True)]
-        e = np.frexp(np.maximum.reduceat(np.abs(v), starts))[1]       # 0 for an all-zero one
-        exps.append(np.where(flags, e, 0))
-    scaled = (np.ldexp(v, -np.repeat(e, sizes)) for v, e in zip(vs, exps, strict=True))
-    rows = zip(max_abs, *_sums(*scaled, starts).tolist(), *(e.tolist() for e in exps),
-               strict=True)
+    flags = [[math.isfinite(mad) and not (mad == 0 and i == 2) and not _safe(s)
+              for mad, s in zip(max_abs, sums[i], strict=True)] for i in range(3)]
+    e = np.frexp(np.maximum.reduceat(np.abs(A), starts, axis=1))[1]    # (3, P); 0 for all-zero
+    e = np.where(flags, e, 0)
+    scaled = np.ldexp(A, -np.repeat(e, sizes, axis=1))
+    rows = zip(max_abs, *_sums(scaled, starts).tolist(), *e.tolist(), strict=True)
     return [_comparison(*row) for row in rows]
 
 
