@@ -4,7 +4,8 @@ Prints the bare time of the two implementations' training loops (manual: forward
 backward, hand-written SGD; torch: forward, autograd, torch.optim.SGD), the time of the
 lockstep engine stepping both with no metrics (``Lockstep.run`` without an observer: the
 loop every command trains through), the runner doing the same steps with metrics, and
-their ratios to the bare loops (target: <= 1.5x), then the runner's peak memory growth
+their ratios to the bare loops (target: <= 1.5x), each in wall and CPU seconds with the
+load average seen (the machine may be shared), then the runner's peak memory growth
 against the number of steps (target: grows with steps x parameter tensors, not steps x
 parameter elements).
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import time
 import tracemalloc
 
@@ -35,28 +37,40 @@ def sides(cfg):
     return man.bind(X, Y), tor.bind(X, Y)
 
 
-def bare_loops(cfg, steps: int) -> tuple[float, float, float]:
-    """Seconds for: the manual loop alone, the torch loop alone (the libraries' own calls,
+class Clock:
+    """Wall and CPU seconds of one block (``with Clock() as c: ...; c.wall, c.cpu``). On a
+    shared machine the wall time includes waiting for a core; the CPU time (one torch
+    thread, so one core) does not."""
+
+    def __enter__(self):
+        self.w0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.w0
+        self.cpu = time.process_time() - self.c0
+
+
+def bare_loops(cfg, steps: int) -> tuple[Clock, Clock, Clock]:
+    """Clocks of: the manual loop alone, the torch loop alone (the libraries' own calls,
     nothing around them), and the engine stepping both, full batch, with no observer (what
     lockstep costs before any metric is computed)."""
     man, tor = sides(cfg)
     net, opt, X, Y = man.net, man.opt, man.X, man.Y
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        _, g = net.loss_and_gradients(X, Y, native=True)
-        opt.step(g)
-    t_manual = time.perf_counter() - t0
+    with Clock() as c_manual:
+        for _ in range(steps):
+            _, g = net.loss_and_gradients(X, Y, native=True)
+            opt.step(g)
     tnet, topt, Xt, Yt = tor.tor, tor.opt, tor.X, tor.Y
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        tnet.loss_and_gradients(Xt, Yt, native=True)
-        topt.step()
-    t_torch = time.perf_counter() - t0
+    with Clock() as c_torch:
+        for _ in range(steps):
+            tnet.loss_and_gradients(Xt, Yt, native=True)
+            topt.step()
     man, tor = sides(cfg)
     N = len(man.X)
-    t0 = time.perf_counter()
-    Lockstep([man], reference=tor).run(batches(N, N, False, None, steps))
-    return t_manual, t_torch, time.perf_counter() - t0
+    with Clock() as c_engine:
+        Lockstep([man], reference=tor).run(batches(N, N, False, None, steps))
+    return c_manual, c_torch, c_engine
 
 
 def main(argv=None) -> int:
@@ -74,25 +88,32 @@ def _report(steps: int, repeats: int) -> None:
     cfg = replace(base, epochs=steps)
     runs = {f"runner, log_every={base.log_every} (the seed config)": cfg,
             "runner, log_every=1": replace(cfg, log_every=1)}
-    best = dict.fromkeys(["manual", "torch", "interleaved", *runs], np.inf)
+    labels = ["manual", "torch", "interleaved", *runs]
+    wall, cpu = dict.fromkeys(labels, np.inf), dict.fromkeys(labels, np.inf)
+    load = [os.getloadavg()[0]]
     for _ in range(repeats):   # alternate so machine noise hits every variant alike
-        tm, tt, ti = bare_loops(cfg, steps)
-        times = {"manual": tm, "torch": tt, "interleaved": ti}
+        clocks = dict(zip(labels, bare_loops(cfg, steps), strict=False))
         for label, c in runs.items():
-            t0 = time.perf_counter()
-            run_experiment(c)
-            times[label] = time.perf_counter() - t0
-        best = {k: min(best[k], times[k]) for k in best}
-    bare = best["manual"] + best["torch"]
+            with Clock() as clocks[label]:
+                run_experiment(c)
+        wall = {k: min(wall[k], clocks[k].wall) for k in labels}
+        cpu = {k: min(cpu[k], clocks[k].cpu) for k in labels}
+        load.append(os.getloadavg()[0])
+    print(f"seed case, {steps} full-batch steps, best of {repeats}, 1 torch thread; "
+          f"1-minute load average {min(load):.2f}-{max(load):.2f} on {os.cpu_count()} cores")
+    print(f"  {'':<40} {'wall':>8} {'ratio':>6}  {'cpu':>8} {'ratio':>6}")
+    for times in (wall, cpu):
+        times["bare"] = times["manual"] + times["torch"]
     us = 1e6 / steps
-    print(f"seed case, {steps} full-batch steps, best of {repeats}, 1 torch thread")
-    for key in ("manual", "torch"):
-        print(f"  bare {key} loop{'':<30} {best[key]:7.3f} s  {best[key] * us:6.1f} us/step")
-    print(f"  {'both loops interleaved, no metrics':<40} {best['interleaved']:7.3f} s  "
-          f"ratio to bare {best['interleaved'] / bare:.2f}")
-    for label in runs:
-        print(f"  {label:<40} {best[label]:7.3f} s  ratio to bare {best[label] / bare:.2f}"
-              f"  (target <= 1.5)")
+    for key in labels:
+        if key in ("manual", "torch"):   # the bare loops: their time per step
+            print(f"  bare {key + ' loop':<35} {wall[key]:7.3f}s {'':>6}  {cpu[key]:7.3f}s "
+                  f"{'':>6}  {cpu[key] * us:.1f} us/step (cpu)")
+            continue
+        name = "both loops interleaved, no metrics" if key == "interleaved" else key
+        print(f"  {name:<40} {wall[key]:7.3f}s {wall[key] / wall['bare']:5.2f}x  "
+              f"{cpu[key]:7.3f}s {cpu[key] / cpu['bare']:5.2f}x"
+              f"{'  (target <= 1.5)' if key in runs else ''}")
     for n in (steps // 10, steps):
         gc.collect()
         tracemalloc.start()

@@ -288,6 +288,53 @@ def test_synced_loads_the_reference_weights_and_momentum_buffers_after_each_step
             assert not np.shares_memory(s.arrays[k], ref.arrays[k].numpy())
 
 
+def train(side, steps: int) -> None:
+    for _ in range(steps):
+        side.update(side.evaluate(None)[1])
+
+
+def max_rel(a: dict, b: dict) -> float:
+    return max(np.linalg.norm(a[k] - b[k]) / np.linalg.norm(b[k]) for k in b)
+
+
+@pytest.mark.parametrize("sgd", [dict(momentum=0.9), dict(momentum=0.5, dampening=0.3),
+                                 dict(momentum=0.9, nesterov=True, weight_decay=0.01)])
+def test_a_torch_side_takes_the_momentum_buffers_it_loads(sgd):
+    # a manual side 3 steps into momentum training, a torch side trained on its own for 5
+    # steps at another learning rate (other weights, other buffers): after the load both
+    # take the same next steps; with the weights alone torch would step on its own buffers
+    params, X, Y = problem(2)
+    m = manual_side(params, X, Y, lr=1.0, **sgd)
+    t = torch_side(params, X, Y, lr=0.3, **sgd)
+    train(m, 3)
+    train(t, 5)
+    t.load(m)
+    t.opt.param_groups[0]["lr"] = 1.0
+    for k in m.keys:
+        np.testing.assert_array_equal(t.momentum_buffer(k).numpy(), m.momentum_buffer(k))
+        # a copy: the manual side's next update must not write into torch's state
+        assert not np.shares_memory(t.momentum_buffer(k).numpy(), m.momentum_buffer(k))
+    train(m, 4)
+    train(t, 4)
+    assert max_rel(t.params, m.params) <= 1e-12       # float64, 4 steps after the load
+
+
+def test_a_buffer_absent_on_the_source_is_absent_after_the_load():
+    # the source never stepped: the loaded side's next step is torch's (and manual's) first
+    # step again, b = g, not a continuation of the buffers it had
+    params, X, Y = problem(3)
+    for fresh, trained in [(manual_side(params, X, Y, momentum=0.9),
+                            torch_side(params, X, Y, momentum=0.9)),
+                           (torch_side(params, X, Y, momentum=0.9),
+                            manual_side(params, X, Y, momentum=0.9))]:
+        train(trained, 3)
+        trained.load(fresh)
+        assert all(trained.momentum_buffer(k) is None for k in trained.keys)
+        train(trained, 2)
+        train(fresh, 2)
+        assert max_rel(trained.params, fresh.params) <= 1e-12
+
+
 def test_free_mode_leaves_each_side_on_its_own_weights():
     sides, _, obs = lr_mismatch("free")
     assert obs.weight_gap[0] == 0.0                       # the one shared init

@@ -15,6 +15,7 @@ tells a 2-norm from a max-norm, a max from a min, or a missing square root by O(
 
 from __future__ import annotations
 
+import decimal
 import math
 
 import numpy as np
@@ -99,16 +100,77 @@ def test_zero_conventions():
     assert compare(z, g) == Comparison(2.0, 1.0, 0.0, 0.0, 2.0)
 
 
-def test_underflowing_squares_give_finite_metrics():
-    # Entries below √tiny ≈ 1.5e-154 square to (sub)normal dust or 0: the norms read 0, the
-    # tiny floor keeps the division finite, and only max_abs_diff still sees the difference
-    # (a limit of the 2-norm in float64, not of any gradient a run produces).
-    c = compare(np.array([5e-324]), np.array([0.0]))        # the smallest subnormal
-    assert c == Comparison(5e-324, 0.0, 1.0, 0.0, 0.0)
-    # just above the limit the norms are exact again: one side zero -> rel_err 1, cosine 0
-    c = compare(np.array([1e-150]), np.array([0.0]))
-    assert c.rel_err == 1.0 and c.cosine == 0.0
-    assert c.norm_manual == pytest.approx(1e-150, rel=1e-15, abs=0)
+def exact(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float, float]:
+    """The five metrics in 60-digit decimal arithmetic: every float64 converts exactly and
+    no square under- or overflows, so this is the reference for tiny and huge gradients
+    (float64's own norms square those to 0 or inf)."""
+    with decimal.localcontext() as ctx:
+        ctx.prec, ctx.Emin, ctx.Emax = 60, -99999, 99999
+        a = [decimal.Decimal(float(x)) for x in np.ravel(a)]
+        b = [decimal.Decimal(float(x)) for x in np.ravel(b)]
+        na = sum(x * x for x in a).sqrt()
+        nb = sum(x * x for x in b).sqrt()
+        nd = sum((x - y) ** 2 for x, y in zip(a, b, strict=True)).sqrt()
+        dot = sum(x * y for x, y in zip(a, b, strict=True))
+        mad = max(abs(x - y) for x, y in zip(a, b, strict=True))
+        return (float(mad), float(nd / max(na, nb)), float(dot / (na * nb)), float(na),
+                float(nb))
+
+
+@pytest.mark.parametrize("scale", [1e-160, 1e-200, 1e-300, 1e-310, 1e160, 1e200, 1e300])
+def test_tiny_and_huge_gradients_match_exact_arithmetic(scale):
+    # below √tiny ≈ 1.5e-154 the squares underflow to 0 (norms 0, rel_err 0, cosine 1);
+    # above ~1.3e154 they overflow to inf (rel_err nan): the metrics must not care where
+    # the gradients sit in float64's range
+    gm, gt = pairs(5)
+    gm, gt = [scale * g for g in gm], [scale * g for g in gt]
+    got = compare_many(gm, gt)
+    for c, a, b in zip(got, gm, gt, strict=True):
+        # 1e-310 is subnormal: its entries carry fewer bits, but the metrics of the
+        # subnormal inputs as given are still exact to a few ulps
+        np.testing.assert_allclose(c, exact(a, b), rtol=RTOL, atol=0)
+
+
+def test_extremes_within_one_tensor_and_between_sides():
+    # one side 1e200, the other 1e-200: each side's norm right, rel_err ≈ 1, cosine exact
+    a = np.array([3e200, -4e200, 1e180])
+    b = np.array([1e-200, 2e-200, -2e-200])
+    np.testing.assert_allclose(compare(a, b), exact(a, b), rtol=RTOL, atol=0)
+    # normal-range gradients differing by a tiny amount: ‖d‖² underflows on its own
+    a = np.array([1e-140, -3e-141])
+    b = a + np.array([1e-156, 7e-157])
+    np.testing.assert_allclose(compare(a, b), exact(a, b), rtol=RTOL, atol=0)
+    # the smallest subnormal against zero: the whole of it is the difference
+    assert compare(np.array([5e-324]), np.array([0.0])) == Comparison(5e-324, 1.0, 0.0,
+                                                                      5e-324, 0.0)
+    # identical tiny gradients: exact, with their true norms
+    t = np.array([3e-170, 4e-170])
+    assert compare(t, t) == Comparison(0.0, 0.0, 1.0, 5e-170, 5e-170)
+
+
+def test_rescaling_one_segment_leaves_its_neighbours_bit_for_bit():
+    # a tiny tensor beside normal ones: the normal ones read exactly what they read alone
+    gm, gt = pairs(6)
+    alone = compare_many(gm, gt)
+    tiny_m, tiny_t = 1e-170 * gm[0], 1e-170 * gt[0]
+    got = compare_many([*gm, tiny_m], [*gt, tiny_t])
+    assert got[:-1] == alone
+    np.testing.assert_allclose(got[-1], exact(tiny_m, tiny_t), rtol=RTOL, atol=0)
+
+
+def test_norms_beyond_float64_overflow_to_inf_not_nan():
+    big = np.full(4, 1e308)             # ‖·‖ = 2e308 > the largest float64
+    c = compare(big, 0.5 * big)
+    assert c.norm_manual == math.inf and c.norm_torch == pytest.approx(1e308, rel=RTOL)
+    assert c.rel_err == pytest.approx(0.5, rel=RTOL) and c.cosine == pytest.approx(1.0,
+                                                                                    rel=RTOL)
+
+
+def test_non_finite_gradients_propagate():
+    c = compare(np.array([math.nan, 1.0]), np.array([1.0, 1.0]))
+    assert math.isnan(c.max_abs_diff) and math.isnan(c.norm_manual) and math.isnan(c.rel_err)
+    c = compare(np.array([math.inf, 1.0]), np.array([1.0, 1.0]))
+    assert c.max_abs_diff == math.inf and c.norm_manual == math.inf
 
 
 def test_segments_do_not_leak_into_each_other():

@@ -130,10 +130,12 @@ class ManualSide:
             dst[...] = to_numpy(v) if isinstance(dst, np.ndarray) else v
         for k in self.keys:
             buf = other.momentum_buffer(k)
-            if buf is not None:
-                b = self.net.param_arrays[k]
-                self.opt.momentum_buffer[k] = (to_numpy(buf).copy() if isinstance(b, np.ndarray)
-                                               else buf.clone())
+            if buf is None:   # the source has not stepped: the next step is a first step
+                self.opt.momentum_buffer.pop(k, None)
+                continue
+            b = self.net.param_arrays[k]
+            self.opt.momentum_buffer[k] = (to_numpy(buf).copy() if isinstance(b, np.ndarray)
+                                           else buf.clone())
 
     def momentum_buffer(self, key):
         return self.opt.momentum_buffer.get(key)
@@ -185,7 +187,20 @@ class TorchSide:
         return self.tor.params
 
     def load(self, other) -> None:
+        """Copy ``other``'s weights and momentum buffers into this side.
+
+        torch.optim.SGD keeps a parameter's buffer in ``opt.state[p]["momentum_buffer"]``
+        and starts one (b = g) on the step that finds none: a buffer absent on ``other``
+        is removed here, so the next step is such a first step again."""
+        import torch
         self.tor.set_params(other.params)
+        for k in self.keys:
+            p, buf = self.tor.trainable[k], other.momentum_buffer(k)
+            if buf is None:
+                self.opt.state.get(p, {}).pop("momentum_buffer", None)
+                continue
+            self.opt.state[p]["momentum_buffer"] = torch.tensor(
+                to_numpy(buf), dtype=p.dtype, device=p.device)        # a copy
 
     def momentum_buffer(self, key):
         return self.opt.state.get(self.tor.trainable[key], {}).get("momentum_buffer")

@@ -10,6 +10,7 @@ and g_t (torch), flattened:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -17,6 +18,16 @@ import numpy as np
 
 TINY = np.finfo(np.float64).tiny
 VERDICTS = ("exact", "agree", "differ")
+
+
+#: sums of squares in [2^-960, 2^960] are measured as they are: every square that matters is a
+#: normal number (entries under 2^-511 lose at most 2^-1074 each, 2^-114 relative to 2^-960),
+#: and products of two norms stay within [2^-960, 2^960], far from under- and overflow
+SAFE_SUM = (2.0**-960, 2.0**960)
+
+
+def _safe(s: float) -> bool:
+    return SAFE_SUM[0] <= s <= SAFE_SUM[1]
 
 
 class Comparison(NamedTuple):
@@ -35,31 +46,92 @@ def compare_many(gms, gts) -> list[Comparison]:
 
     All tensors are flattened into one float64 vector per side and reduced segment by
     segment (``ufunc.reduceat``): a fixed number of numpy calls per step, whatever the
-    number of parameters; float32 inputs are measured exactly in float64.
+    number of parameters; float32 inputs are measured exactly in float64. A segment whose
+    sums of squares leave the safe range is measured again rescaled (``_rescaled``).
     """
     sizes = [g.size for g in gms]
     if 0 in sizes:  # reduceat cannot express an empty segment (not produced by an MLP)
         raise ValueError(f"empty gradient tensor among sizes {sizes}")
-    cm = np.concatenate([g.reshape(-1) for g in gms]).astype(np.float64, copy=False)
-    ct = np.concatenate([g.reshape(-1) for g in gts]).astype(np.float64, copy=False)
+    A = np.empty((3, sum(sizes)))                      # rows: g_m, g_t, d = g_m − g_t
+    np.concatenate([g.reshape(-1) for g in gms], out=A[0])
+    np.concatenate([g.reshape(-1) for g in gts], out=A[1])
+    np.subtract(A[0], A[1], out=A[2])
+    starts = _starts(tuple(sizes))
+    max_abs = np.maximum.reduceat(np.abs(A[2]), starts).tolist()
+    sums = _sums(A, starts).tolist()                      # [Σg_m², Σg_t², Σd², Σg_m g_t]
+    # inf or nan anywhere makes Σd² inf or nan: the last test catches it, so min and max
+    # (blind to nan) serve for the norms
+    norms = sums[0] + sums[1]
+    lo, hi = SAFE_SUM
+    if not (lo <= min(norms) and max(norms) <= hi
+            and all(lo <= s <= hi or mad == 0 for s, mad in zip(sums[2], max_abs, strict=True))):
+        return _rescaled(A, starts, sizes, max_abs, sums)
+    return [_comparison(mad, *s) for mad, *s in zip(max_abs, *sums, strict=True)]
+
+
+def _comparison(mad, sm, st, sd, sc, em=0, et=0, ed=0) -> Comparison:
+    """One segment's metrics from its sums of squares (``_sums``), each of g_m, g_t, d
+    scaled by 2^-e (``_rescaled``; e = 0: as measured), so ‖g_m‖ = √sm·2^em and so on."""
+    rm, rt = math.sqrt(sm), math.sqrt(st)
+    nm, nt = (rm, rt) if not (em or et) else (_ldexp(rm, em), _ldexp(rt, et))
+    if mad == 0:
+        return Comparison(0.0, 0.0, 1.0, nm, nt)
+    rs, es = (rm, em) if _ldexp(rm, em - et) >= rt else (rt, et)     # the larger norm
+    # ‖d‖ / max(‖g_m‖, ‖g_t‖, tiny): docs/csv-schema.md
+    rel = math.sqrt(sd) / max(rs, TINY)
+    rel = rel if ed == es else _ldexp(rel, ed - es)
+    if rm > 0 and rt > 0:
+        cos = sc / (rm * rt)     # the scales cancel: Σ(g_m 2^-em)(g_t 2^-et) / (rm rt)
+    else:
+        cos = 1.0 if rm == rt else 0.0   # both zero: same direction by convention
+    return Comparison(mad, rel, cos, nm, nt)
+
+
+@functools.lru_cache(maxsize=64)
+def _starts(sizes: tuple) -> np.ndarray:
+    """Each segment's first index in the flat vector (read only: shared between calls)."""
     starts = np.cumsum([0, *sizes[:-1]])
-    d = cm - ct
-    max_abs = np.maximum.reduceat(np.abs(d), starts).tolist()
-    sums = np.add.reduceat(np.stack([cm * cm, ct * ct, d * d, cm * ct]), starts, axis=1)
-    out = []
-    for mad, (sm, st, sd, sc) in zip(max_abs, sums.T.tolist(), strict=True):
-        nm, nt = math.sqrt(sm), math.sqrt(st)
-        if mad == 0:
-            out.append(Comparison(0.0, 0.0, 1.0, nm, nt))
-            continue
-        scale = max(nm, nt)
-        rel = math.sqrt(sd) / max(scale, TINY)   # ‖d‖ / max(‖g_m‖, ‖g_t‖, tiny): docs/csv-schema.md
-        if nm > 0 and nt > 0:
-            cos = sc / (nm * nt)
-        else:
-            cos = 1.0 if nm == nt else 0.0   # both zero: same direction by convention
-        out.append(Comparison(mad, rel, cos, nm, nt))
-    return out
+    starts.flags.writeable = False
+    return starts
+
+
+def _sums(A: np.ndarray, starts) -> np.ndarray:
+    """Per segment: Σg_m², Σg_t², Σd², Σg_m g_t, shape (4, segments), from the rows of
+    ``A`` = [g_m; g_t; d] (3, n)."""
+    S = np.empty((4, A.shape[1]))
+    np.multiply(A, A, out=S[:3])
+    np.multiply(A[0], A[1], out=S[3])
+    return np.add.reduceat(S, starts, axis=1)
+
+
+def _rescaled(A, starts, sizes, max_abs, sums) -> list[Comparison]:
+    """``compare_many``'s result with each of g_m, g_t and d (the rows of ``A``) scaled per
+    segment by 2^-e, e the exponent of its largest magnitude (the way a careful nrm2 scales
+    before squaring), where its plain sum of squares left the safe range: squares near 1
+    neither underflow (gradients under √tiny ≈ 1.5e-154 square to 0) nor overflow (over
+    ~1.3e154 to inf).
+
+    Only those segments are scaled (e = 0 elsewhere, and ldexp(x, 0) = x): a power of two
+    is exact for normal numbers, but scaling a segment that needs none could still move
+    entries across the subnormal boundary and change the last bit of what a normal-range
+    run has always measured. d is not scaled where it is zero, nor anything in a segment
+    holding inf or nan (those propagate as they are).
+    """
+    flags = [[math.isfinite(mad) and not (mad == 0 and i == 2) and not _safe(s)
+              for mad, s in zip(max_abs, sums[i], strict=True)] for i in range(3)]
+    e = np.frexp(np.maximum.reduceat(np.abs(A), starts, axis=1))[1]    # (3, P); 0 for all-zero
+    e = np.where(flags, e, 0)
+    scaled = np.ldexp(A, -np.repeat(e, sizes, axis=1))
+    rows = zip(max_abs, *_sums(scaled, starts).tolist(), *e.tolist(), strict=True)
+    return [_comparison(*row) for row in rows]
+
+
+def _ldexp(x: float, e: int) -> float:
+    """x·2^e, inf where that overflows (math.ldexp raises instead)."""
+    try:
+        return math.ldexp(x, e)
+    except OverflowError:
+        return math.copysign(math.inf, x)
 
 
 def compare(gm: np.ndarray, gt: np.ndarray) -> Comparison:

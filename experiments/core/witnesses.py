@@ -17,6 +17,7 @@ runner's Recorder (config, data, sides).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -71,65 +72,99 @@ def same_weights(rec, row, g_np, idx) -> None:
         return
     if rec.probe is None:
         rec.probe = manual.MLP(cfg.sizes, **cfg.spec(), params=rec.tor.params)
+    probe = rec.probe
+    t_np = rec.t_np if rec.t_np is not None else {k: to_numpy(v) for k, v in
+                                                    rec.tor.arrays.items()}
+    for k, v in t_np.items():                  # the torch side's weights, as they are now
+        np.copyto(probe.param_arrays[k], v)
     xb, yb = rec.batch64(idx)
-    rec.probe.set_params({k: to_numpy(v) for k, v in rec.tor.arrays.items()})
-    yb = yb if yb.dtype.kind == "i" else yb.astype(cfg.dtype)
-    acts = rec.probe.forward_cache(xb.astype(cfg.dtype))                  # [a_0 … a_L]
-    gp = rec.probe.backward(acts, yb)
+    yb = yb if yb.dtype.kind == "i" else yb.astype(cfg.dtype, copy=False)
+    acts = probe.forward_cache(xb.astype(cfg.dtype, copy=False))          # [a_0 … a_L]
+    gp = probe.backward(acts, yb)
     metrics = compare_many([gp[k] for k in rec.keys], [g_np[k][1] for k in rec.keys])
     row[:, COL["gradient_rel_err"]] = [m.rel_err for m in metrics]
-    if _parted(rec) <= math.sqrt(unit_roundoff(cfg.dtype)):
+    if _parted(rec, t_np) <= _sqrt_u(cfg.dtype):
         # The bound at the torch side's weights differs from the one at the manual side's
         # (rel_tol, this step) in proportion to how far the weights parted: under √u
         # relative, by less than one part in 1e8 (float64) of it, so it serves as is.
         row[:, COL["gradient_rel_tol"]] = row[:, COL["rel_tol"]]
         return
     row[:, COL["gradient_rel_tol"]] = step_tolerances(
-        rec.probe, rec.probe.params, acts, rec.targets64(idx), metrics, cfg.dtype)
+        probe, probe.params, acts, rec.targets64(idx), metrics, cfg.dtype)
 
 
-def _parted(rec) -> float:
-    """max |w_m − w_t| / max |w_t| over the trainable tensors, before this step's update."""
-    worst = 0.0
-    for k in rec.keys:
-        wm, wt = to_numpy(rec.man.arrays[k]), to_numpy(rec.tor.arrays[k])
-        worst = max(worst, float(np.max(np.abs(wm - wt))) / max(float(np.max(np.abs(wt))),
-                                                                 1e-300))
-    return worst
+@functools.cache
+def _sqrt_u(dtype: str) -> float:
+    return math.sqrt(unit_roundoff(dtype))
+
+
+def _parted(rec, t_np) -> float:
+    """max |w_m − w_t| / max |w_t| over the trainable tensors, before this step's update
+    (``t_np``: the torch side's weights as numpy), in the weights' dtype."""
+    keys = rec.keys
+    W = np.empty((2, rec.w_starts[-1] + t_np[keys[-1]].size), t_np[keys[0]].dtype)
+    np.concatenate([to_numpy(rec.man.arrays[k]).reshape(-1) for k in keys], out=W[0])
+    np.concatenate([t_np[k].reshape(-1) for k in keys], out=W[1])
+    np.subtract(W[0], W[1], out=W[0])
+    gap, top = np.maximum.reduceat(np.abs(W, out=W), rec.w_starts, axis=1).tolist()  # (P,) each
+    # Python's max passes a nan ratio over, as the check has always done
+    return max([0.0, *(g / max(t, 1e-300) for g, t in zip(gap, top, strict=True))])
 
 
 class UpdateCheck:
     """Before the update: ``before`` keeps the manual side's weights, gradients and momentum
-    buffers; after it: ``after`` replays that step with torch.optim.SGD and compares."""
+    buffers; after it: ``after`` replays that step with torch.optim.SGD and compares.
+
+    Everything lives in flat arrays allocated once, one segment per parameter tensor (the
+    tensors torch steps are views of them): a logged step copies into them and reduces
+    them segment by segment, whatever the number of parameters.
+    """
 
     def __init__(self, rec):
-        self.rec, self.saved = rec, None
+        self.rec, self.keys, sgd = rec, list(rec.keys), rec.cfg.sgd
+        shapes = [tuple(rec.man.arrays[k].shape) for k in self.keys]
+        sizes = [math.prod(s) for s in shapes]
+        dtype = to_numpy(rec.man.arrays[self.keys[0]]).dtype
+        self.starts = np.cumsum([0, *sizes[:-1]])
+        bounds = list(zip(self.starts.tolist(), (self.starts + sizes).tolist(), strict=True))
+        # W, G, B: weights, gradients, momentum buffers before the step, flat (Σ sizes,)
+        self.W, self.G, self.B = (np.zeros(sum(sizes), dtype) for _ in range(3))
+        #: per tensor, the segments of W, G, B reshaped: numpy views and torch views
+        self.arrays = [[F[a:b].reshape(s) for (a, b), s in zip(bounds, shapes, strict=True)]
+                       for F in (self.W, self.G, self.B)]
+        self.tensors = [[torch.from_numpy(v) for v in F] for F in self.arrays]
+        self.has_buffer = [False] * len(self.keys)
+        self.lr, self.mu, self.wd = sgd["lr"], sgd["momentum"], sgd["weight_decay"]
+        self.sgd = dict(weight_decay=self.wd, momentum=self.mu, lr=self.lr,
+                        dampening=sgd["dampening"], nesterov=sgd["nesterov"], maximize=False)
+        u = unit_roundoff(rec.cfg.dtype)
+        self.gamma = 2 * UPDATE_OPS * u / (1 - UPDATE_OPS * u)  # both sides round independently
 
     def before(self, g_np) -> None:
-        rec = self.rec
-        buffers = getattr(getattr(rec.man, "opt", None), "momentum_buffer", {})
-        self.saved = {k: (to_numpy(rec.man.arrays[k]).copy(), g_np[k][0],
-                          None if buffers.get(k) is None else to_numpy(buffers[k]).copy())
-                      for k in rec.keys}
+        man = self.rec.man
+        buffers = getattr(getattr(man, "opt", None), "momentum_buffer", {})
+        for k, w, g, b, j in zip(self.keys, *self.arrays, range(len(self.keys)), strict=True):
+            np.copyto(w, to_numpy(man.arrays[k]))
+            np.copyto(g, g_np[k][0], casting="same_kind")
+            buf = buffers.get(k)
+            self.has_buffer[j] = buf is not None and self.mu != 0
+            if self.mu != 0:   # (with no momentum B stays 0: its term is 0 either way)
+                # an absent buffer reads 0 in the bound (adds nothing, bit for bit)
+                np.copyto(b, 0 if buf is None else to_numpy(buf))
 
     def after(self, row) -> None:
-        rec, sgd = self.rec, self.rec.cfg.sgd
-        # torch.optim.SGD.step's own arithmetic (torch.optim.sgd.sgd, the function it calls),
-        # without the optimizer object's per-call bookkeeping
-        tensors = {k: torch.tensor(w) for k, (w, _, _) in self.saved.items()}
-        sgd_step(
-            list(tensors.values()),
-            [torch.tensor(g, dtype=tensors[k].dtype) for k, (_, g, _) in self.saved.items()],
-            [None if b is None or not sgd["momentum"] else torch.tensor(b)
-             for _, _, b in self.saved.values()],
-            weight_decay=sgd["weight_decay"], momentum=sgd["momentum"], lr=sgd["lr"],
-            dampening=sgd["dampening"], nesterov=sgd["nesterov"], maximize=False)
-        u = unit_roundoff(rec.cfg.dtype)
-        gamma = 2 * UPDATE_OPS * u / (1 - UPDATE_OPS * u)   # both sides round independently
-        lr, mu, wd = sgd["lr"], sgd["momentum"], sgd["weight_decay"]
-        for j, (k, (w, g, b)) in enumerate(self.saved.items()):
-            new = to_numpy(rec.man.arrays[k]).astype(np.float64)
-            ref = tensors[k].detach().numpy().astype(np.float64)
-            step = (np.abs(g) + wd * np.abs(w) + (0 if b is None else mu * np.abs(b))) * (1 + mu)
-            row[j, COL["update_max_abs_diff"]] = float(np.max(np.abs(new - ref)))
-            row[j, COL["update_tol"]] = float(gamma * np.max(np.abs(w) + lr * step))
+        W, G, B, lr, mu = self.W, self.G, self.B, self.lr, self.mu
+        # the bound first: the replay below overwrites W and B in place
+        step = (np.abs(G) + self.wd * np.abs(W) + mu * np.abs(B)) * (1 + mu)
+        tol = self.gamma * np.maximum.reduceat(np.abs(W) + lr * step, self.starts)
+        # torch.optim.SGD.step's own arithmetic (torch.optim.sgd.sgd, the function it
+        # calls), without the optimizer object's per-call bookkeeping; foreach=False is
+        # what torch.optim.SGD picks for CPU tensors
+        w, g, b = self.tensors
+        sgd_step(w, g, [bj if has else None for bj, has in zip(b, self.has_buffer, strict=True)],
+                 foreach=False, **self.sgd)
+        man = self.rec.man
+        new = np.concatenate([to_numpy(man.arrays[k]).reshape(-1) for k in self.keys])
+        diff = np.abs(new.astype(np.float64) - W.astype(np.float64))
+        row[:, COL["update_max_abs_diff"]] = np.maximum.reduceat(diff, self.starts)
+        row[:, COL["update_tol"]] = tol
