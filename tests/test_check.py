@@ -287,7 +287,7 @@ def test_diverged_exit_3(tmp_path, capsys):
     global CALLS
     CALLS = globals().get("CALLS", 0) + 1
     if CALLS > 2:   # agree at the initial point, then a step to infinity
-        grads = {k: g * 1e308 for k, g in grads.items()}
+        grads = {k: g * 1e308 * 1e308 for k, g in grads.items()}   # inf: non-finite
     return grads"""))
     code, stdout, err = check(capsys, path, "--steps", "5", "--no-plots", "--out", tmp_path / "c")
     assert code == 3, stdout + err

@@ -99,9 +99,12 @@ def _sums(A: np.ndarray, starts) -> np.ndarray:
     """Per segment: Σg_m², Σg_t², Σd², Σg_m g_t, shape (4, segments), from the rows of
     ``A`` = [g_m; g_t; d] (3, n)."""
     S = np.empty((4, A.shape[1]))
-    np.multiply(A, A, out=S[:3])
-    np.multiply(A[0], A[1], out=S[3])
-    return np.add.reduceat(S, starts, axis=1)
+    # squares beyond float64's range are expected here: compare_many sees the sums leave the
+    # safe range and measures those segments again rescaled, so numpy's warning is noise
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.multiply(A, A, out=S[:3])
+        np.multiply(A[0], A[1], out=S[3])
+        return np.add.reduceat(S, starts, axis=1)
 
 
 def _rescaled(A, starts, sizes, max_abs, sums) -> list[Comparison]:
