@@ -170,6 +170,24 @@ def test_norms_beyond_float64_overflow_to_inf_not_nan():
                                                                                     rel=RTOL)
 
 
+def test_a_difference_that_overflows_is_measured():
+    # 1e308 − (−1e308) = 2e308 is beyond float64: the norms, rel_err and cosine are not
+    a, b = np.array([1e308, 1.0]), np.array([-1e308, 1.0])
+    c = compare(a, b)
+    assert c.max_abs_diff == math.inf                       # the entry itself: no float64
+    _, rel, cos, na, nb = exact(a, b)
+    assert (c.rel_err, c.cosine) == (pytest.approx(rel, rel=RTOL), pytest.approx(cos, rel=RTOL))
+    assert (c.norm_manual, c.norm_torch) == (pytest.approx(na, rel=RTOL),
+                                             pytest.approx(nb, rel=RTOL))
+    assert c.rel_err == pytest.approx(2.0, rel=RTOL) and c.cosine == pytest.approx(-1.0, rel=RTOL)
+
+
+def test_a_finite_side_keeps_its_norm_beside_an_infinite_one():
+    c = compare(np.array([math.inf, 1.0]), np.array([1e300, 1e300]))
+    assert c.norm_manual == math.inf
+    assert c.norm_torch == pytest.approx(math.sqrt(2) * 1e300, rel=RTOL)
+
+
 def test_non_finite_gradients_propagate():
     c = compare(np.array([math.nan, 1.0]), np.array([1.0, 1.0]))
     assert math.isnan(c.max_abs_diff) and math.isnan(c.norm_manual) and math.isnan(c.rel_err)

@@ -55,10 +55,13 @@ def compare_many(gms, gts) -> list[Comparison]:
     A = np.empty((3, sum(sizes)))                      # rows: g_m, g_t, d = g_m − g_t
     np.concatenate([g.reshape(-1) for g in gms], out=A[0])
     np.concatenate([g.reshape(-1) for g in gts], out=A[1])
-    np.subtract(A[0], A[1], out=A[2])
     starts = _starts(tuple(sizes))
+    # differences and squares beyond float64's range are expected here: the segments they
+    # touch leave the safe range and are measured again rescaled, so numpy's warning is noise
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.subtract(A[0], A[1], out=A[2])
+        sums = _sums(A, starts).tolist()                  # [Σg_m², Σg_t², Σd², Σg_m g_t]
     max_abs = np.maximum.reduceat(np.abs(A[2]), starts).tolist()
-    sums = _sums(A, starts).tolist()                      # [Σg_m², Σg_t², Σd², Σg_m g_t]
     # inf or nan anywhere makes Σd² inf or nan: the last test catches it, so min and max
     # (blind to nan) serve for the norms
     norms = sums[0] + sums[1]
@@ -99,33 +102,40 @@ def _sums(A: np.ndarray, starts) -> np.ndarray:
     """Per segment: Σg_m², Σg_t², Σd², Σg_m g_t, shape (4, segments), from the rows of
     ``A`` = [g_m; g_t; d] (3, n)."""
     S = np.empty((4, A.shape[1]))
-    # squares beyond float64's range are expected here: compare_many sees the sums leave the
-    # safe range and measures those segments again rescaled, so numpy's warning is noise
-    with np.errstate(over="ignore", invalid="ignore"):
-        np.multiply(A, A, out=S[:3])
-        np.multiply(A[0], A[1], out=S[3])
-        return np.add.reduceat(S, starts, axis=1)
+    np.multiply(A, A, out=S[:3])
+    np.multiply(A[0], A[1], out=S[3])
+    return np.add.reduceat(S, starts, axis=1)
 
 
 def _rescaled(A, starts, sizes, max_abs, sums) -> list[Comparison]:
     """``compare_many``'s result with each of g_m, g_t and d (the rows of ``A``) scaled per
-    segment by 2^-e, e the exponent of its largest magnitude (the way a careful nrm2 scales
-    before squaring), where its plain sum of squares left the safe range: squares near 1
-    neither underflow (gradients under √tiny ≈ 1.5e-154 square to 0) nor overflow (over
-    ~1.3e154 to inf).
+    segment by 2^-e where its plain sum of squares left the safe range (the way a careful
+    nrm2 scales before squaring): squares near 1 neither underflow (gradients under √tiny ≈
+    1.5e-154 square to 0) nor overflow (over ~1.3e154 to inf).
 
-    Only those segments are scaled (e = 0 elsewhere, and ldexp(x, 0) = x): a power of two
-    is exact for normal numbers, but scaling a segment that needs none could still move
-    entries across the subnormal boundary and change the last bit of what a normal-range
-    run has always measured. d is not scaled where it is zero, nor anything in a segment
-    holding inf or nan (those propagate as they are).
+    g_m and g_t take e from their own largest magnitude; d is computed again from g_m and
+    g_t both scaled by the e of the larger of the two, so a difference that overflows (1e308
+    against −1e308) is measured too. Only those segments are scaled (e = 0 elsewhere, and
+    ldexp(x, 0) = x, so d recomputed is d): a power of two is exact for normal numbers, but
+    scaling a segment that needs none could still move entries across the subnormal
+    boundary and change the last bit of what a normal-range run has always measured. A side
+    holding inf or nan is not scaled, nor is d where either side does: those propagate.
     """
-    flags = [[math.isfinite(mad) and not (mad == 0 and i == 2) and not _safe(s)
-              for mad, s in zip(max_abs, sums[i], strict=True)] for i in range(3)]
-    e = np.frexp(np.maximum.reduceat(np.abs(A), starts, axis=1))[1]    # (3, P); 0 for all-zero
-    e = np.where(flags, e, 0)
-    scaled = np.ldexp(A, -np.repeat(e, sizes, axis=1))
-    rows = zip(max_abs, *_sums(scaled, starts).tolist(), *e.tolist(), strict=True)
+    top = np.maximum.reduceat(np.abs(A[:2]), starts, axis=1)          # (2, P) max |g_m|, |g_t|
+    e = np.frexp(top)[1]                                              # 0 for an all-zero one
+    finite = np.isfinite(top)
+    unsafe = ~((SAFE_SUM[0] <= np.array(sums[:3])) & (np.array(sums[:3]) <= SAFE_SUM[1]))
+    e_m, e_t = (np.where(finite[i] & unsafe[i], e[i], 0) for i in (0, 1))
+    e_d = np.where(finite.all(axis=0) & unsafe[2] & (np.array(max_abs) != 0),
+                   np.frexp(top.max(axis=0))[1], 0)                   # the larger side's e
+    scaled = np.empty_like(A)
+    with np.errstate(over="ignore", invalid="ignore"):   # inf − inf where a side is inf
+        for row, src, ex in ((0, A[0], e_m), (1, A[1], e_t)):
+            np.ldexp(src, -np.repeat(ex, sizes), out=scaled[row])
+        d_shift = -np.repeat(e_d, sizes)
+        np.subtract(np.ldexp(A[0], d_shift), np.ldexp(A[1], d_shift), out=scaled[2])
+        rows = zip(max_abs, *_sums(scaled, starts).tolist(), e_m.tolist(), e_t.tolist(),
+                   e_d.tolist(), strict=True)
     return [_comparison(*row) for row in rows]
 
 
