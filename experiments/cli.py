@@ -279,7 +279,10 @@ def _dispatch(argv: list[str] | None) -> int:
     except ConfigError as err:
         print(f"handgrad: error: {one_line(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (OSError, ValueError) as err:
+    except BrokenPipeError:  # e.g. `handgrad list | head`: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (OSError, ValueError) as err:   # BrokenPipeError is an OSError: caught above
         # unreadable or malformed files handed to plot/compare (CSV, TOML), unwritable paths
         import tomllib
 
@@ -289,9 +292,6 @@ def _dispatch(argv: list[str] | None) -> int:
             raise
         print(f"handgrad: error: {type(err).__name__}: {one_line(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except BrokenPipeError:  # e.g. `handgrad list | head`: stop quietly, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
 
 
 if __name__ == "__main__":

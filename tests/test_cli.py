@@ -246,6 +246,20 @@ def test_top_level_help_starts_without_torch():
     assert proc.stdout.strip() == "[]"
 
 
+def test_a_closed_pipe_stops_quietly():
+    """`handgrad list | head -1`: the reader has gone, so handgrad stops as Unix tools do,
+    with no error line (BrokenPipeError is an OSError, which the CLI otherwise reports)."""
+    probe = ("import os, sys\n"
+             "r, w = os.pipe()\n"
+             "os.close(r)\n"
+             "sys.stdout = open(w, 'w', buffering=1)\n"
+             "from experiments.cli import main\n"
+             "print(main(['list']), file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stderr == "1\n"
+
+
 def test_the_command_run_gets_its_full_parser(capsys):
     """A placeholder never stands in for the command being run: its own options parse."""
     with pytest.raises(SystemExit) as exit_:
