@@ -242,6 +242,18 @@ def test_cli_bad_options_are_one_line_exit_2(monkeypatch, capsys, tmp_path, args
     assert not out.exists()
 
 
+def test_a_bad_option_is_named_before_an_existing_folder(monkeypatch, capsys, tmp_path, tiny):
+    """The option's own error comes first: told to pass --force, then about --repeats
+    only after that, is two rounds for one mistake."""
+    out = tmp_path / "b"
+    write_bench(tiny, dataclasses.replace(TINY, out=str(out)))
+    for args, words in ((["--repeats", "0"], "--repeats 0: must be >= 1"),
+                        (["--threads", "-1"], "--threads -1: must be >= 0")):
+        assert handgrad(monkeypatch, "bench", *args, "--out", out) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err
+
+
 def test_out_that_is_a_file_is_refused(monkeypatch, capsys, tmp_path):
     f = tmp_path / "file"
     f.write_text("x")

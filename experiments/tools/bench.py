@@ -72,7 +72,8 @@ class BenchConfig:
         if self.repeats < 1:
             raise ConfigError(f"--repeats {self.repeats}: must be >= 1")
         if self.threads < 0:
-            raise ConfigError(f"--threads {self.threads}: must be >= 1 (0 = library defaults)")
+            raise ConfigError(f"--threads {self.threads}: must be >= 0 "
+                              f"(0 = the libraries' defaults)")
         if not self.min_time > 0:
             raise ConfigError(f"min_time {self.min_time}: must be > 0 seconds")
         if "cuda" in self.devices and not torch.cuda.is_available():
@@ -291,12 +292,13 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
                ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
     mode = QUICK if args.quick else FULL
     repeats = mode["repeats"] if args.repeats is None else _int_option("--repeats", args.repeats)
-    check_out(args.out, args.force)   # before minutes of timing, not after
     cases = tuple(args.case) if args.case else (
         QUICK_CASES if args.quick else tuple(kt.CASES_BY_NAME))
-    return BenchConfig(cases=cases, devices=devices, dtypes=tuple(dict.fromkeys(args.dtype)),
-                       repeats=repeats, min_time=mode["min_time"],
-                       threads=_int_option("--threads", args.threads), out=str(args.out))
+    cfg = BenchConfig(cases=cases, devices=devices, dtypes=tuple(dict.fromkeys(args.dtype)),
+                      repeats=repeats, min_time=mode["min_time"],
+                      threads=_int_option("--threads", args.threads), out=str(args.out))
+    check_out(args.out, args.force)   # after the options, before minutes of timing
+    return cfg
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -309,5 +311,5 @@ def main_from_args(args: argparse.Namespace) -> int:
     if not checks.empty:
         print("\nTargets (manual-numpy on the CPU):")
         print(format_targets(checks))
-    print(f"\nwrote {csv} and {png}")
+    print(f"\nwrote {csv}, {png} and {csv.parent / 'config.toml'}")
     return 0
