@@ -124,6 +124,15 @@ def test_check_out_refuses_a_file_on_the_way(tmp_path):
     check_out(tmp_path / "a" / "b" / "run", force=False)     # missing parents are fine
 
 
+def test_check_out_names_the_kind_of_folder(tmp_path):
+    with atomic_folder(tmp_path / "b", False, kind="bench"):
+        pass
+    with pytest.raises(ConfigError, match=r"^bench folder .*/b already exists; pass --force"):
+        check_out(tmp_path / "b", False, "bench")
+    with pytest.raises(ConfigError, match=r"^run directory .*/b already exists"):
+        check_out(tmp_path / "b", False)
+
+
 def test_write_run_refuses_existing_dir(small_result, tmp_path):
     out = tmp_path / "run"
     out.mkdir()

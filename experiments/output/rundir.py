@@ -55,17 +55,20 @@ def is_handgrad_output(path: Path) -> bool:
     return not any(path.iterdir())
 
 
-def check_out(out: Path, force: bool) -> None:
+def check_out(out: Path, force: bool, kind: str = "run") -> None:
     """Refuse, before any work, to overwrite an existing folder without ``force``, to
-    replace anything that is not a handgrad output folder, or to write through a link."""
+    replace anything that is not a handgrad output folder, or to write through a link.
+    ``kind`` (as the marker's) names the folder in the message: a run directory, a bench
+    folder, ..."""
     out = Path(out)
+    noun = "run directory" if kind == "run" else f"{kind} folder"
     if out.is_symlink():
         raise ConfigError(f"{out} is a symbolic link; handgrad writes only real folders: "
                           f"choose another --out (or --out {out.resolve()})")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory; choose another --out")
     if out.exists() and not force:
-        raise ConfigError(f"run directory {out} already exists; pass --force to replace it "
+        raise ConfigError(f"{noun} {out} already exists; pass --force to replace it "
                           f"or --out DIR to write elsewhere")
     if out.exists() and not is_handgrad_output(out):
         raise ConfigError(f"{out} holds files handgrad did not write (no {MARKER} marker); "
@@ -74,7 +77,7 @@ def check_out(out: Path, force: bool) -> None:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ConfigError(f"cannot create run directory {out}: {parent} is not a writable "
+        raise ConfigError(f"cannot create {noun} {out}: {parent} is not a writable "
                           f"folder; choose another --out")
 
 
@@ -136,7 +139,7 @@ def atomic_folder(out: Path, force: bool, kind: str = "run",
     KeyboardInterrupt) the folder, with what the block wrote so far, is still put in place
     before the exception goes on. Stale temporaries of killed runs are cleaned first."""
     out = Path(out)
-    check_out(out, force)
+    check_out(out, force, kind)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(out.parent)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"

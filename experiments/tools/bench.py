@@ -297,7 +297,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     cfg = BenchConfig(cases=cases, devices=devices, dtypes=tuple(dict.fromkeys(args.dtype)),
                       repeats=repeats, min_time=mode["min_time"],
                       threads=_int_option("--threads", args.threads), out=str(args.out))
-    check_out(args.out, args.force)   # after the options, before minutes of timing
+    check_out(args.out, args.force, "bench")   # after the options, before minutes of timing
     return cfg
 
 

@@ -221,7 +221,7 @@ def run_sweep(config_source: str, grid: dict[str, list[str]], *, jobs: int = 1,
     if backend is not None and backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r}: choose one of {list(BACKENDS)}")
     out = Path(out) if out is not None else default_sweep_out(base)
-    check_out(out, force)
+    check_out(out, force, "sweep")
     points = _points(config_source, overrides, grid, parsed, base.name, out)
     # -- run, into a folder renamed into place at the end, also when interrupted (with the
     # points done so far: sweep.csv lists those, and an INTERRUPTED file says so)

@@ -257,7 +257,7 @@ def _config(args) -> dict:
 
 def cmd_bugs(args) -> int:
     config = _config(args)
-    check_out(args.out, args.force)
+    check_out(args.out, args.force, "bugs")
     df = run_gallery(**config)
     written = write_gallery(df, args.out, config, force=args.force, plots=not args.no_plots)
     with pd.option_context("display.float_format", "{:.2g}".format, "display.width", 200,

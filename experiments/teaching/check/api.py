@@ -236,7 +236,7 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
 
     cfg = resolve_config(config, overrides, steps)
     if out is not None:
-        check_out(Path(out), force)
+        check_out(Path(out), force, "check")
     if not timeout > 0:
         raise ConfigError(f"--timeout {timeout}: give a number of seconds > 0")
     t0 = time.perf_counter()

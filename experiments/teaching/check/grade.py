@@ -102,7 +102,7 @@ def grade_folder(folder: Path, config="seed", *, out: Path, overrides=(), steps=
         if path.exists() and not force:
             raise ConfigError(f"{path} already exists; pass --force to replace it")
     checks = out.with_suffix("")
-    check_out(checks, force)
+    check_out(checks, force, "grade")
     rows = []
     with atomic_folder(checks, force, kind="grade") as tmp:
         # in file order, each row as soon as it and the ones before it are done (jobs=1:
