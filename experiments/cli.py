@@ -38,6 +38,15 @@ FEATURES: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's own errors (a missing argument, a bad choice, a word where a number goes)
+    as the one line every handgrad error is, exit 2; the usage stays in ``--help``."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"handgrad: error: {one_line(message)}; see "
+                                  f"`{self.prog} --help`\n")
+
+
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows defaults, except ``None`` ones (their help text says what happens instead)."""
 
@@ -51,7 +60,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The whole parser; with ``argv``, only the feature module of the command it names is
     imported, and the other feature commands are placeholders that carry their help."""
     command = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="handgrad", formatter_class=_Formatter,
         description="Train one network twice — hand-derived backprop (manual/) and PyTorch "
                     "autograd (torch_impl/) — in lockstep, and tabulate every difference.")

@@ -246,6 +246,25 @@ def test_top_level_help_starts_without_torch():
     assert proc.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["explain", "--steps", "abc"], "--steps: invalid int value: 'abc'"),
+    (["check", "x.py", "--steps", "abc"], "--steps: invalid int value"),
+    (["sweep", "seed", "--jobs", "x"], "--jobs: invalid int value"),
+    (["run", "seed", "--threads", "x"], "--threads: expected a whole number >= 1"),
+    (["explain", "--format", "pdf"], "invalid choice: 'pdf'"),
+    (["nosuch"], "invalid choice: 'nosuch'"),
+    (["run"], "the following arguments are required"),
+])
+def test_argparse_errors_are_one_line_too(argv, words, capsys):
+    """What argparse itself refuses reads like every other bad input: one line, exit 2."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("handgrad: error: ") and words in err, err
+    assert err.rstrip().endswith("--help`")
+
+
 def test_a_closed_pipe_stops_quietly():
     """`handgrad list | head -1`: the reader has gone, so handgrad stops as Unix tools do,
     with no error line (BrokenPipeError is an OSError, which the CLI otherwise reports)."""
