@@ -427,6 +427,8 @@ def test_cli_markdown_with_set(capsys):
     (["--steps", "0"], "--steps 0"),
     (["nope"], "unknown experiment 'nope'"),
     (["--figure", "/nonexistent/dir/x.png"], "does not exist"),
+    (["--out", "/"], "--out / is a folder; give a file name in it, e.g. /explain.html"),
+    (["--figure", "/"], "--figure / is a folder; give a file name in it, e.g. /net.png"),
     (["iris", "--update-order", "sequential"], "plain gradient descent"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(capsys, argv, words):

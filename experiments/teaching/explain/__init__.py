@@ -100,6 +100,9 @@ def cmd_explain(args) -> int:
     for flag, path in (("--out", args.out), ("--figure", args.figure)):
         if path is not None and not path.parent.is_dir():
             raise ConfigError(f"{flag} {path}: folder {path.parent} does not exist")
+        if path is not None and path.is_dir():
+            raise ConfigError(f"{flag} {path} is a folder; give a file name in it, e.g. "
+                              f"{path / ('net.png' if flag == '--figure' else 'explain.html')}")
     if html:
         if steps > MAX_PAGE_STEPS:
             raise ConfigError(f"--steps {steps}: the html page holds 1 … {MAX_PAGE_STEPS} "
