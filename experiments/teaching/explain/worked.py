@@ -47,10 +47,10 @@ class Published:
     def value(self) -> float:
         return float(self.text)
 
-    def matches(self, x):
+    def matches(self, x) -> np.bool_ | np.ndarray:
         """Every published figure is rounded, not truncated (checked: truncating out_o1,
         E_total, ∂E/∂w5, ∂E/∂w1 or w5⁺ would fail), so |x − pub| ≤ ½·10^−digits; ``x`` a
-        value or an array of them (NaN never matches)."""
+        value (a numpy bool back) or an array of them (NaN never matches)."""
         return np.abs(np.asarray(x) - self.value) <= 0.5 * 10.0 ** -self.digits
 
 
@@ -207,7 +207,7 @@ def _figure_row(fig: Published, sim: Trajectory, seq: Trajectory, tor, steps: in
     if fig.step > steps:
         match, note = "", f"run with --steps {fig.step} to compute"
     else:
-        ms, mq = fig.matches(vs), fig.matches(vq)
+        ms, mq = bool(fig.matches(vs)), bool(fig.matches(vq))
         match = {(True, True): "both", (True, False): "simultaneous",
                  (False, True): "sequential"}.get((ms, mq), "neither")
         note = _search_note(fig, sim, seq) if match == "neither" else ""
