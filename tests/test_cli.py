@@ -232,16 +232,21 @@ def test_help(command, capsys):
             assert re.search(rf"^\s+{sub}\s+\S", text, re.M), sub     # each with its help
 
 
+def in_fresh_python(*lines: str) -> subprocess.CompletedProcess:
+    """Run ``lines`` in a new interpreter (nothing imported yet, its own stdout)."""
+    return subprocess.run([sys.executable, "-c", "\n".join(lines)], capture_output=True,
+                          text=True, timeout=120)
+
+
 def test_top_level_help_starts_without_torch():
     """Only the module of the command being run is imported: `handgrad --help` never loads
     torch, pandas or seaborn (seconds on a loaded machine)."""
-    probe = ("import sys, contextlib, io\n"
-             "from experiments.cli import main\n"
-             "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
-             "    main(['--help'])\n"
-             "print(sorted(m for m in ('torch', 'pandas', 'seaborn') if m in sys.modules))\n")
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          timeout=120)
+    proc = in_fresh_python(
+        "import sys, contextlib, io",
+        "from experiments.cli import main",
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):",
+        "    main(['--help'])",
+        "print(sorted(m for m in ('torch', 'pandas', 'seaborn') if m in sys.modules))")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
@@ -268,14 +273,13 @@ def test_argparse_errors_are_one_line_too(argv, words, capsys):
 def test_a_closed_pipe_stops_quietly():
     """`handgrad list | head -1`: the reader has gone, so handgrad stops as Unix tools do,
     with no error line (BrokenPipeError is an OSError, which the CLI otherwise reports)."""
-    probe = ("import os, sys\n"
-             "r, w = os.pipe()\n"
-             "os.close(r)\n"
-             "sys.stdout = open(w, 'w', buffering=1)\n"
-             "from experiments.cli import main\n"
-             "print(main(['list']), file=sys.stderr)\n")
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          timeout=120)
+    proc = in_fresh_python(
+        "import os, sys",
+        "r, w = os.pipe()",
+        "os.close(r)",
+        "sys.stdout = open(w, 'w', buffering=1)",
+        "from experiments.cli import main",
+        "print(main(['list']), file=sys.stderr)")
     assert proc.stderr == "1\n"
 
 
