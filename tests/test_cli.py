@@ -238,16 +238,17 @@ def in_fresh_python(*lines: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-def test_top_level_help_starts_without_torch():
-    """Only the module of the command being run is imported: `handgrad --help` never loads
-    torch, pandas or seaborn (seconds on a loaded machine)."""
+def test_help_and_list_start_without_torch():
+    """Only the module of the command being run is imported: `handgrad --help` and
+    `handgrad list` never load torch, pandas or seaborn (seconds on a loaded machine)."""
     proc = in_fresh_python(
         "import sys, contextlib, io",
         "from experiments.cli import main",
-        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):",
-        "    main(['--help'])",
+        "for argv in (['--help'], ['list']):",   # --help exits: one block each
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):",
+        "        print(main(argv), file=sys.stderr)",
         "print(sorted(m for m in ('torch', 'pandas', 'seaborn') if m in sys.modules))")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0 and proc.stderr == "0\n", proc.stderr   # list ran, exit 0
     assert proc.stdout.strip() == "[]"
 
 

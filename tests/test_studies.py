@@ -8,6 +8,7 @@ tests then read the CSVs back, as a user would.
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import tomllib
@@ -22,7 +23,7 @@ from experiments.core import engine
 from experiments.core.config import ConfigError, RunConfig, replace
 from experiments.core.runner import run_experiment
 from experiments.teaching.studies import (
-    MODULES,
+    REGISTRY,
     STUDIES,
     Replay,
     convex_vs_nonconvex,
@@ -167,7 +168,8 @@ def test_config_toml_round_trips(folders, name):
     study, quick, base = read_config(folders[name])
     assert (study, quick) == (name, True)
     assert isinstance(base, RunConfig)
-    assert base == MODULES[name].base(True)
+    assert base == importlib.import_module(f"experiments.teaching.studies.{REGISTRY[name][0]}"
+                                           ).base(True)
     assert data["base"] == base.to_dict()
 
 

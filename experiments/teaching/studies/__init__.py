@@ -20,25 +20,40 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
 from pathlib import Path
 
-import pandas as pd
-import tomli_w
-
 from experiments.core.config import ConfigError, RunConfig, read_toml
-from experiments.core.threads import limited_threads
-from experiments.output.html import write_report_html
-from experiments.output.rundir import atomic_folder, write_csv
-
-from . import batch_modes, convex_vs_nonconvex, float32_drift_lesson, learning_rate, sparse_features
-from .common import Replay, agreement, flat, hessian_eigenvalues, unflat, write_report
 
 __all__ = ["STUDIES", "Replay", "agreement", "flat", "hessian_eigenvalues", "read_config",
            "redraw", "run_study", "unflat"]
 
-MODULES = {"batch-modes": batch_modes, "learning-rate": learning_rate,
-           "convex-vs-nonconvex": convex_vs_nonconvex, "sparse-features": sparse_features,
-           "float32-drift-lesson": float32_drift_lesson}
+#: name -> (module in this package, one-line description). The modules (torch, pandas,
+#: seaborn) are imported only when a study runs or is redrawn: `handgrad list` reads this.
+REGISTRY = {
+    "batch-modes": ("batch_modes",
+        "full-batch GD vs mini-batch vs batch 1 on one init: loss per update and per "
+        "example, noise, cost per epoch"),
+    "learning-rate": ("learning_rate",
+        "lr sweep from too small to divergent: slow, good, beyond 2/λ_max (edge, "
+        "oscillating), diverged (marked)"),
+    "convex-vs-nonconvex": ("convex_vs_nonconvex",
+        "logistic regression vs a hidden layer: 1-D/2-D loss slices, GD on a slice, "
+        "5 inits -> one minimum vs several"),
+    "sparse-features": ("sparse_features",
+        "sparse binary inputs: exactly-zero gradients per step, rare features' weights "
+        "barely move, by lr and batch"),
+    "float32-drift-lesson": ("float32_drift_lesson",
+        "float32-drift in free and synced mode: weights part ways, gradients agree to "
+        "rounding, vs float64"),
+}
+
+
+def __getattr__(name: str):
+    """The shared pieces of ``common`` (``Replay``, ``agreement``, ...), imported on use."""
+    if name in ("Replay", "agreement", "flat", "hessian_eigenvalues", "unflat"):
+        return getattr(importlib.import_module(".common", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_study(name: str, out: str | Path, quick: bool = False, force: bool = False,
@@ -48,6 +63,13 @@ def run_study(name: str, out: str | Path, quick: bool = False, force: bool = Fal
     Raises ``ConfigError`` for an unknown name or an existing ``out`` without ``force``
     (before any work is done). torch and BLAS run on one thread: these networks are tiny.
     """
+    import tomli_w
+
+    from experiments.core.threads import limited_threads
+    from experiments.output.html import write_report_html
+    from experiments.output.rundir import atomic_folder, write_csv
+
+    from .common import write_report
     study = _module(name)
     out = Path(out)
     with atomic_folder(out, force, kind="study") as tmp, limited_threads(1):
@@ -65,8 +87,8 @@ def run_study(name: str, out: str | Path, quick: bool = False, force: bool = Fal
 
 
 #: name -> (one-line description, fn(out, *, quick=False, force=False, progress=False))
-STUDIES = {name: (m.DESCRIPTION, functools.partial(run_study, name))
-           for name, m in MODULES.items()}
+STUDIES = {name: (description, functools.partial(run_study, name))
+           for name, (_, description) in REGISTRY.items()}
 
 
 def read_config(folder: str | Path) -> tuple[str, bool, RunConfig]:
@@ -83,6 +105,8 @@ def read_config(folder: str | Path) -> tuple[str, bool, RunConfig]:
 def redraw(folder: str | Path) -> list[str]:
     """Draw a study folder's figures again from its CSVs alone (config.toml names the
     study); return the PNG names."""
+    import pandas as pd
+
     folder = Path(folder)
     study = _module(read_config(folder)[0])
     frames = {stem: pd.read_csv(folder / f"{stem}.csv") for stem in study.CSVS}
@@ -90,9 +114,10 @@ def redraw(folder: str | Path) -> list[str]:
 
 
 def _module(name: str):
-    if name not in MODULES:
-        close = difflib.get_close_matches(name, MODULES, n=1)
+    """The study's module, imported on first use."""
+    if name not in REGISTRY:
+        close = difflib.get_close_matches(name, REGISTRY, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(f"unknown study {name!r}: {hint}the studies are "
-                          f"{', '.join(MODULES)}")
-    return MODULES[name]
+                          f"{', '.join(REGISTRY)}")
+    return importlib.import_module(f".{REGISTRY[name][0]}", __name__)

@@ -28,8 +28,6 @@ from experiments.output.style import figure, save, style
 
 from .common import Frames, Replay, agreement, agreement_line, essay, fmt, log_400, pct
 
-DESCRIPTION = ("full-batch GD vs mini-batch vs batch 1 on one init: loss per update and per "
-               "example, noise, cost per epoch")
 CSVS = ("curves", "arms")
 ARMS = [("full-batch", "full"), ("mini-batch", 20), ("stochastic", 1)]
 

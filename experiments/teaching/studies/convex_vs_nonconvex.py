@@ -64,8 +64,6 @@ from .common import (
     zero_floor,
 )
 
-DESCRIPTION = ("logistic regression vs a hidden layer: 1-D/2-D loss slices, GD on a slice, "
-               "5 inits -> one minimum vs several")
 CSVS = ("inits", "pairs", "weights", "slices_1d", "gd_1d", "slice_2d")
 WEIGHT_DECAY = 1e-2   # makes every minimum finite; see the module docstring
 SEEDS = [1000 + k for k in range(5)]

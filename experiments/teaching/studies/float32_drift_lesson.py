@@ -34,8 +34,6 @@ from experiments.output.style import figure, save, style
 
 from .common import ZERO_FLOOR, Frames, Replay, agreement, essay, fmt
 
-DESCRIPTION = ("float32-drift in free and synced mode: weights part ways, gradients agree to "
-               "rounding, vs float64")
 CSVS = ("drift", "arms")
 
 

@@ -41,8 +41,6 @@ from .common import (
     verdicts,
 )
 
-DESCRIPTION = ("lr sweep from too small to divergent: slow, good, beyond 2/λ_max (edge, "
-               "oscillating), diverged (marked)")
 CSVS = ("curves", "arms")
 #: regimes, decided from the measured run in this order (the thresholds are this study's
 #: definitions). `good` and `slow` are given only below the quadratic model's stable step

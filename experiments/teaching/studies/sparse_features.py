@@ -32,8 +32,6 @@ from experiments.output.style import figure, save, style
 
 from .common import Frames, Replay, agreement, agreement_line, essay, fmt, log_400
 
-DESCRIPTION = ("sparse binary inputs: exactly-zero gradients per step, rare features' weights "
-               "barely move, by lr and batch")
 CSVS = ("zeros", "movement", "arms")
 N_EDGE = 5   # "rare" = the 5 least frequent features, "common" = the 5 most frequent
 
