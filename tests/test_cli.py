@@ -371,6 +371,20 @@ def test_divergence_exit_code(tmp_path, capsys):
     assert (out / "loss.csv").is_file() and (out / "report.md").is_file()
 
 
+def test_bce_on_a_forward_pass_that_overflowed_is_divergence(tmp_path, capsys):
+    """Finite weights (1e300 after one step) whose identity hidden layer overflows to
+    inf − inf = NaN: torch.nn.BCELoss raises on NaN outputs; that is divergence (exit 3),
+    not a traceback. Found by the property test in test_reliability."""
+    code = handgrad("run", "worked-2-2-2", "--set", "hidden=[3]", "--set",
+                    "activation=identity", "--set", "output_activation=\"sigmoid\"", "--set",
+                    "loss=bce", "--set", "bias=true", "--set", "init=legacy-rand", "--set",
+                    "lr=1e300", "--set", "steps=2",
+                    "--set", "log_every=1", "--set", "mode=free", "--out", tmp_path / "r",
+                    "--no-plots", "--quiet")
+    assert code == EXIT_DIVERGED
+    assert re.fullmatch(r"handgrad: diverged at step 1: .*\n", capsys.readouterr().err)
+
+
 # -- bad input found in review: one line, exit 2, nothing written ----------------------------
 
 def _bad(capsys, *args) -> str:

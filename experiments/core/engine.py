@@ -167,11 +167,12 @@ class TorchSide:
         try:
             return self.tor.loss_and_gradients(*self.batch(idx), native=True)
         except RuntimeError:
-            # torch.nn.BCELoss refuses NaN outputs instead of returning NaN: with
-            # non-finite weights that is divergence, anything else is a real error
-            if finite(self.arrays):
-                raise
+            # torch.nn.BCELoss refuses NaN outputs instead of returning NaN: with non-finite
+            # weights, or finite ones (1e300, say) whose forward pass overflowed to NaN,
+            # that is divergence; anything else is a real error
             import torch
+            if finite(self.arrays) and bool(torch.isfinite(self.tor.last_output).all()):
+                raise
             return math.nan, {k: torch.full_like(v, math.nan)
                               for k, v in self.tor.trainable.items()}
 
