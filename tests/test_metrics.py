@@ -182,6 +182,22 @@ def test_a_difference_that_overflows_is_measured():
     assert c.rel_err == pytest.approx(2.0, rel=RTOL) and c.cosine == pytest.approx(-1.0, rel=RTOL)
 
 
+@pytest.mark.parametrize("a, b", [([1.0, 0.0], [1.0, 1e-200]),
+                                  ([1e-140, 0.0], [1e-140, 1e-300]),
+                                  ([3e250, -2e250], [3e250, -2e250 + 1e100])])
+def test_a_difference_far_below_the_gradients_is_measured(a, b):
+    # ‖d‖ / ‖g‖ under √tiny: d is scaled by its own magnitude, not the gradients'
+    a, b = np.array(a), np.array(b)
+    np.testing.assert_allclose(compare(a, b), exact(a, b), rtol=RTOL, atol=0)
+
+
+def test_a_nan_side_reads_nan_everywhere_and_every_metric_is_a_float():
+    for a, b in (([math.nan], [0.0]), ([math.nan, 1.0], [1.0, 1.0])):
+        c = compare(np.array(a), np.array(b))
+        assert all(type(x) is float for x in c), c
+        assert math.isnan(c.rel_err) and math.isnan(c.cosine) and math.isnan(c.norm_manual)
+
+
 def test_a_finite_side_keeps_its_norm_beside_an_infinite_one():
     c = compare(np.array([math.inf, 1.0]), np.array([1e300, 1e300]))
     assert c.norm_manual == math.inf

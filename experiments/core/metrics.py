@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-TINY = np.finfo(np.float64).tiny
+TINY = float(np.finfo(np.float64).tiny)
 VERDICTS = ("exact", "agree", "differ")
 
 
@@ -85,6 +85,8 @@ def _comparison(mad, sm, st, sd, sc, em=0, et=0, ed=0) -> Comparison:
     rel = rel if ed == es else _ldexp(rel, ed - es)
     if rm > 0 and rt > 0:
         cos = sc / (rm * rt)     # the scales cancel: Σ(g_m 2^-em)(g_t 2^-et) / (rm rt)
+    elif math.isnan(rm) or math.isnan(rt):
+        cos = math.nan
     else:
         cos = 1.0 if rm == rt else 0.0   # both zero: same direction by convention
     return Comparison(mad, rel, cos, nm, nt)
@@ -113,29 +115,32 @@ def _rescaled(A, starts, sizes, max_abs, sums) -> list[Comparison]:
     nrm2 scales before squaring): squares near 1 neither underflow (gradients under √tiny ≈
     1.5e-154 square to 0) nor overflow (over ~1.3e154 to inf).
 
-    g_m and g_t take e from their own largest magnitude; d is computed again from g_m and
-    g_t both scaled by the e of the larger of the two, so a difference that overflows (1e308
-    against −1e308) is measured too. Only those segments are scaled (e = 0 elsewhere, and
-    ldexp(x, 0) = x, so d recomputed is d): a power of two is exact for normal numbers, but
-    scaling a segment that needs none could still move entries across the subnormal
-    boundary and change the last bit of what a normal-range run has always measured. A side
-    holding inf or nan is not scaled, nor is d where either side does: those propagate.
+    Each row takes e from its own largest magnitude, so a difference far below the
+    gradients (1e-200 beside 1) is measured as well as the gradients are. A difference that
+    overflowed (1e308 against −1e308, two finite sides) is computed again from g_m and g_t
+    both scaled by the e of the larger of the two. Only those segments are scaled (e = 0
+    elsewhere, and ldexp(x, 0) = x): a power of two is exact for normal numbers, but scaling
+    a segment that needs none could still move entries across the subnormal boundary and
+    change the last bit of what a normal-range run has always measured. A side holding inf
+    or nan is not scaled, nor is d where either side does: those propagate.
     """
     top = np.maximum.reduceat(np.abs(A[:2]), starts, axis=1)          # (2, P) max |g_m|, |g_t|
-    e = np.frexp(top)[1]                                              # 0 for an all-zero one
+    top = np.vstack([top, max_abs])                                   # (3, P) … and max |d|
+    e = np.frexp(top)[1]                                              # 0 for an all-zero row
     finite = np.isfinite(top)
     unsafe = ~((SAFE_SUM[0] <= np.array(sums[:3])) & (np.array(sums[:3]) <= SAFE_SUM[1]))
-    e_m, e_t = (np.where(finite[i] & unsafe[i], e[i], 0) for i in (0, 1))
-    e_d = np.where(finite.all(axis=0) & unsafe[2] & (np.array(max_abs) != 0),
-                   np.frexp(top.max(axis=0))[1], 0)                   # the larger side's e
+    ex = np.where(finite & unsafe, e, 0)                              # (3, P)
+    overflowed = finite[:2].all(axis=0) & ~finite[2]                  # d = ±inf, sides finite
+    ex[2, overflowed] = np.frexp(top[:2, overflowed].max(axis=0))[1]
     scaled = np.empty_like(A)
+    for row in range(3):
+        np.ldexp(A[row], -np.repeat(ex[row], sizes), out=scaled[row])
     with np.errstate(over="ignore", invalid="ignore"):   # inf − inf where a side is inf
-        for row, src, ex in ((0, A[0], e_m), (1, A[1], e_t)):
-            np.ldexp(src, -np.repeat(ex, sizes), out=scaled[row])
-        d_shift = -np.repeat(e_d, sizes)
-        np.subtract(np.ldexp(A[0], d_shift), np.ldexp(A[1], d_shift), out=scaled[2])
-        rows = zip(max_abs, *_sums(scaled, starts).tolist(), e_m.tolist(), e_t.tolist(),
-                   e_d.tolist(), strict=True)
+        if overflowed.any():
+            again = np.repeat(overflowed, sizes)
+            shift = -np.repeat(ex[2], sizes)[again]
+            scaled[2, again] = np.ldexp(A[0, again], shift) - np.ldexp(A[1, again], shift)
+        rows = zip(max_abs, *_sums(scaled, starts).tolist(), *ex.tolist(), strict=True)
     return [_comparison(*row) for row in rows]
 
 
