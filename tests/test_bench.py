@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
+import signal
 import tomllib
 
 import numpy as np
@@ -279,6 +281,27 @@ def test_existing_folder_is_refused_before_timing_and_replaced_with_force(
     write_bench(tiny.head(1), dataclasses.replace(TINY, out=str(out)), force=True)
     assert len(pd.read_csv(out / "bench.csv")) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]      # no temporaries left
+
+
+def test_a_signal_while_bench_writes_keeps_the_finished_folder(monkeypatch, tmp_path, tiny):
+    """SIGTERM during the write (the timing is over): the folder is finished, then exit
+    130, as for a run."""
+    import experiments.tools.bench as bench
+    real, sent = bench.write_csv, []
+
+    def write_then_signal(df, path):
+        real(df, path)
+        sent.append(path.name)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: tiny)
+    monkeypatch.setattr(bench, "write_csv", write_then_signal)
+    out = tmp_path / "b"
+    assert handgrad(monkeypatch, "bench", "--case", "seed", "--out", out) == cli.EXIT_INTERRUPTED
+    assert sent == ["bench.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".handgrad", "bench.csv", "bench.png",
+                                                     "config.toml"]
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
 
 
 def test_a_folder_handgrad_did_not_write_is_never_replaced(monkeypatch, capsys, tmp_path):

@@ -133,6 +133,22 @@ def test_check_out_names_the_kind_of_folder(tmp_path):
         check_out(tmp_path / "b", False)
 
 
+def test_force_replaces_only_a_folder_of_the_same_kind(tmp_path):
+    """`bench --force --out STUDY` must not delete a study (nor a run a sweep of runs)."""
+    with atomic_folder(tmp_path / "s", False, kind="study") as tmp:
+        (tmp / "keep.csv").write_text("x\n")
+    for kind in ("run", "bench", "sweep"):
+        with pytest.raises(ConfigError, match=r"is a handgrad study folder, not a"):
+            check_out(tmp_path / "s", True, kind)
+        with pytest.raises(ConfigError, match=r"is a handgrad study folder"):
+            with atomic_folder(tmp_path / "s", True, kind=kind):
+                pass
+    assert (tmp_path / "s" / "keep.csv").read_text() == "x\n"
+    with atomic_folder(tmp_path / "s", True, kind="study") as tmp:   # its own kind: replaced
+        pass
+    assert not (tmp_path / "s" / "keep.csv").exists()
+
+
 def test_write_run_refuses_existing_dir(small_result, tmp_path):
     out = tmp_path / "run"
     out.mkdir()

@@ -55,6 +55,15 @@ def is_handgrad_output(path: Path) -> bool:
     return not any(path.iterdir())
 
 
+def output_kind(path: Path) -> str | None:
+    """The kind in ``path``'s marker (``run``, ``study``, ``bench``, ...); None without one."""
+    try:
+        words = (Path(path) / MARKER).read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return words[1] if len(words) == 2 and words[0] == "handgrad" else None
+
+
 def check_out(out: Path, force: bool, kind: str = "run") -> None:
     """Refuse, before any work, to overwrite an existing folder without ``force``, to
     replace anything that is not a handgrad output folder, or to write through a link.
@@ -73,6 +82,10 @@ def check_out(out: Path, force: bool, kind: str = "run") -> None:
     if out.exists() and not is_handgrad_output(out):
         raise ConfigError(f"{out} holds files handgrad did not write (no {MARKER} marker); "
                           f"--force replaces only handgrad output folders: choose another --out")
+    other = output_kind(out) if out.exists() else None
+    if other not in (None, kind):
+        raise ConfigError(f"{out} is a handgrad {other} folder, not a {noun}; --force replaces "
+                          f"only a folder of its own kind: choose another --out")
     parent = out.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -151,19 +164,19 @@ def atomic_folder(out: Path, force: bool, kind: str = "run",
         try:
             yield tmp
         except keep:
-            _into_place(tmp, out, force)
+            _into_place(tmp, out, force, kind)
             raise
-        _into_place(tmp, out, force)
+        _into_place(tmp, out, force, kind)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def _into_place(tmp: Path, out: Path, force: bool) -> None:
+def _into_place(tmp: Path, out: Path, force: bool, kind: str) -> None:
     """Rename ``tmp`` to ``out`` without ever replacing a folder another process made."""
     old = None
     if force and out.exists():   # set the old folder aside, then swap
-        check_out(out, force)
+        check_out(out, force, kind)
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         out.rename(old)
     try:

@@ -32,7 +32,7 @@ import torch
 from experiments.core.config import ConfigError
 from experiments.core.schema import BENCH_COLUMNS as COLUMNS
 from experiments.core.threads import limited_threads, thread_counts
-from experiments.output.rundir import atomic_folder, check_out, write_csv
+from experiments.output.rundir import atomic_folder, check_out, signals_deferred, write_csv
 from experiments.tools import bench_timing as kt
 
 IMPLS = ("manual-numpy", "manual-torch", "torch-autograd", "floor-numpy", "floor-torch")
@@ -234,7 +234,7 @@ def write_bench(df: pd.DataFrame, cfg: BenchConfig, force: bool = False) -> tupl
     the folder ``cfg.out`` at once (``rundir.atomic_folder``: an existing handgrad folder is
     replaced only with ``force``); returns the CSV's and the PNG's final paths."""
     out = Path(cfg.out)
-    with atomic_folder(out, force, kind="bench") as tmp:
+    with signals_deferred(), atomic_folder(out, force, kind="bench") as tmp:   # as write_run
         write_csv(df, tmp / "bench.csv")   # shortest round-trip floats, as every handgrad CSV
         (tmp / "config.toml").write_text(
             tomli_w.dumps({"kind": "bench", **dataclasses.asdict(cfg)}), encoding="utf-8")
