@@ -40,7 +40,11 @@ FEATURES: dict[str, tuple[str, str]] = {
 
 class _Parser(argparse.ArgumentParser):
     """argparse's own errors (a missing argument, a bad choice, a word where a number goes)
-    as the one line every handgrad error is, exit 2; the usage stays in ``--help``."""
+    as the one line every handgrad error is, exit 2; the usage stays in ``--help``. Options
+    are never abbreviated: `--for` must not pass for `--force`, which deletes."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message):
         self.exit(EXIT_BAD_INPUT, f"handgrad: error: {one_line(message)}; see "
@@ -65,6 +69,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         description="Train one network twice — hand-derived backprop (manual/) and PyTorch "
                     "autograd (torch_impl/) — in lockstep, and tabulate every difference.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices   # name -> its parser, filled in below
 
     run = sub.add_parser("run", formatter_class=_Formatter,
                          help="train both sides in lockstep and write a run directory",
@@ -186,13 +191,13 @@ def cmd_run(args) -> int:
                          progress=not args.quiet)
         print(f"study written: {path / 'report.md'}")
         return 0
-    if args.quick:
-        raise ConfigError(f"--quick applies to studies only ({', '.join(STUDIES)}); for a "
-                          f"short run of {args.experiment!r} use --set epochs=N or --set steps=N")
     close = difflib.get_close_matches(args.experiment, list(STUDIES), n=1, cutoff=0.8)
     if close and args.experiment not in named_experiments() and not Path(args.experiment).exists():
         raise ConfigError(f"unknown experiment {args.experiment!r}: did you mean the study "
                           f"{close[0]!r}? see `handgrad list`")
+    if args.quick:
+        raise ConfigError(f"--quick applies to studies only ({', '.join(STUDIES)}); for a "
+                          f"short run of {args.experiment!r} use --set epochs=N or --set steps=N")
     cfg = load_config(args.experiment, args.overrides)
     if args.out is not None:
         cfg = replace(cfg, out=str(args.out))
@@ -274,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(argv: list[str] | None) -> int:
     from experiments.core.config import ConfigError
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # named by the command's own parser, which lists the options it has
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "list":
             return cmd_list()

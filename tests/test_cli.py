@@ -260,6 +260,8 @@ def test_help_and_list_start_without_torch():
     (["explain", "--format", "pdf"], "invalid choice: 'pdf'"),
     (["nosuch"], "invalid choice: 'nosuch'"),
     (["run"], "the following arguments are required"),
+    (["bench", "--frce"], "unrecognized arguments: --frce; see `handgrad bench --help`"),
+    (["run", "seed", "--for"], "unrecognized arguments: --for; see `handgrad run --help`"),
 ])
 def test_argparse_errors_are_one_line_too(argv, words, capsys):
     """What argparse itself refuses reads like every other bad input: one line, exit 2."""
@@ -269,6 +271,20 @@ def test_argparse_errors_are_one_line_too(argv, words, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("handgrad: error: ") and words in err, err
     assert err.rstrip().endswith("--help`")
+
+
+def test_an_abbreviated_option_is_not_taken_for_a_longer_one(tmp_path, capsys):
+    """`--for` is not `--force` (which deletes): options are spelled out."""
+    out = tmp_path / "r"
+    assert handgrad("run", "seed", "--set", "steps=2", "--out", out, "--quiet") == 0
+    with pytest.raises(SystemExit):
+        main(["run", "seed", "--set", "steps=2", "--out", str(out), "--for"])
+    assert "unrecognized arguments: --for" in capsys.readouterr().err
+
+
+def test_a_study_typo_with_quick_suggests_the_study(capsys):
+    assert handgrad("run", "sparse-featurs", "--quick") == EXIT_BAD_INPUT
+    assert "did you mean the study 'sparse-features'" in one_error_line(capsys.readouterr().err)
 
 
 def test_a_closed_pipe_stops_quietly():

@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import re
 import shutil
+import subprocess
+import sys
 import tomllib
 
 import numpy as np
@@ -113,6 +115,19 @@ def assert_real_png(path):
     assert image.shape[0] > 50 and image.shape[1] > 50, image.shape
     pixels = image.reshape(-1, image.shape[-1])
     assert (pixels != pixels[0]).any(), f"{path.name} is a single colour"
+
+
+def test_study_modules_are_attributes_of_the_package():
+    """Imported lazily (`handgrad list` needs none of them), yet ``studies.NAME`` works in
+    a fresh interpreter, where no test has imported the submodule first."""
+    code = ("import experiments.teaching.studies as s\n"
+            "print(s.learning_rate.__name__, s.sparse_features.CSVS)\n"
+            "try:\n    s.nope\nexcept AttributeError as e:\n    print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.splitlines() == [
+        "experiments.teaching.studies.learning_rate ('zeros', 'movement', 'arms')",
+        "module 'experiments.teaching.studies' has no attribute 'nope'"], proc.stderr
 
 
 def test_registry_lists_the_five_studies():

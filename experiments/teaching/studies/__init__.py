@@ -50,9 +50,12 @@ REGISTRY = {
 
 
 def __getattr__(name: str):
-    """The shared pieces of ``common`` (``Replay``, ``agreement``, ...), imported on use."""
+    """The shared pieces of ``common`` (``Replay``, ``agreement``, ...) and the study
+    modules (``studies.learning_rate``), imported on first use."""
     if name in ("Replay", "agreement", "flat", "hessian_eigenvalues", "unflat"):
         return getattr(importlib.import_module(".common", __name__), name)
+    if name in {module for module, _ in REGISTRY.values()}:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
