@@ -232,15 +232,60 @@ def test_two_runs_to_one_folder_never_both_succeed(tmp_path):
     for rc, err in results:
         if rc:
             assert len(err.splitlines()) == 1, err
-            assert "already exists" in err or "created by another process" in err, err
+            assert "already exists" in err or "written by another process" in err, err
     assert (out / "summary.csv").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _a_run_folder(path, text):
+    with rundir.atomic_folder(path, force=False) as tmp:
+        (tmp / "who.txt").write_text(text)
+
+
+def test_force_writer_whose_old_folder_was_set_aside_by_another(tmp_path, monkeypatch):
+    """Two --force writers: the other moved the old folder away between this one's check
+    and its rename. This one just puts its folder in place (no raw FileNotFoundError)."""
+    out = tmp_path / "out"
+    _a_run_folder(out, "old")
+    real, calls = rundir.check_out, []
+
+    def check_then_vanish(path, force, kind="run"):
+        real(path, force, kind)
+        calls.append(kind)
+        if len(calls) == 2:   # the check just before the swap: the other writer moves it
+            path.rename(tmp_path / ".elsewhere")
+    monkeypatch.setattr(rundir, "check_out", check_then_vanish)
+    with rundir.atomic_folder(out, force=True) as tmp:
+        (tmp / "who.txt").write_text("new")
+    assert (out / "who.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".elsewhere", "out"]
+
+
+def test_force_writer_beaten_to_the_rename_discards_its_output_and_the_old(tmp_path,
+                                                                          monkeypatch):
+    """This --force writer set the old folder aside, then another process's folder landed
+    at ``out``: one line says so, theirs stays, and no .old or .tmp folder is left."""
+    out = tmp_path / "out"
+    _a_run_folder(out, "old")
+    real = rundir._rename_noreplace
+
+    def beaten(src, dst):
+        dst.mkdir()
+        (dst / "who.txt").write_text("theirs")
+        real(src, dst)
+    monkeypatch.setattr(rundir, "_rename_noreplace", beaten)
+    from experiments.core.config import ConfigError
+    with pytest.raises(ConfigError, match=r"written by another process.*output was discarded"):
+        with rundir.atomic_folder(out, force=True) as tmp:
+            (tmp / "who.txt").write_text("mine")
+    assert (out / "who.txt").read_text() == "theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
 def test_atomic_folder_never_replaces_a_folder_created_meanwhile(tmp_path):
     from experiments.core.config import ConfigError
     out = tmp_path / "out"
-    with pytest.raises(ConfigError, match="created by another process"):
+    with pytest.raises(ConfigError, match="written by another process"):
         with rundir.atomic_folder(out, force=False) as tmp:
             (tmp / "mine.txt").write_text("mine")
             out.mkdir()                              # another run got there first

@@ -178,13 +178,20 @@ def _into_place(tmp: Path, out: Path, force: bool, kind: str) -> None:
     if force and out.exists():   # set the old folder aside, then swap
         check_out(out, force, kind)
         old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
+        try:
+            out.rename(old)
+        except FileNotFoundError:   # another --force writer set it aside first
+            old = None
     try:
         _rename_noreplace(tmp, out)
     except FileExistsError:
-        raise ConfigError(f"{out} was created by another process while this one worked; "
-                          f"nothing was replaced: rerun with --out elsewhere "
-                          f"(or --force)") from None
+        # Another process put its folder at ``out`` meanwhile; ours is discarded. A folder
+        # this one had set aside was to be replaced anyway (--force): it goes too.
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        raise ConfigError(f"{out} was written by another process while this one worked; "
+                          f"its folder stays and this one's output was discarded: rerun "
+                          f"with --out elsewhere (or --force)") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
