@@ -11,6 +11,7 @@ and g_t (torch), flattened:
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from typing import NamedTuple
 
@@ -61,14 +62,14 @@ def compare_many(gms, gts) -> list[Comparison]:
     with np.errstate(over="ignore", invalid="ignore"):
         np.subtract(A[0], A[1], out=A[2])
         sums = _sums(A, starts).tolist()                  # [Σg_m², Σg_t², Σd², Σg_m g_t]
-    max_abs = np.maximum.reduceat(np.abs(A[2]), starts).tolist()
-    # inf or nan anywhere makes Σd² inf or nan: the last test catches it, so min and max
-    # (blind to nan) serve for the norms
-    norms = sums[0] + sums[1]
+    top = np.maximum.reduceat(np.abs(A), starts, axis=1)   # (3, P) max |g_m|, |g_t|, |d|
+    max_abs = top[2].tolist()
+    # every sum of squares in the safe range, or of an all-zero row (a zero tensor, not one
+    # whose squares underflowed); inf and nan fail both tests
     lo, hi = SAFE_SUM
-    if not (lo <= min(norms) and max(norms) <= hi
-            and all(lo <= s <= hi or mad == 0 for s, mad in zip(sums[2], max_abs, strict=True))):
-        return _rescaled(A, starts, sizes, max_abs, sums)
+    if not all(lo <= s <= hi or t == 0 for s, t in zip(itertools.chain(*sums[:3]),
+                                                           top.ravel().tolist(), strict=True)):
+        return _rescaled(A, starts, sizes, top, sums)
     return [_comparison(mad, *s) for mad, *s in zip(max_abs, *sums, strict=True)]
 
 
@@ -109,7 +110,7 @@ def _sums(A: np.ndarray, starts) -> np.ndarray:
     return np.add.reduceat(S, starts, axis=1)
 
 
-def _rescaled(A, starts, sizes, max_abs, sums) -> list[Comparison]:
+def _rescaled(A, starts, sizes, top, sums) -> list[Comparison]:
     """``compare_many``'s result with each of g_m, g_t and d (the rows of ``A``) scaled per
     segment by 2^-e where its plain sum of squares left the safe range (the way a careful
     nrm2 scales before squaring): squares near 1 neither underflow (gradients under √tiny ≈
@@ -124,8 +125,7 @@ def _rescaled(A, starts, sizes, max_abs, sums) -> list[Comparison]:
     change the last bit of what a normal-range run has always measured. A side holding inf
     or nan is not scaled, nor is d where either side does: those propagate.
     """
-    top = np.maximum.reduceat(np.abs(A[:2]), starts, axis=1)          # (2, P) max |g_m|, |g_t|
-    top = np.vstack([top, max_abs])                                   # (3, P) … and max |d|
+    max_abs = top[2].tolist()                    # top: (3, P) max |g_m|, |g_t|, |d|
     e = np.frexp(top)[1]                                              # 0 for an all-zero row
     finite = np.isfinite(top)
     unsafe = ~((SAFE_SUM[0] <= np.array(sums[:3])) & (np.array(sums[:3]) <= SAFE_SUM[1]))
