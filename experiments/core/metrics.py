@@ -27,10 +27,6 @@ VERDICTS = ("exact", "agree", "differ")
 SAFE_SUM = (2.0**-960, 2.0**960)
 
 
-def _safe(s: float) -> bool:
-    return SAFE_SUM[0] <= s <= SAFE_SUM[1]
-
-
 class Comparison(NamedTuple):
     """How one side's gradient tensor compares with the reference's (grads.csv's names)."""
 
@@ -128,13 +124,12 @@ def _rescaled(A, starts, sizes, top, sums) -> list[Comparison]:
     max_abs = top[2].tolist()                    # top: (3, P) max |g_m|, |g_t|, |d|
     e = np.frexp(top)[1]                                              # 0 for an all-zero row
     finite = np.isfinite(top)
-    unsafe = ~((SAFE_SUM[0] <= np.array(sums[:3])) & (np.array(sums[:3]) <= SAFE_SUM[1]))
+    S = np.array(sums[:3])                                            # (3, P) Σg_m², Σg_t², Σd²
+    unsafe = ~((SAFE_SUM[0] <= S) & (S <= SAFE_SUM[1]))
     ex = np.where(finite & unsafe, e, 0)                              # (3, P)
     overflowed = finite[:2].all(axis=0) & ~finite[2]                  # d = ±inf, sides finite
     ex[2, overflowed] = np.frexp(top[:2, overflowed].max(axis=0))[1]
-    scaled = np.empty_like(A)
-    for row in range(3):
-        np.ldexp(A[row], -np.repeat(ex[row], sizes), out=scaled[row])
+    scaled = np.ldexp(A, -np.repeat(ex, sizes, axis=1))              # (3, n)
     with np.errstate(over="ignore", invalid="ignore"):   # inf − inf where a side is inf
         if overflowed.any():
             again = np.repeat(overflowed, sizes)

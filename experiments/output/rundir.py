@@ -71,18 +71,19 @@ def check_out(out: Path, force: bool, kind: str = "run") -> None:
     folder, ..."""
     out = Path(out)
     noun = "run directory" if kind == "run" else f"{kind} folder"
+    exists = out.exists()
     if out.is_symlink():
         raise ConfigError(f"{out} is a symbolic link; handgrad writes only real folders: "
                           f"choose another --out (or --out {out.resolve()})")
-    if out.exists() and not out.is_dir():
+    if exists and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory; choose another --out")
-    if out.exists() and not force:
+    if exists and not force:
         raise ConfigError(f"{noun} {out} already exists; pass --force to replace it "
                           f"or --out DIR to write elsewhere")
-    if out.exists() and not is_handgrad_output(out):
+    if exists and not is_handgrad_output(out):
         raise ConfigError(f"{out} holds files handgrad did not write (no {MARKER} marker); "
                           f"--force replaces only handgrad output folders: choose another --out")
-    other = output_kind(out) if out.exists() else None
+    other = output_kind(out) if exists else None
     if other not in (None, kind):
         raise ConfigError(f"{out} is a handgrad {other} folder, not a {noun}; --force replaces "
                           f"only a folder of its own kind: choose another --out")

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from experiments.core.config import ConfigError, RunConfig, read_toml
 
-__all__ = ["STUDIES", "Replay", "agreement", "flat", "hessian_eigenvalues", "read_config",
-           "redraw", "run_study", "unflat"]
+#: the shared pieces of ``common`` this package re-exports (imported on first use)
+_COMMON = ("Replay", "agreement", "flat", "hessian_eigenvalues", "unflat")
+__all__ = ["STUDIES", *_COMMON, "read_config", "redraw", "run_study"]
 
 #: name -> (module in this package, one-line description). The modules (torch, pandas,
 #: seaborn) are imported only when a study runs or is redrawn: `handgrad list` reads this.
@@ -52,7 +53,7 @@ REGISTRY = {
 def __getattr__(name: str):
     """The shared pieces of ``common`` (``Replay``, ``agreement``, ...) and the study
     modules (``studies.learning_rate``), imported on first use."""
-    if name in ("Replay", "agreement", "flat", "hessian_eigenvalues", "unflat"):
+    if name in _COMMON:
         return getattr(importlib.import_module(".common", __name__), name)
     if name in {module for module, _ in REGISTRY.values()}:
         return importlib.import_module(f".{name}", __name__)
