@@ -7,28 +7,33 @@ A learner's file defines (and never needs to import handgrad)::
     def gradients(params, X, Y): ...     # -> {name: ∂E/∂param}, the keys and shapes of params
     def update(params, grads, lr): ...   # optional: -> the parameters after one SGD step
 
-This module runs in two places. Run as a script it *is* the learner's process::
+This module runs in two places. Run as ``python -I -m experiments.teaching.check.learner
+FD_IN FD_OUT MEMORY_MB CPU_SECONDS`` it *is* the learner's process: in its working folder
+(a fresh copy of the submission and its own helpers, ``process.LearnerProcess``), it limits
+its own memory (RLIMIT_AS), CPU time, file size and core dumps, closes its sandbox
+(``sandbox.confine``), then answers the parent's messages on two pipes until the parent
+closes them. Imported, it serves the Python API, which calls a function object in the
+caller's own process. It imports nothing of handgrad's but ``wire`` and ``sandbox``, only
+the standard library and numpy, so the learner's process starts fast.
 
-    python learner.py FD_IN FD_OUT MEMORY_MB CPU_SECONDS
-
-it limits its own memory (RLIMIT_AS), CPU time, file size and core dumps first, then
-answers the parent's messages on two pipes until the parent closes them
-(``experiments.teaching.check.process`` is the parent's end). Imported, it serves the
-Python API, which calls a function object in the caller's own process. It imports nothing
-from handgrad, only the standard library and numpy, so the learner's process starts fast.
-
-Messages are tuples ``(op, *args)``: ``("load", path)``, ``("bind", X, Y)``,
-``("gradients", params, idx)``, ``("update", params, grads, lr)``. Every answer is one of
-    ("ok", value)                 value vetted by ``vet_dict`` (a dict of numpy arrays)
-    ("bad", message, is_output)   bad input (one line): not Python, no gradients(), a wrong
+Messages are ``wire`` frames (JSON and raw arrays, never pickle), lists ``[op, *args]``:
+``["load", {"file": NAME, "name": SHOWN}]``, ``["bind", X, Y]``,
+``["gradients", params, idx]``, ``["update", params, grads, lr]``. The process first sends
+``["ready", {"missing": [...]}]`` (the sandbox layers it could not apply), then one answer
+per message:
+    ["ok", value]                 value vetted by ``vet_dict`` (a dict of numpy arrays)
+    ["bad", message, is_output]   bad input (one line): not Python, no gradients(), a wrong
                                   signature, a missing import, a return value that is not a
                                   dict of arrays
-    ("raised", traceback)         the learner's code raised: their frames only
+    ["raised", traceback]         the learner's code raised: their frames only
+Texts are capped at ``TEXT_LIMIT`` characters (a 50 MiB exception message arrives cut).
 """
 
 from __future__ import annotations
 
 import inspect
+import linecache
+import os
 import sys
 import traceback
 import types
@@ -36,6 +41,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from experiments.teaching.check import sandbox, wire
 
 CONVENTIONS = ("torch", "W1b1")
 SIGNATURES = {"gradients": ("params", "X", "Y"), "update": ("params", "grads", "lr")}
@@ -86,45 +93,86 @@ def _theirs(filename: str) -> bool:
     return not f.startswith(_OURS) and not f.startswith(_PYTHON)
 
 
+TEXT_LIMIT = 8 << 10      # characters of one message or traceback that cross
+_LINE_LIMIT = 500         # characters of one line of it
+
+
+def cap_text(text: str, limit: int = TEXT_LIMIT) -> str:
+    """``text`` cut to at most ``limit`` characters: each line to ``_LINE_LIMIT``, then the
+    last lines kept (a traceback's end says what was raised); the cut is said."""
+    if len(text) <= limit and all(len(line) <= _LINE_LIMIT for line in text.split("\n")):
+        return text
+    lines = [line if len(line) <= _LINE_LIMIT else
+             f"{line[:_LINE_LIMIT]} [... {len(line) - _LINE_LIMIT} characters cut]"
+             for line in text.split("\n")]
+    kept, size = [], 0
+    for line in reversed(lines):
+        if size + len(line) + 1 > limit - 80:
+            kept.append(f"[... {len(lines) - len(kept)} earlier lines cut: "
+                        f"messages are capped at {limit} characters]")
+            break
+        kept.append(line)
+        size += len(line) + 1
+    return "\n".join(reversed(kept))
+
+
 def learner_traceback(err: BaseException) -> str:
-    """``err``'s traceback with the learner's frames only (all frames if none is theirs)."""
+    """``err``'s traceback with the learner's frames only (all frames if none is theirs),
+    capped at ``TEXT_LIMIT`` characters."""
     frames = traceback.extract_tb(err.__traceback__)
     kept = [f for f in frames if _theirs(f.filename)] or frames[-1:]
-    return "".join(["Traceback (most recent call last):\n", *traceback.format_list(kept),
-                    *traceback.format_exception_only(type(err), err)]).rstrip("\n")
+    try:
+        last = traceback.format_exception_only(type(err), err)
+    except Exception:   # a learner's exception whose __str__ raises
+        last = [f"{type(err).__name__}: <its message could not be read>\n"]
+    return cap_text("".join(["Traceback (most recent call last):\n",
+                             *traceback.format_list(kept), *last]).rstrip("\n"))
 
 
 # -- loading -------------------------------------------------------------------------------
 
-def _compile(path: Path):
-    """The file's code object, or ``BadLearner`` naming the learner's line."""
+def source_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a learner's file (one line), or None."""
+    if not path.is_file():
+        return f"{path}: no such file"
+    if path.suffix.lower() == ".ipynb":
+        return (f"{path} is a notebook: export its code as a .py file (jupyter nbconvert "
+                f"--to script) or check the function from the notebook with "
+                f"experiments.teaching.check.check_function")
+    if path.suffix.lower() != ".py":
+        return f"{path} is not a Python file: handgrad check takes a .py file"
+    return None
+
+
+def _compile(source: bytes, shown: str):
+    """The code object of a learner's file, or ``BadLearner`` naming the learner's line.
+    Its lines are registered under ``shown`` so that a traceback quotes them."""
     try:
-        source = path.read_bytes().decode("utf-8")
-        return compile(source, str(path), "exec")
+        text = source.decode("utf-8-sig")   # a byte-order mark is fine
+        code = compile(text, shown, "exec", dont_inherit=True)
     except UnicodeDecodeError:
-        raise BadLearner(f"{path} is not Python: it is not UTF-8 text") from None
+        raise BadLearner(f"{shown} is not Python: it is not UTF-8 text") from None
     except SyntaxError as err:
         if err.lineno is None:   # NUL bytes (Python 3.12+ says so with a SyntaxError)
-            raise BadLearner(f"{path} is not Python ({err.msg})") from None
+            raise BadLearner(f"{shown} is not Python ({err.msg})") from None
         line = (err.text or "").strip()
-        raise BadLearner(f"{path}:{err.lineno}: {err.msg}" + (f": {line}" if line else "")
+        raise BadLearner(f"{shown}:{err.lineno}: {err.msg}" + (f": {line}" if line else "")
                          ) from None
     except ValueError as err:   # NUL bytes: a binary file
-        raise BadLearner(f"{path} is not Python ({err})") from None
+        raise BadLearner(f"{shown} is not Python ({err})") from None
+    linecache.cache[shown] = (len(text), None, text.splitlines(True), shown)
+    return code
 
 
-def load_file(path: str | Path) -> Learner:
-    """Import a learner's file as a fresh module and take its functions from it."""
+def load_file(path: str | Path, shown: str | None = None) -> Learner:
+    """Import a learner's file as a fresh module and take its functions from it; its folder
+    goes on ``sys.path`` for its helper modules. ``shown``: its name in messages."""
     path = Path(path)
-    if not path.is_file():
-        raise BadLearner(f"{path}: no such file")
-    if path.suffix == ".ipynb":
-        raise BadLearner(f"{path} is a notebook: export its code as a .py file (jupyter "
-                         f"nbconvert --to script) or check the function from the notebook "
-                         f"with experiments.teaching.check.check_function")
-    if path.suffix != ".py":
-        raise BadLearner(f"{path} is not a Python file: handgrad check takes a .py file")
-    code = _compile(path)
+    shown = shown or str(path)
+    problem = source_problem(path)
+    if problem is not None:
+        raise BadLearner(problem.replace(str(path), shown, 1))
+    code = _compile(path.read_bytes(), shown)
     folder = str(path.resolve().parent)
     if folder not in sys.path:   # the learner's own helper modules import from its folder
         sys.path.insert(0, folder)
@@ -135,12 +183,12 @@ def load_file(path: str | Path) -> Learner:
         exec(code, module.__dict__)
     except ImportError as err:
         line = traceback.extract_tb(err.__traceback__)[-1].lineno
-        raise BadLearner(f"{path}:{line}: {type(err).__name__}: {err} (install it, or "
-                         f"remove the import)") from None
+        raise BadLearner(cap_text(f"{shown}:{line}: {type(err).__name__}: {err} (install "
+                                  f"it, or remove the import)")) from None
     except (Exception, SystemExit) as err:
         raise LearnerRaised(learner_traceback(err)) from None
     return Learner(getattr(module, "gradients", None), getattr(module, "update", None),
-                   getattr(module, "CONVENTION", "torch"), path.name)
+                   getattr(module, "CONVENTION", "torch"), Path(shown).name)
 
 
 def _check_function(fn, name: str, where: str) -> None:
@@ -184,20 +232,32 @@ def vet_dict(value, what: str) -> dict[str, np.ndarray]:
                          f"{{name: array}} with the keys of params", output=True)
     out = {}
     for k, v in value.items():
-        if not isinstance(k, str):
-            raise BadLearner(f"{what} returned a dict with the key {k!r}; the keys are the "
-                             f"parameter names of params", output=True)
+        if type(k) is not str:   # exactly str: a subclass could carry behaviour of its own
+            raise BadLearner(f"{what} returned a dict with the key {_safe_repr(k)} of type "
+                             f"{type(k).__name__}; the keys are the parameter names of "
+                             f"params (plain str)", output=True)
         if hasattr(v, "detach") and hasattr(v, "cpu"):   # a torch tensor
             v = v.detach().cpu().numpy()
         try:
             a = np.asarray(v) if v is not None else None
         except (ValueError, TypeError):
             a = None
-        if a is None or a.dtype.kind not in "biuf":
-            raise BadLearner(f"{what}[{k!r}] is {_describe(v)}, not an array of numbers",
-                             output=True)
-        out[k] = a if a.dtype.kind == "f" else a.astype(np.float64)
+        if a is None or a.dtype.kind not in "biuf" or a.dtype.names is not None:
+            raise BadLearner(f"{what}[{k[:80]!r}] is {_describe(v)}, not an array of "
+                             f"numbers", output=True)
+        # plain float16/32/64 cross as they are (a float32 answer stays float32); other
+        # numbers (bool, int, longdouble, a dtype with metadata) as float64
+        if a.dtype.str not in ("<f2", "<f4", "<f8") or a.dtype.metadata:
+            a = a.astype(np.float64)
+        out[k] = a
     return out
+
+
+def _safe_repr(value) -> str:
+    try:
+        return cap_text(repr(value), 80)
+    except Exception:
+        return "<unprintable>"
 
 
 # -- the learner -----------------------------------------------------------------------------
@@ -211,9 +271,9 @@ class Learner:
         _check_function(gradients, "gradients", name)
         if update is not None:
             _check_function(update, "update", name)
-        if convention not in CONVENTIONS:
-            raise BadLearner(f"{name}: CONVENTION = {convention!r}; use one of "
-                             f"{list(CONVENTIONS)}")
+        if type(convention) is not str or convention not in CONVENTIONS:
+            raise BadLearner(f"{name}: CONVENTION = {_safe_repr(convention)}; use one of "
+                             f"{list(CONVENTIONS)} (a plain string)")
         self.gradients_fn, self.update_fn = gradients, update
         self.convention, self.name = convention, name
         self.X = self.Y = None
@@ -244,6 +304,9 @@ class Learner:
 
 # -- the learner's process -------------------------------------------------------------------
 
+OUTPUT_LIMIT = 16 << 20   # bytes the learner may print, or write to any one file
+
+
 def _limit(memory_mb: int, cpu_seconds: int) -> None:
     """Resource limits of this process (soft = hard, so the learner cannot raise them)."""
     import resource
@@ -253,6 +316,7 @@ def _limit(memory_mb: int, cpu_seconds: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_LIMIT, OUTPUT_LIMIT))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
     try:   # die with the parent (Linux): a learner stuck in a loop must not outlive handgrad
         import ctypes
         import signal
@@ -261,40 +325,42 @@ def _limit(memory_mb: int, cpu_seconds: int) -> None:
         pass
 
 
-OUTPUT_LIMIT = 16 << 20   # bytes the learner may print (or write to files)
-
-
-def _answer(learner: Learner | None, msg: tuple):
+def _answer(learner: Learner | None, msg):
     """One reply; the parent (``process.LearnerProcess``) sends ``load`` first, and stops
     the process when loading fails."""
     op, *args = msg
     try:
         if op == "load":
-            learner = load_file(args[0])
-            return learner, ("ok", {"convention": learner.convention,
-                                    "has_update": learner.has_update})
-        return learner, ("ok", getattr(learner, op)(*args))   # bind, gradients, update
+            learner = load_file(args[0]["file"], args[0]["name"])
+            return learner, ["ok", {"convention": learner.convention,
+                                    "has_update": learner.has_update}]
+        if op == "bind":
+            return learner, ["ok", learner.bind(*args)]
+        if op in ("gradients", "update"):
+            return learner, ["ok", getattr(learner, op)(*args)]
+        raise BadLearner(f"unknown request {op!r}")
     except BadLearner as err:
-        return learner, ("bad", str(err), err.output)
+        return learner, ["bad", cap_text(str(err)), err.output]
     except LearnerRaised as err:
-        return learner, ("raised", str(err))
+        return learner, ["raised", cap_text(str(err))]
 
 
-def serve(fd_in: int, fd_out: int) -> None:
+def serve(fd_in: int, fd_out: int, missing: list[str]) -> None:
     """Answer the parent's messages until it closes the pipe."""
-    from multiprocessing.connection import Connection
-
-    conn_in = Connection(fd_in, writable=False)
-    conn_out = Connection(fd_out, readable=False)
-    conn_out.send(("ready",))
+    reader = wire.Reader(fd_in)
+    wire.write_all(fd_out, wire.encode(["ready", {"missing": missing}]))
     learner = None
     while True:
-        try:
-            msg = conn_in.recv()
-        except EOFError:
+        try:   # the parent's data: arrays as large as the data set
+            msg = reader.read(max_payload=1 << 40)
+        except wire.WireClosed:
             return
         learner, reply = _answer(learner, msg)
-        conn_out.send(reply)
+        try:
+            frame = wire.encode(reply)
+        except (TypeError, ValueError) as err:   # a value that cannot cross: say so
+            frame = wire.encode(["bad", f"the answer cannot be sent: {err}", True])
+        wire.write_all(fd_out, frame)
 
 
 def main(argv: list[str]) -> None:
@@ -302,8 +368,14 @@ def main(argv: list[str]) -> None:
     _limit(memory_mb, cpu_seconds)
     import faulthandler
     faulthandler.enable()   # a segfault prints the Python stack (the learner's line) first
-    sys.path.pop(0)         # this script's folder: the learner's takes its place on load
-    serve(fd_in, fd_out)
+    work = str(Path.cwd())
+    python = tuple(sandbox.python_paths())
+    # imports: the working folder (the submission and its helpers), then the installation;
+    # nothing of the teacher's (an editable install's source folder, the current folder)
+    sys.path[:] = [work] + [p for p in sys.path
+                            if p and os.path.realpath(p).startswith(python)]
+    missing = sandbox.confine(work)
+    serve(fd_in, fd_out, missing)
 
 
 if __name__ == "__main__":
