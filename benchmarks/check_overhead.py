@@ -21,8 +21,8 @@ import numpy as np
 from experiments.core.config import load_config, replace
 from experiments.core.runner import run_experiment
 from experiments.core.threads import limited_threads
-from experiments.teaching.check.learner import load_file
-from experiments.teaching.check.process import LearnerProcess
+from experiments.teaching.boundary.learner import load_file
+from experiments.teaching.boundary.process import LearnerProcess
 from experiments.teaching.check.side import side_factory
 
 LEARNER = Path(__file__).resolve().parents[1] / "examples" / "learners" / "correct_torch.py"

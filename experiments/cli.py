@@ -33,7 +33,7 @@ FEATURES: dict[str, tuple[str, str]] = {
               "time one training step: manual (numpy, torch), autograd, and the GEMM floor"),
     "check": ("experiments.teaching.check.command",
               "check a learner's own backprop against autograd"),
-    "grade": ("experiments.teaching.check.grade",
+    "grade": ("experiments.teaching.grade.command",
               "check every learner file in a folder; write grades.csv"),
 }
 

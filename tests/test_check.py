@@ -121,7 +121,7 @@ def test_named_experiments_no_false_alarms():
     runs on the named experiments (in-process: no process start per run; iris is above,
     and the full-length runs of every named experiment are in docs/check.md)."""
     from experiments.teaching.check.api import resolve_config, run_check
-    from experiments.teaching.check.learner import load_file
+    from experiments.teaching.boundary.learner import load_file
     for name, config, steps in [("correct_w1b1.py", "seed", 150), ("correct_torch.py", "xor", 150),
                                 ("correct_torch.py", "worked-2-2-2", 150)]:
         r = run_check(load_file(EXAMPLES / name), resolve_config(config, steps=steps))

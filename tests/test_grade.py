@@ -53,13 +53,14 @@ def submissions(tmp_path) -> Path:
 
 
 def test_grade_mixed_folder(tmp_path, submissions, capsys):
-    out = tmp_path / "grades.csv"
+    out = tmp_path / "grades"
     code = main(["grade", str(submissions), "seed", "--steps", "2", "--out", str(out),
                  "--timeout", "2", "--memory", "400", "--jobs", "2"])
     assert code == 0
-    table = pd.read_csv(out, keep_default_na=False)
+    table = pd.read_csv(out / "grades.csv", keep_default_na=False)
     assert list(table.columns) == ["file", "status", "diagnosis", "first_param",
-                                   "worst_rel_err", "worst_ratio", "seconds", "message"]
+                                   "worst_rel_err", "worst_ratio", "seconds", "message",
+                                   "sha256"]
     assert list(table["file"]) == list(SUBMISSIONS)          # every .py, in name order
     for row in table.itertuples():
         _, status, kind, first, words = SUBMISSIONS[row.file]
@@ -68,18 +69,24 @@ def test_grade_mixed_folder(tmp_path, submissions, capsys):
     agree = table[table["status"] == "agree"]
     assert float(agree["worst_rel_err"].iloc[0]) <= 1e-12        # fixed float64 bound
     assert math.isclose(float(table.loc[1, "worst_rel_err"]), 0.75, rel_tol=1e-12)
-    checks = tmp_path / "grades"
-    written = {p.name for p in checks.iterdir() if p.name != ".handgrad"}
+    assert {p.name for p in out.iterdir()} == {".handgrad", "grades.csv", "grades.md",
+                                               "not_graded.csv", "checks"}
+    checks = out / "checks"
+    written = {p.name for p in checks.iterdir()}
     # a folder for every file that loaded; none for the syntax error and the bad output
     assert written == {"a_correct", "b_mean", "d_exit", "e_segfault", "f_hog", "g_loop",
                        "i_raises"}
     assert (checks / "b_mean" / "training" / "summary.csv").is_file()
     assert not list((checks / "b_mean" / "training").glob("*.png"))   # grade skips plots
-    md = (tmp_path / "grades.md").read_text(encoding="utf-8")
-    assert "9 submissions checked against autograd on `seed`" in md
+    md = (out / "grades.md").read_text(encoding="utf-8")
+    assert "9 submissions checked against autograd; config `seed` (sizes 3-4-1" in md
+    assert "2 training steps, --timeout 2 s, --memory 400 MiB, --jobs 2, handgrad " in md
     assert "| differ | constant_ratio | 1 |" in md
+    assert "- `notes.txt`: not a Python file (.py)" in md        # nothing skipped silently
+    assert "without a filesystem sandbox" not in md
     stdout = capsys.readouterr().out
     assert "[2/9] b_mean.py: differ (constant_ratio, W2)" in stdout
+    assert "not graded: notes.txt: not a Python file (.py)" in stdout
 
 
 def test_grade_sequential_and_refusals(tmp_path, capsys):
@@ -87,20 +94,20 @@ def test_grade_sequential_and_refusals(tmp_path, capsys):
     folder.mkdir()
     shutil.copy(EXAMPLES / "correct_torch.py", folder / "ok.py")
     shutil.copy(EXAMPLES / "accumulated.py", folder / "acc.py")
-    out = tmp_path / "g.csv"
+    out = tmp_path / "g"
     assert main(["grade", str(folder), "--steps", "2", "--out", str(out)]) == 0
-    table = pd.read_csv(out, keep_default_na=False)
+    table = pd.read_csv(out / "grades.csv", keep_default_na=False)
     assert list(zip(table["file"], table["status"], table["diagnosis"], strict=True)) == [
         ("acc.py", "differ", "accumulated"), ("ok.py", "agree", "agree")]
     capsys.readouterr()
     # existing output, a missing folder, a folder without .py files, a bad --out
     assert main(["grade", str(folder), "--out", str(out)]) == 2
     assert "already exists; pass --force" in capsys.readouterr().err
-    assert main(["grade", str(tmp_path / "none"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert main(["grade", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
     assert "is not a folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["grade", str(tmp_path / "empty"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert main(["grade", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) == 2
     assert "holds no .py files" in capsys.readouterr().err
-    assert main(["grade", str(folder), "--out", str(tmp_path / "x.txt")]) == 2
-    assert "ending in .csv" in capsys.readouterr().err
-    assert not (tmp_path / "x").exists()
+    assert main(["grade", str(folder), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "give the grade folder" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.csv").exists()

@@ -86,4 +86,4 @@ BENCH_COLUMNS = ("case", "impl", "library", "device", "dtype", "batch", "sizes",
 CHECK_COLUMNS = ["call", "param", "key", "rel_err", "rel_tol", "fd_rel_err", "max_abs_diff",
                  "ratio", "verdict", "kind"]
 GRADE_COLUMNS = ["file", "status", "diagnosis", "first_param", "worst_rel_err", "worst_ratio",
-                 "seconds", "message"]
+                 "seconds", "message", "sha256"]

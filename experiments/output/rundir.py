@@ -45,10 +45,15 @@ MARKER = ".handgrad"
 _LEGACY = ("provenance.json", "sweep.csv", "bench.csv", "bugs.csv")
 
 
-def is_handgrad_output(path: Path) -> bool:
-    """``path`` is a folder handgrad wrote (its marker, or an older output's files), or empty."""
+def is_handgrad_output(path: Path, legacy: bool = True) -> bool:
+    """``path`` is a folder handgrad wrote (its marker, or with ``legacy`` an older output's
+    files), or empty."""
     path = Path(path)
-    if (path / MARKER).is_file() or any((path / f).is_file() for f in _LEGACY):
+    if (path / MARKER).is_file() and not (path / MARKER).is_symlink():
+        return True
+    if not legacy:
+        return not any(path.iterdir())
+    if any((path / f).is_file() for f in _LEGACY):
         return True
     if (path / "report.md").is_file() and any(path.glob("*.csv")):
         return True
@@ -64,11 +69,13 @@ def output_kind(path: Path) -> str | None:
     return words[1] if len(words) == 2 and words[0] == "handgrad" else None
 
 
-def check_out(out: Path, force: bool, kind: str = "run") -> None:
+def check_out(out: Path, force: bool, kind: str = "run", legacy: bool = True) -> None:
     """Refuse, before any work, to overwrite an existing folder without ``force``, to
     replace anything that is not a handgrad output folder, or to write through a link.
     ``kind`` (as the marker's) names the folder in the message: a run directory, a bench
-    folder, ..."""
+    folder, ...; ``legacy=False``: only a folder with the marker counts as handgrad's (kinds
+    that never existed without it: a folder that merely holds a report.md and a .csv may
+    be a teacher's own)."""
     out = Path(out)
     noun = "run directory" if kind == "run" else f"{kind} folder"
     exists = out.exists()
@@ -80,7 +87,7 @@ def check_out(out: Path, force: bool, kind: str = "run") -> None:
     if exists and not force:
         raise ConfigError(f"{noun} {out} already exists; pass --force to replace it "
                           f"or --out DIR to write elsewhere")
-    if exists and not is_handgrad_output(out):
+    if exists and not is_handgrad_output(out, legacy):
         raise ConfigError(f"{out} holds files handgrad did not write (no {MARKER} marker); "
                           f"--force replaces only handgrad output folders: choose another --out")
     other = output_kind(out) if exists else None
@@ -142,7 +149,7 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_folder(out: Path, force: bool, kind: str = "run",
-                  keep: tuple[type[BaseException], ...] = ()):
+                  keep: tuple[type[BaseException], ...] = (), legacy: bool = True):
     """Yield a fresh temporary folder next to ``out``; when the block ends without an
     exception it is renamed to ``out``, otherwise removed: nothing is ever half-written.
 
@@ -151,9 +158,10 @@ def atomic_folder(out: Path, force: bool, kind: str = "run",
     folder is set aside and removed only after the new one is in place. ``kind`` goes
     into the folder's marker file. After an exception of a ``keep`` type (e.g. a sweep's
     KeyboardInterrupt) the folder, with what the block wrote so far, is still put in place
-    before the exception goes on. Stale temporaries of killed runs are cleaned first."""
+    before the exception goes on. Stale temporaries of killed runs are cleaned first.
+    ``legacy``: as ``check_out``'s."""
     out = Path(out)
-    check_out(out, force, kind)
+    check_out(out, force, kind, legacy)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(out.parent)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -165,19 +173,19 @@ def atomic_folder(out: Path, force: bool, kind: str = "run",
         try:
             yield tmp
         except keep:
-            _into_place(tmp, out, force, kind)
+            _into_place(tmp, out, force, kind, legacy)
             raise
-        _into_place(tmp, out, force, kind)
+        _into_place(tmp, out, force, kind, legacy)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def _into_place(tmp: Path, out: Path, force: bool, kind: str) -> None:
+def _into_place(tmp: Path, out: Path, force: bool, kind: str, legacy: bool = True) -> None:
     """Rename ``tmp`` to ``out`` without ever replacing a folder another process made."""
     old = None
     if force and out.exists():   # set the old folder aside, then swap
-        check_out(out, force, kind)
+        check_out(out, force, kind, legacy)
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         try:
             out.rename(old)

@@ -1,14 +1,14 @@
-"""``handgrad check`` and ``handgrad grade``: a learner's own backprop against autograd.
+"""``handgrad check``: one learner's own backprop against autograd.
 
     from experiments.teaching.check import check_function, check_file
     result = check_function(gradients, "seed", convention="W1b1")
     assert result.agree, result.explanation
 
-Modules: ``learner`` (the learner's side of the process boundary: loading, calling,
-vetting), ``process`` (the learner's own process, with limits), ``side`` (parameter
-conventions and the learner's side of the lockstep engine), ``initial`` (the check at the
-initial point), ``mistakes`` and ``diagnosis`` (what went wrong, in the learner's terms),
-``api`` (one check, start to end), ``command`` and ``grade`` (the two subcommands).
+Modules: ``side`` (parameter conventions and the learner's side of the lockstep engine),
+``initial`` (the check at the initial point), ``mistakes`` and ``diagnosis`` (what went
+wrong, in the learner's terms), ``api`` (one check, start to end), ``command`` (the
+subcommand). The learner's own process is ``experiments.teaching.boundary``; a class's
+grading is ``experiments.teaching.grade``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ __all__ = ["CheckResult", "check_file", "check_function"]
 
 
 def __getattr__(name):
-    # lazy: the learner's process imports learner.py alone, and the CLI imports the
-    # subcommands without torch
+    # lazy: the CLI imports the subcommand without torch
     if name in __all__:
         from experiments.teaching.check import api
         return getattr(api, name)

@@ -35,9 +35,9 @@ import numpy as np
 from experiments.core.config import ConfigError, RunConfig, load_config, parse_override, replace
 from experiments.core.diagnose import param_kinds
 from experiments.core.runner import RunResult, resolve, run_experiment
+from experiments.teaching.boundary.learner import BadLearner, Learner, LearnerError
 from experiments.teaching.check import diagnosis, mistakes
 from experiments.teaching.check.initial import Initial, check_initial
-from experiments.teaching.check.learner import BadLearner, Learner, LearnerError
 from experiments.teaching.check.side import side_factory
 
 
@@ -61,6 +61,7 @@ class CheckResult:
     sentences: list[str] = field(default_factory=list)   # the diagnosis, learner's terms
     details: str = ""                 # the learner's traceback, or a crash's last lines
     output: str = ""                  # what the learner's code printed (its own process)
+    sandbox_missing: list[str] = field(default_factory=list)   # layers not applied here
     explanation: str = ""             # everything, as `handgrad check` prints it
 
     @property
@@ -224,24 +225,24 @@ def check_function(gradients, config: str | RunConfig = "seed", *, update=None,
 
 def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=(),
                steps: int | None = None, timeout: float = 60.0, memory_mb: int = 1024,
-               out: str | Path | None = None, force: bool = False, plots: bool = True
-               ) -> CheckResult:
-    """Check a learner's file in its own process (``timeout`` seconds of its code in all,
-    ``memory_mb`` of address space). With ``out``, the check folder is written there
-    (``report.write_check``) unless the input was bad. A bad config or an existing ``out``
-    without ``force`` raises ``ConfigError`` before anything runs."""
+               out: str | Path | None = None, force: bool = False, plots: bool = True,
+               helpers=()) -> CheckResult:
+    """Check a learner's file in its own sandboxed process (``timeout`` seconds of its code
+    in all, ``memory_mb`` of address space; ``helpers``: its own modules it may import).
+    With ``out``, the check folder is written there (``report.write_check``) unless the
+    input was bad. A bad config, limits out of range (``process.check_limits``) or an
+    existing ``out`` without ``force`` raise ``ConfigError`` before anything runs."""
     from experiments.output.rundir import check_out
-    from experiments.teaching.check.process import LearnerProcess
+    from experiments.teaching.boundary.process import LearnerProcess, check_limits
     from experiments.teaching.check.report import write_check
 
     cfg = resolve_config(config, overrides, steps)
+    check_limits(timeout, memory_mb)
     if out is not None:
-        check_out(Path(out), force, "check")
-    if not timeout > 0:
-        raise ConfigError(f"--timeout {timeout}: give a number of seconds > 0")
+        check_out(Path(out), force, "check", legacy=False)
     t0 = time.perf_counter()
     try:
-        learner = LearnerProcess(path, timeout=timeout, memory_mb=memory_mb)
+        learner = LearnerProcess(path, timeout=timeout, memory_mb=memory_mb, helpers=helpers)
     except LearnerError as err:
         result = failed(Path(path).name, err)
         result.seconds = time.perf_counter() - t0
@@ -251,6 +252,7 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
         finally:
             output = learner.close()
         result.output, result.seconds = output, time.perf_counter() - t0
+        result.sandbox_missing = learner.sandbox_missing
     if out is not None and result.exit_code != 2:
         write_check(result, Path(out), force=force, plots=plots)
     return result

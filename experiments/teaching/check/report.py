@@ -193,7 +193,7 @@ def write_check(result, out: Path, *, force: bool = False, plots: bool = True) -
     from experiments.output.html import check_lead, write_report_html
     from experiments.output.rundir import atomic_folder, write_csv, write_run
 
-    with atomic_folder(out, force, kind="check") as tmp:
+    with atomic_folder(out, force, kind="check", legacy=False) as tmp:
         md = [f"# handgrad check: {result.file}", "",
               f"- status: **{result.status}** (exit {result.exit_code}) — {result.message}",
               f"- {result.seconds:.2f} s"]

@@ -22,7 +22,7 @@ import numpy as np
 
 import manual
 from experiments.core.engine import ManualSide
-from experiments.teaching.check.learner import BadLearner
+from experiments.teaching.boundary.learner import BadLearner
 
 
 class Convention:

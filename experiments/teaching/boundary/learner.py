@@ -7,7 +7,7 @@ A learner's file defines (and never needs to import handgrad)::
     def gradients(params, X, Y): ...     # -> {name: ∂E/∂param}, the keys and shapes of params
     def update(params, grads, lr): ...   # optional: -> the parameters after one SGD step
 
-This module runs in two places. Run as ``python -I -m experiments.teaching.check.learner
+This module runs in two places. Run as ``python -I -m experiments.teaching.boundary.learner
 FD_IN FD_OUT MEMORY_MB CPU_SECONDS`` it *is* the learner's process: in its working folder
 (a fresh copy of the submission and its own helpers, ``process.LearnerProcess``), it limits
 its own memory (RLIMIT_AS), CPU time, file size and core dumps, closes its sandbox
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.teaching.check import sandbox, wire
+from experiments.teaching.boundary import sandbox, wire
 
 CONVENTIONS = ("torch", "W1b1")
 SIGNATURES = {"gradients": ("params", "X", "Y"), "update": ("params", "grads", "lr")}

@@ -42,8 +42,8 @@ import threading
 import time
 from pathlib import Path
 
-from experiments.teaching.check import wire
-from experiments.teaching.check.learner import (
+from experiments.teaching.boundary import wire
+from experiments.teaching.boundary.learner import (
     CONVENTIONS,
     BadLearner,
     LearnerCrashed,
@@ -87,6 +87,24 @@ def read_capped(path: Path, limit: int = FILE_LIMIT) -> bytes:
     if size > limit:
         raise BadLearner(f"{path} is larger than {limit >> 20} MiB: not a learner's file")
     return b"".join(chunks)
+
+
+MAX_TIMEOUT = 7 * 24 * 3600   # seconds: a week (RLIMIT_CPU and the deadlines stay finite)
+MIN_MEMORY_MB, MAX_MEMORY_MB = 256, 1 << 20   # Python and numpy need about 150 MiB to start
+
+
+def check_limits(timeout: float, memory_mb: int) -> None:
+    """``--timeout`` and ``--memory`` in range, or ``ValueError``'s project form, one line."""
+    from experiments.core.config import ConfigError
+
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout)
+            and 0 < timeout <= MAX_TIMEOUT):
+        raise ConfigError(f"--timeout {timeout}: give the seconds the learner's code may take "
+                          f"in all, > 0 and at most {MAX_TIMEOUT} (a week)")
+    if isinstance(memory_mb, bool) or not isinstance(memory_mb, int) \
+            or not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
+        raise ConfigError(f"--memory {memory_mb}: give the learner's address space in MiB, "
+                          f"from {MIN_MEMORY_MB} to {MAX_MEMORY_MB}")
 
 
 def minimal_env(work: Path) -> dict[str, str]:
@@ -149,7 +167,7 @@ class LearnerProcess:
         try:
             with open(self._log_path, "wb") as log:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-I", "-B", "-m", "experiments.teaching.check.learner",
+                    [sys.executable, "-I", "-B", "-m", "experiments.teaching.boundary.learner",
                      str(to_child[0]), str(from_child[1]), str(int(self.memory_mb)),
                      str(cpu)],
                     pass_fds=(to_child[0], from_child[1]), cwd=work, env=minimal_env(work),

@@ -1,0 +1,7 @@
+"""``handgrad grade``: a class's submissions, each checked as ``handgrad check`` does.
+
+Modules: ``discover`` (which entries of the submissions folder are graded, and why the
+others are not), ``folder`` (grading them all into one grade folder, resumable, surviving
+a dead worker), ``report`` (grades.md), ``command`` (the subcommand). Each submission runs
+in its own sandboxed process (``experiments.teaching.boundary``).
+"""

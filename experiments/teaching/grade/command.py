@@ -1,0 +1,63 @@
+"""``handgrad grade DIR [NAME|CONFIG.toml] [--out FOLDER]``: every learner's file, checked.
+
+For teachers. The library (``folder.grade_folder``) does the work and returns the table;
+this module parses the arguments and prints a line per submission as it is graded, then
+the counts (bad input: one line, nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from experiments.teaching.check.command import add_limits
+
+
+def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "") -> None:
+    """Add ``handgrad grade`` (experiments.cli's feature-module protocol)."""
+    p = subparsers.add_parser(
+        "grade", formatter_class=formatter_class,
+        help=help,
+        description="Check every *.py in DIR as `handgrad check` does, each in its own "
+                    "sandboxed process with its own limits, and write one grade folder: "
+                    "grades.csv (one row per submission), grades.md, not_graded.csv and "
+                    "checks/NAME/, replaced together.\n\n  handgrad grade submissions/ seed "
+                    "--out grades/week3 --timeout 20 --jobs 2")
+    p.add_argument("folder", type=Path, metavar="DIR")
+    add_limits(p)
+    p.add_argument("--out", type=Path, default=None, metavar="FOLDER",
+                   help="the grade folder (default: grades/DIR's name)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="submissions checked at once")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows of the grade folder at --out whose file is unchanged "
+                        "(after an interrupt) and grade the rest")
+    p.set_defaults(func=cmd_grade)
+
+
+def _line(row: dict, done: int, total: int) -> None:
+    from experiments.teaching.grade.discover import shown
+
+    what = row["status"] + (f" ({row['diagnosis']}, {row['first_param']})"
+                            if row["status"] == "differ" else "")
+    print(f"[{done}/{total}] {shown(row['file'])}: {what}", flush=True)
+
+
+def cmd_grade(args) -> int:
+    from experiments.teaching.grade.discover import shown
+    from experiments.teaching.grade.folder import grade_folder
+    from experiments.teaching.grade.report import UNSANDBOXED
+
+    grades = grade_folder(args.folder, args.experiment, out=args.out,
+                          overrides=args.overrides, steps=args.steps, timeout=args.timeout,
+                          memory_mb=args.memory, jobs=args.jobs, force=args.force,
+                          resume=args.resume, progress=_line)
+    for s in grades.skipped:
+        print(f"not graded: {shown(s.name)}: {s.why}")
+    if grades.sandbox_missing:
+        print(f"handgrad: {UNSANDBOXED}{'; '.join(grades.sandbox_missing)}", file=sys.stderr)
+    counts = grades.table["status"].value_counts()
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    print(f"grade folder: {grades.out} (grades.csv, grades.md, not_graded.csv, checks/)")
+    return 0

@@ -1,0 +1,257 @@
+"""A class's grading, start to end: every submission checked, one grade folder written.
+
+``grade_folder(DIR, config, out=OUT)`` checks each submission that ``discover`` finds in
+DIR as ``handgrad check`` does (``api.check_file``: its own sandboxed process, its own time
+and memory limits) and writes one folder, replaced as a whole (``rundir.atomic_folder``,
+marker ``handgrad grade``)::
+
+    OUT/grades.csv       one row per submission, in file-name order (GRADE_COLUMNS)
+    OUT/grades.md        the settings, counts per status and diagnosis, the table, and the
+                         entries that were not graded with their reasons
+    OUT/not_graded.csv   those entries: name, why
+    OUT/checks/SLOT/     each submission's check folder (none for a file that could not be
+                         loaded: its row says why); training runs are written without plots
+    OUT/INTERRUPTED      only after Ctrl-C / SIGTERM: grades.csv holds the rows done
+
+The folder is put in place once every row is done, so every learner process of the run is
+gone by then (each check closes its own). ``resume=True`` keeps the rows of an earlier
+folder at OUT whose file is unchanged (same sha256) and grades the rest. ``jobs`` > 1
+checks that many submissions at once (joblib's loky workers, one torch and one BLAS
+thread each, so the rows do not depend on it). A worker that dies is replaced; the
+submission it was checking is tried again, and after a second death its row says
+``grader_error: the grading worker died``. handgrad's own failures are ``grader_error``
+rows, never the learner's fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from experiments.core.config import ConfigError
+from experiments.teaching.grade.discover import NotGraded, Submission, discover, shown
+
+#: what a grade folder may hold: ``--force`` and ``--resume`` refuse a folder with more
+OWN_FILES = frozenset({".handgrad", "grades.csv", "grades.md", "not_graded.csv", "checks",
+                       "INTERRUPTED"})
+WORKER_DEATHS = 2     # deaths of the worker checking one submission before it is a row
+
+
+def sha256(path: Path) -> str:
+    from experiments.teaching.boundary.process import read_capped
+    try:
+        return hashlib.sha256(read_capped(path)).hexdigest()
+    except Exception:   # unreadable or too large: check_file says why in the row
+        return ""
+
+
+def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int) -> dict:
+    """One submission's row; handgrad's own failures become ``grader_error`` rows."""
+    from experiments.core.threads import limited_threads
+    from experiments.teaching.check.api import CheckResult, check_file
+
+    t0 = time.perf_counter()
+    try:
+        with limited_threads(1):
+            r = check_file(sub.path, cfg, timeout=timeout, memory_mb=memory_mb, out=out,
+                           plots=False)
+    except Exception as err:   # one submission never stops the grading
+        r = CheckResult(sub.path.name, "grader_error", 4, f"handgrad failed on this file "
+                        f"(not the learner's fault): {type(err).__name__}: {err}",
+                        seconds=time.perf_counter() - t0)
+    return {"file": sub.path.name, "status": r.status, "diagnosis": r.kind,
+            "first_param": r.first_param, "worst_rel_err": r.worst_rel_err,
+            "worst_ratio": r.worst_ratio, "seconds": round(r.seconds, 3),
+            "message": r.message, "sha256": sha256(sub.path),
+            "_sandbox": r.sandbox_missing}
+
+
+def _died(sub: Submission) -> dict:
+    return {"file": sub.path.name, "status": "grader_error", "diagnosis": "",
+            "first_param": "", "worst_rel_err": float("nan"), "worst_ratio": float("nan"),
+            "seconds": 0.0, "message": f"the grading worker died {WORKER_DEATHS} times while "
+            f"checking this file; it was not graded (not the learner's fault: rerun with "
+            f"--resume)", "sha256": sha256(sub.path), "_sandbox": []}
+
+
+def _grade_all(pending: list[Submission], run, jobs: int, rows: dict, progress,
+               total: int) -> None:
+    """Fill ``rows`` (name -> row) for ``pending``, replacing workers that die."""
+    import joblib
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    deaths: dict[str, int] = {}
+    pending = list(pending)
+    while pending:
+        batch = list(pending)   # joblib reads its tasks lazily: never the list that shrinks
+        results = joblib.Parallel(n_jobs=jobs, return_as="generator")(
+            joblib.delayed(run)(sub) for sub in batch)
+        try:
+            for sub, row in zip(batch, results, strict=False):
+                rows[sub.path.name] = row
+                pending.remove(sub)
+                if progress is not None:
+                    progress(row, len(rows), total)
+        except (TerminatedWorkerError, BrokenProcessPool) as err:
+            # results come in order, so the first one missing was being checked when its
+            # worker died (perhaps beside another: that one is simply tried again)
+            first = pending[0]
+            deaths[first.path.name] = deaths.get(first.path.name, 0) + 1
+            if deaths[first.path.name] >= WORKER_DEATHS:
+                rows[first.path.name] = _died(first)
+                pending.remove(first)
+                if progress is not None:
+                    progress(rows[first.path.name], len(rows), total)
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+
+
+def check_places(folder: Path, out: Path) -> None:
+    """Refuse an ``out`` that is the submissions folder, inside it, or holds it: a
+    ``--force`` there would replace the submissions."""
+    f, o = folder.resolve(), out.resolve()
+    where = ("is" if o == f else "lies inside" if f in o.parents else
+             "holds" if o in f.parents else None)
+    if where is not None:
+        raise ConfigError(f"--out {out} {where} the submissions folder {folder}; choose a "
+                          f"folder outside it (e.g. --out grades/{f.name})")
+
+
+def check_own_files(out: Path) -> None:
+    """A grade folder to be replaced holds only what handgrad wrote into one."""
+    if out.is_dir():
+        extra = sorted(p.name for p in out.iterdir() if p.name not in OWN_FILES)
+        if extra:
+            names = ", ".join(shown(n) for n in extra[:3]) + (" ..." if len(extra) > 3 else "")
+            raise ConfigError(f"{out} holds files a grade folder does not ({names}); --force "
+                              f"replaces only what handgrad wrote: choose another --out")
+
+
+def kept_rows(out: Path, subs: list[Submission]) -> dict[str, dict]:
+    """The rows of the grade folder at ``out`` to keep on ``--resume``: graded to the end,
+    and the file still there with the same sha256."""
+    import pandas as pd
+
+    csv = out / "grades.csv"
+    if not csv.is_file():
+        return {}
+    try:
+        table = pd.read_csv(csv, keep_default_na=False, dtype={"sha256": str})
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"--resume: {csv} cannot be read ({err}); grade again with "
+                          f"--force") from None
+    if "sha256" not in table.columns or "file" not in table.columns:
+        raise ConfigError(f"--resume: {csv} was written by an older handgrad (no sha256 "
+                          f"column); grade again with --force")
+    now = {s.path.name: s for s in subs}
+    rows = {}
+    for row in table.to_dict("records"):
+        sub = now.get(row["file"])
+        if sub is not None and row["status"] not in ("grader_error", "interrupted") \
+                and row["sha256"] and row["sha256"] == sha256(sub.path):
+            for col in ("worst_rel_err", "worst_ratio"):
+                row[col] = float(row[col]) if row[col] != "" else float("nan")
+            rows[row["file"]] = {**row, "_sandbox": []}
+    return rows
+
+
+def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overrides=(),
+                 steps=None, timeout: float = 60.0, memory_mb: int = 1024, jobs: int = 1,
+                 force: bool = False, resume: bool = False, progress=None):
+    """Grade every submission in ``folder`` (module docstring); return ``Grades``.
+    ``progress(row, done, total)`` is called as rows are done. Bad arguments raise
+    ``ConfigError`` before anything runs or is written."""
+    import functools
+
+    import pandas as pd
+
+    from experiments.core.schema import GRADE_COLUMNS
+    from experiments.output.rundir import atomic_folder, check_out
+    from experiments.teaching.boundary.process import check_limits
+    from experiments.teaching.check.api import resolve_config
+    from experiments.teaching.grade.report import grades_markdown
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder; give the folder of the learners' .py "
+                          f"files")
+    out = Path(out) if out is not None else Path("grades") / folder.resolve().name
+    if out.suffix.lower() == ".csv":
+        raise ConfigError(f"--out {out}: give the grade folder (grades.csv, grades.md and "
+                          f"the check folders go inside it, replaced together), e.g. "
+                          f"--out {out.with_suffix('')}")
+    check_places(folder, out)
+    check_limits(timeout, memory_mb)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: give a number of submissions checked at once >= 1")
+    subs, skipped = discover(folder)
+    if not subs:
+        raise ConfigError(f"{folder} holds no .py files to grade" + (
+            f" ({len(skipped)} other entries, e.g. {shown(skipped[0].name)}: "
+            f"{skipped[0].why})" if skipped else ""))
+    cfg = resolve_config(config, overrides, steps)
+    check_out(out, force or resume, "grade", legacy=False)
+    check_own_files(out)
+    kept = kept_rows(out, subs) if resume and out.exists() else {}
+    rows: dict[str, dict] = dict(kept)
+    pending = [s for s in subs if s.path.name not in kept]
+    interrupted = False
+    with atomic_folder(out, force or resume, kind="grade", keep=(KeyboardInterrupt,),
+                       legacy=False) as tmp:
+        checks = tmp / "checks"
+        checks.mkdir()
+        for sub in subs:   # the kept rows' check folders come along
+            old = out / "checks" / sub.slot
+            if sub.path.name in kept and old.is_dir() and not old.is_symlink():
+                shutil.copytree(old, checks / sub.slot, symlinks=True)
+        run = functools.partial(_grade_sub, cfg=cfg, checks=checks.resolve(),
+                                timeout=timeout, memory_mb=memory_mb)
+        try:
+            _grade_all(pending, run, jobs, rows, progress, len(subs))
+        except KeyboardInterrupt:
+            interrupted = True
+            (tmp / "INTERRUPTED").write_text(
+                f"interrupted after {len(rows)} of {len(subs)} submissions; grades.csv "
+                f"lists those graded: `handgrad grade ... --resume` grades the rest\n",
+                encoding="utf-8")
+            raise
+        finally:
+            missing = sorted({m for r in rows.values() for m in r.pop("_sandbox", [])})
+            table = pd.DataFrame([rows[s.path.name] for s in subs if s.path.name in rows],
+                                 columns=GRADE_COLUMNS)
+            settings = {"config": cfg, "steps": cfg.steps, "timeout": timeout,
+                        "memory_mb": memory_mb, "jobs": jobs, "resumed": len(kept),
+                        "interrupted": interrupted, "sandbox_missing": missing}
+            _write(tmp, table, skipped, folder, settings, grades_markdown)
+    return Grades(table, skipped, out, missing)
+
+
+def _grade_sub(sub: Submission, cfg, checks: Path, timeout: float, memory_mb: int) -> dict:
+    return grade_one(sub, cfg, checks / sub.slot, timeout, memory_mb)
+
+
+def _write(tmp: Path, table, skipped: list[NotGraded], folder: Path, settings: dict,
+           grades_markdown) -> None:
+    import pandas as pd
+
+    from experiments.output.rundir import write_csv
+
+    write_csv(table, tmp / "grades.csv")
+    write_csv(pd.DataFrame([(s.name, s.why) for s in skipped], columns=["name", "why"]),
+              tmp / "not_graded.csv")
+    (tmp / "grades.md").write_text(grades_markdown(table, skipped, folder, settings),
+                                   encoding="utf-8")
+
+
+class Grades:
+    """What ``grade_folder`` returns: the table, the entries not graded, where it went, and
+    the sandbox layers this machine could not apply (empty: all held)."""
+
+    def __init__(self, table, skipped, out: Path, sandbox_missing: list[str]):
+        self.table, self.skipped, self.out = table, skipped, out
+        self.sandbox_missing = sandbox_missing

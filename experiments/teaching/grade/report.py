@@ -1,0 +1,55 @@
+"""grades.md: what a teacher reads after ``handgrad grade``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: the one line that says the sandbox did not hold on this machine (docs/check.md)
+UNSANDBOXED = "submissions ran without a filesystem sandbox: "
+
+
+def settings_line(settings: dict) -> str:
+    from experiments.core.runner import resolve
+
+    cfg = resolve(settings["config"])[0]   # sizes filled in from the data
+    sizes = "-".join(map(str, cfg.sizes)) if cfg.sizes else "from the data"
+    act = f"{cfg.activation}/{cfg.resolved_output_activation}"
+    return (f"config `{cfg.name}` (sizes {sizes}, {act}, "
+            f"loss {cfg.loss}, mode {cfg.mode}), {settings['steps']} training steps, "
+            f"--timeout {settings['timeout']:g} s, --memory {settings['memory_mb']} MiB, "
+            f"--jobs {settings['jobs']}, handgrad {_version()}")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("handgrad")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def grades_markdown(table, skipped, folder: Path, settings: dict) -> str:
+    from experiments.output.report import markdown_table
+    from experiments.teaching.grade.discover import shown
+
+    counts = table.groupby(["status", "diagnosis"], dropna=False).size().reset_index(
+        name="submissions")
+    shown_table = table.drop(columns=["sha256"]).assign(file=table["file"].map(shown))
+    lines = [f"# handgrad grade: {shown(str(folder))}", "",
+             f"{len(table)} submissions checked against autograd; "
+             f"{settings_line(settings)}. Each one's check folder is under `checks/`."]
+    if settings["resumed"]:
+        lines.append(f"{settings['resumed']} rows were kept from the earlier grading "
+                     f"(--resume: same file, same sha256).")
+    if settings["interrupted"]:
+        lines.append("**Interrupted**: the table holds the submissions graded before the "
+                     "stop; `--resume` grades the rest.")
+    if settings["sandbox_missing"]:
+        lines.append(f"**{UNSANDBOXED}{'; '.join(settings['sandbox_missing'])}** "
+                     f"(docs/check.md, 'The learner's process').")
+    lines += ["", "## Counts", "", markdown_table(counts), "",
+              "## Submissions", "", markdown_table(shown_table), ""]
+    if skipped:
+        lines += ["## Not graded", "",
+                  *(f"- `{shown(s.name)}`: {s.why}" for s in skipped), ""]
+    return "\n".join(lines)
