@@ -29,7 +29,8 @@ DTYPES = manual.network.DTYPES
 MODES = ("free", "synced")
 BACKENDS = ("numpy", "torch")
 TARGET_KINDS = ("auto", "class", "value")
-MAX_LAYERS = 1000            # deeper nets take minutes per step here and teach nothing more
+MAX_LAYERS = 64              # deeper nets teach nothing more, and one figure panel per
+                             # parameter would not fit in memory (1000 layers: about 23 GB)
 MAX_TOML_BYTES = 1_000_000   # a config is a few hundred bytes
 #: values in messages: deep or long ones cut, so a message stays one readable line
 _SHOW = reprlib.Repr()
@@ -190,9 +191,17 @@ def _number_errors(c: RunConfig):
         yield bad("log_every", "must be >= 1")
     if c.seed < 0:
         yield bad("seed", "must be >= 0")
+    for key in ("epochs", "steps", "fd_every", "log_every"):   # step counts stay in int64
+        if getattr(c, key) > MAX_COUNT:
+            yield bad(key, f"must be at most {MAX_COUNT:.0e} (a trillion steps take years)")
+    if c.seed >= 2**63:
+        yield bad("seed", "must be < 2**63 (numpy's and torch's seeds are 64-bit)")
 
 
 # -- typing of values from TOML and --set --------------------------------------------
+
+MAX_COUNT = 10**12
+
 
 def _coerce(key: str, value: Any, where: str) -> Any:
     """Check ``value`` against the field's type; return it in canonical form."""
@@ -261,6 +270,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     except RecursionError:
         raise ConfigError(f"--set {key}=...: the value is nested too deeply; a config value "
                           f"is a number, a string or a flat list") from None
+    except ValueError as err:   # Python's 4300-digit limit on integer conversion
+        raise ConfigError(f"--set {key}=...: the number cannot be read "
+                          f"({_first_clause(err)}); a config's numbers are far smaller"
+                          ) from None
     if FIELD_TYPES[key] == "str" and not isinstance(value, str):
         value = raw   # text keys take the text as typed: --set target=2020
     return key, _coerce(key, value, f"--set {text}")
@@ -302,6 +315,13 @@ def read_toml(path: Path) -> dict[str, Any]:
     except RecursionError:
         raise ConfigError(f"{path}: values nested too deeply to be a handgrad config; "
                           f"a config holds numbers, strings and flat lists") from None
+    except ValueError as err:   # Python's 4300-digit limit on integer conversion
+        raise ConfigError(f"{path}: a number in it cannot be read ({_first_clause(err)}); "
+                          f"a config's numbers are far smaller") from None
+
+
+def _first_clause(err: Exception) -> str:
+    return str(err).split(";")[0]
 
 
 def load_config(source: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

@@ -414,6 +414,9 @@ def _heatmap_norm(positive: np.ndarray):
     return LogNorm(vmin=vmin, vmax=vmax), vmin / 10
 
 
+HEATMAP_PANELS = 16   # panels at most: 128 of them took 10 GB to draw
+
+
 def _heatmap_figure(final: pd.DataFrame) -> Figure:
     """|g_manual − g_torch| per element at the final step: one (row x col) panel per param.
 
@@ -424,6 +427,11 @@ def _heatmap_figure(final: pd.DataFrame) -> Figure:
         param: group.pivot(index="row", columns="col", values="abs_diff")  # (out, in)
         for param, group in final.groupby("param", sort=False)
     }
+    every = len(matrices)
+    if every > HEATMAP_PANELS:   # a deep net: its largest differences, in network order
+        worst = final.groupby("param", sort=False)["abs_diff"].max().fillna(np.inf)
+        keep = set(worst.nlargest(HEATMAP_PANELS).index)
+        matrices = {p: m for p, m in matrices.items() if p in keep}
     values = final["abs_diff"].to_numpy(dtype=float)
     positive = values[np.isfinite(values) & (values > 0)]
     cmap = colormaps["viridis"].with_extremes(under="0.85")
@@ -452,6 +460,8 @@ def _heatmap_figure(final: pd.DataFrame) -> Figure:
         title = "Final-step gradient difference per element (grey = exactly 0)"
     else:
         title = "Final-step gradient difference per element: all exactly 0 (bit-identical)"
+    if every > n:
+        title += f"\nthe {n} of {every} parameters with the largest difference"
     if positive.size:  # with no non-zero value there is no scale to show
         fig.colorbar(
             ScalarMappable(norm=norm, cmap=cmap),

@@ -220,6 +220,9 @@ def _describe(value) -> str:
     return f"a {type(value).__name__}"
 
 
+MAX_KEYS = 10_000   # keys of a returned dict: a network has far fewer parameters
+
+
 def vet_dict(value, what: str) -> dict[str, np.ndarray]:
     """A learner's return value as ``{str: numeric numpy array}``, or ``BadLearner``.
 
@@ -230,6 +233,9 @@ def vet_dict(value, what: str) -> dict[str, np.ndarray]:
     if not isinstance(value, Mapping):
         raise BadLearner(f"{what} returned {_describe(value)}; it must return a dict "
                          f"{{name: array}} with the keys of params", output=True)
+    if len(value) > MAX_KEYS:
+        raise BadLearner(f"{what} returned a dict with {len(value)} keys; it must hold the "
+                         f"keys of params", output=True)
     out = {}
     for k, v in value.items():
         if type(k) is not str:   # exactly str: a subclass could carry behaviour of its own
@@ -358,7 +364,7 @@ def serve(fd_in: int, fd_out: int, missing: list[str]) -> None:
         learner, reply = _answer(learner, msg)
         try:
             frame = wire.encode(reply)
-        except (TypeError, ValueError) as err:   # a value that cannot cross: say so
+        except (TypeError, ValueError, MemoryError) as err:   # cannot cross: say so
             frame = wire.encode(["bad", f"the answer cannot be sent: {err}", True])
         wire.write_all(fd_out, frame)
 

@@ -54,9 +54,10 @@ class WireClosed(WireError):
 
 # -- encoding -------------------------------------------------------------------------------
 
-def encode(msg) -> bytes:
-    """One frame holding ``msg``: JSON values and numpy arrays (of ``DTYPES``), nested in
-    lists, tuples and dicts with ``str`` keys."""
+def encode(msg) -> list:
+    """One frame holding ``msg`` (JSON values and numpy arrays of ``DTYPES``, nested in
+    lists, tuples and dicts with ``str`` keys), as the parts ``write_all`` sends: the
+    prefix and header, then a view of each array's memory (never a copy)."""
     arrays: list[np.ndarray] = []
 
     def plain(v):
@@ -77,8 +78,8 @@ def encode(msg) -> bytes:
     header = json.dumps({"msg": plain(msg),
                          "arrays": [[a.dtype.str, list(a.shape)] for a in arrays]},
                         separators=(",", ":"), allow_nan=True).encode("utf-8")
-    return b"".join([_PREFIX.pack(MAGIC, len(header)), header,
-                     *(a.tobytes() for a in arrays)])
+    return [_PREFIX.pack(MAGIC, len(header)) + header,
+            *(memoryview(a.reshape(-1)).cast("B") for a in arrays if a.size)]
 
 
 def _decode_header(raw: bytes, max_payload: int):
@@ -153,18 +154,20 @@ def _wait(fd: int, event: int, deadline: float | None) -> None:
             return
 
 
-def write_all(fd: int, data: bytes, deadline: float | None = None) -> None:
-    """Write all of ``data`` to ``fd`` (blocking or not) before ``deadline``."""
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except BlockingIOError:
-            _wait(fd, select.POLLOUT, deadline)
-            continue
-        except (BrokenPipeError, ConnectionResetError):
-            raise WireClosed("the other end closed the pipe") from None
-        view = view[n:]
+def write_all(fd: int, parts: list, deadline: float | None = None) -> None:
+    """Write every part of a frame (``encode``) to ``fd``, blocking or not, before
+    ``deadline``."""
+    for part in parts:
+        view = memoryview(part)
+        while view:
+            try:
+                n = os.write(fd, view)
+            except BlockingIOError:
+                _wait(fd, select.POLLOUT, deadline)
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                raise WireClosed("the other end closed the pipe") from None
+            view = view[n:]
 
 
 class Reader:

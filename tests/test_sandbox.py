@@ -1,0 +1,353 @@
+"""A class of hostile submissions: none of them reaches the grader, a classmate or the teacher.
+
+One folder holds a correct file, a classmate's file, and one file per attack a student may
+try on ``handgrad grade`` (docs/check.md, "The learner's process"). The class is graded
+once, with ``--jobs 2``, and for every attack four things are asserted:
+
+1. the grader is unaffected: no payload ran in it (a payload would create ``PWNED``), no
+   file of the teacher's or the classmate's changed, handgrad's own source is unchanged,
+   and the other rows are right (the correct file and the classmate agree);
+2. the row has the documented status, and its message says why;
+3. no process of the learner's is left (every process whose working folder lies under
+   this test's temporary folder is gone);
+4. the grading ended within its time budget (each learner's --timeout, plus start-up).
+
+Payloads that would need the sandbox skip, with the reason shown, where the kernel offers
+no Landlock ABI >= 6 or no seccomp filter for this architecture; the data-only boundary
+(pickle payloads, forged and oversized messages, deadlines) holds everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import experiments
+from experiments.cli import main
+from experiments.teaching.boundary import sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+CORRECT = (ROOT / "examples" / "learners" / "correct_torch.py").read_text(encoding="utf-8")
+SANDBOXED = sandbox.landlock_abi() >= 6 and platform.machine() in sandbox._ARCHES
+NO_SANDBOX = (f"needs Landlock ABI >= 6 (this kernel: {sandbox.landlock_abi()}) and a seccomp "
+              f"filter for {platform.machine()}")
+TIMEOUT = 6          # --timeout of each learner, seconds
+
+
+def _pwn(path) -> str:
+    """Source of a class whose unpickling (in whoever loads it) creates ``path``."""
+    return (f"class Pwn:\n    def __reduce__(self):\n"
+            f"        return (open, ({str(path)!r}, 'w'))\n")
+
+
+def attacks(teacher: Path, classmate: Path) -> dict[str, tuple[str, str, str, bool]]:
+    """file name -> (source, status, words in the message, needs the sandbox)."""
+    pwned = teacher / "PWNED"
+    src = str(Path(experiments.__file__))
+    return {
+        # -- code across the boundary: pickle payloads are plain data or refused
+        "str_key.py": (CORRECT + _pwn(pwned) + (
+            "class Key(str):\n    def __reduce__(self):\n"
+            "        return (open, (" + repr(str(pwned)) + ", 'w'))\n"
+            "_g = gradients\n"
+            "def gradients(params, X, Y):\n"
+            "    return {Key(k): v for k, v in _g(params, X, Y).items()}\n"),
+            "bad_output", "of type Key", False),
+        "convention.py": (CORRECT + (
+            "class C(str):\n    def __reduce__(self):\n"
+            "        return (open, (" + repr(str(pwned)) + ", 'w'))\n"
+            "CONVENTION = C('torch')\n"), "error", "a plain string", False),
+        "dtype_meta.py": (CORRECT + _pwn(pwned) + (
+            "_g = gradients\n"
+            "def gradients(params, X, Y):\n"
+            "    t = np.dtype(np.float64, metadata={'x': Pwn()})\n"
+            "    return {k: v.astype(t) for k, v in _g(params, X, Y).items()}\n"),
+            "agree", "every parameter agrees", False),
+        "ndarray_subclass.py": (CORRECT + _pwn(pwned) + (
+            "class A(np.ndarray):\n    def __reduce__(self):\n"
+            "        return Pwn().__reduce__()\n"
+            "_g = gradients\n"
+            "def gradients(params, X, Y):\n"
+            "    return {k: v.view(A) for k, v in _g(params, X, Y).items()}\n"),
+            "agree", "every parameter agrees", False),
+        # -- forged, malformed, partial and oversized messages on the pipe
+        "garbage.py": ("import os, sys\ndef gradients(params, X, Y):\n"
+                       "    os.write(int(sys.argv[2]), b'\\x80\\x04garbage' * 100)\n"
+                       "    return {}\n", "bad_output", "malformed answer", False),
+        "forged.py": ("import os, sys, struct, json\ndef gradients(params, X, Y):\n"
+                      "    h = json.dumps({'msg': ['ok', {'layers.0.weight': 'pickle'}],"
+                      " 'arrays': []}).encode()\n"
+                      "    os.write(int(sys.argv[2]), b'HGW1' + struct.pack('>I', len(h)) + h)\n"
+                      "    import time; time.sleep(60)\n", "bad_output",
+                      "not a dict of float arrays", False),
+        "huge_header.py": ("import os, sys, struct\ndef gradients(params, X, Y):\n"
+                           "    os.write(int(sys.argv[2]), b'HGW1' + struct.pack('>I', 2**31))\n"
+                           "    import time; time.sleep(60)\n", "bad_output",
+                           "over the limit", False),
+        "partial.py": ("import os, sys, struct, time\ndef gradients(params, X, Y):\n"
+                       "    os.write(int(sys.argv[2]), b'HGW1' + struct.pack('>I', 100) + b'{')\n"
+                       "    time.sleep(600)\n", "timeout", "ran past the time limit", False),
+        "huge_reply.py": ("import numpy as np\ndef gradients(params, X, Y):\n"
+                          "    return {k: np.zeros(30_000_000) for k in params}\n",
+                          "bad_output", "would take more than", False),
+        "million_keys.py": ("import numpy as np\ndef gradients(params, X, Y):\n"
+                            "    z = np.zeros(1)\n"
+                            "    return {f'k{i}': z for i in range(1_000_000)}\n",
+                            "bad_output", "with 1000000 keys", False),
+        "long_message.py": ("def gradients(params, X, Y):\n"
+                            "    raise ValueError('x' * (50 << 20))\n", "error",
+                            "characters cut", False),
+        "endless_print.py": ("def gradients(params, X, Y):\n    while True:\n"
+                             "        print('y' * 10000)\n", "error", "", False),
+        # -- the teacher's files, a classmate, handgrad's own source
+        "write_teacher.py": (f"open({str(teacher / 'grades.csv')!r}, 'w').write('forged')\n"
+                             + CORRECT, "error", "PermissionError", True),
+        "read_classmate.py": (f"print(open({str(classmate)!r}).read())\n" + CORRECT,
+                              "error", "PermissionError", True),
+        "delete_classmate.py": (f"import os\nos.remove({str(classmate)!r})\n" + CORRECT,
+                                "error", "PermissionError", True),
+        "import_classmate.py": (f"import sys\nsys.path.insert(0, {str(classmate.parent)!r})\n"
+                                f"import {classmate.stem}\n" + CORRECT, "error",
+                                "No module named 'classmate'", True),
+        "uses_json.py": ("import json\n" + CORRECT, "agree", "every parameter agrees", False),
+        "patch_handgrad.py": (f"open({src!r}, 'a').write('\\nimport os\\n')\n" + CORRECT,
+                              "error", "PermissionError", True),
+        "environment.py": ("import os\nassert 'HANDGRAD_TEACHER_SECRET' not in os.environ, "
+                           "'leaked'\nassert os.environ['HOME'] == os.getcwd()\n"
+                           "raise RuntimeError('environment is clean')\n", "error",
+                           "environment is clean", False),
+        "network.py": ("import socket\nsocket.create_connection(('127.0.0.1', 22))\n",
+                       "error", "PermissionError", True),
+        "fill_disk.py": ("import os\nfor i in range(100):\n"
+                         "    open(f'f{i}', 'wb').write(os.urandom(8 << 20))\n"
+                         "import time; time.sleep(60)\n", "error", "64 MiB", False),
+        # -- the grader's processes, and processes that outlive the check
+        "kill_parent.py": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
+                           "error", "PermissionError", True),
+        "term_parent.py": ("import os, signal\nos.kill(os.getppid(), signal.SIGTERM)\n",
+                           "error", "PermissionError", True),
+        "kill_group.py": ("import os, signal\nos.killpg(os.getpgid(os.getppid()), "
+                          "signal.SIGKILL)\n", "error", "PermissionError", True),
+        "kill_all.py": ("import os, signal\nos.kill(-1, signal.SIGKILL)\n", "error",
+                        "PermissionError", True),
+        "daemon.py": ("import os, time\nif os.fork() == 0:\n    os.setsid()\n"
+                      "    if os.fork() == 0:\n        time.sleep(600)\n    os._exit(0)\n"
+                      + CORRECT, "error", "PermissionError", True),
+        "plain_fork.py": ("import os, time\nif os.fork() == 0:\n    time.sleep(600)\n"
+                          + CORRECT, "error", "PermissionError", True),
+        "fork_loop.py": ("import os\nwhile True:\n    os.fork()\n", "error",
+                         "PermissionError", True),
+        "subprocess_sh.py": ("import subprocess\nsubprocess.run(['sh', '-c', 'sleep 600 &'])\n"
+                             + CORRECT, "error", "PermissionError", True),
+    }
+
+
+def _left(root: Path) -> list[int]:
+    """Processes whose working folder lies under ``root``."""
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd").startswith(str(root)):
+                left.append(int(pid))
+        except OSError:
+            continue
+    return left
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """The hostile class, graded once: (table, folders, seconds)."""
+    root = tmp_path_factory.mktemp("hostile")
+    teacher, subs = root / "teacher", root / "subs"
+    teacher.mkdir()
+    subs.mkdir()
+    (teacher / "grades.csv").write_text("the teacher's own\n", encoding="utf-8")
+    (subs / "a_correct.py").write_text(CORRECT, encoding="utf-8")
+    classmate = subs / "classmate.py"
+    classmate.write_text(CORRECT, encoding="utf-8")
+    (subs / "json.py").write_text("raise SystemExit('a classmate named json.py')\n",
+                                  encoding="utf-8")
+    # an attack that needs the sandbox is never run without it: kill(-1) from a teacher's
+    # root process would end every process on the machine
+    table = {name: a for name, a in attacks(teacher, classmate).items()
+             if SANDBOXED or not a[3]}
+    for name, (source, *_) in table.items():
+        (subs / name).write_text(source, encoding="utf-8")
+    src = Path(experiments.__file__)
+    before = {p: p.read_bytes() for p in (src, classmate, teacher / "grades.csv")}
+    old_tmp = tempfile.tempdir
+    tempfile.tempdir = str(root)     # the learners' working folders, to find leftovers
+    os.environ["HANDGRAD_TEACHER_SECRET"] = "hunter2"
+    t0 = time.monotonic()
+    try:
+        code = main(["grade", str(subs), "seed", "--steps", "2", "--timeout", str(TIMEOUT),
+                     "--memory", "700", "--jobs", "2", "--out", str(root / "out")])
+    finally:
+        tempfile.tempdir = old_tmp
+        del os.environ["HANDGRAD_TEACHER_SECRET"]
+    seconds = time.monotonic() - t0
+    assert code == 0
+    rows = pd.read_csv(root / "out" / "grades.csv", keep_default_na=False).set_index("file")
+    return {"rows": rows, "root": root, "teacher": teacher, "before": before,
+            "seconds": seconds, "attacks": table, "n": len(table) + 3}
+
+
+def test_grader_unaffected(graded):
+    assert not (graded["teacher"] / "PWNED").exists()          # no payload ran here
+    for path, data in graded["before"].items():
+        assert path.read_bytes() == data, f"{path} was changed"
+    rows = graded["rows"]
+    assert len(rows) == graded["n"]                            # every file has its row
+    for ok in ("a_correct.py", "classmate.py"):
+        assert rows.loc[ok, "status"] == "agree", rows.loc[ok, "message"]
+    assert rows.loc["json.py", "status"] == "error"            # the classmate named json.py
+
+
+def test_no_process_left(graded):
+    assert _left(graded["root"]) == []
+
+
+def test_within_budget(graded):
+    # each learner at most --timeout of its own time plus its start (a few seconds); with
+    # two at a time the whole class is bounded by half the sum, doubled for a loaded machine
+    bound = graded["n"] * (TIMEOUT + 5)
+    assert graded["seconds"] < bound, (graded["seconds"], bound)
+
+
+@pytest.mark.parametrize("name", list(attacks(Path("/t"), Path("/s/classmate.py"))))
+def test_attack_row(graded, name):
+    if name not in graded["attacks"]:
+        pytest.skip(NO_SANDBOX)
+    source, status, words, needs_sandbox = graded["attacks"][name]
+    row = graded["rows"].loc[name]
+    assert row["status"] == status, (name, row["message"])
+    assert words in row["message"], (name, row["message"])
+    assert len(row["message"]) < 10_000                        # every message is capped
+
+
+def test_check_folders_stay_small(graded):
+    checks = graded["root"] / "out" / "checks"
+    size = sum(p.stat().st_size for p in checks.rglob("*") if p.is_file())
+    assert size < 20 << 20, size      # the 50 MiB message and the endless print are capped
+    assert (checks / "long_message").is_dir()
+
+
+def test_huge_reply_never_read(tmp_path):
+    """The parent refuses a 700 MB reply from its size before reading it: `handgrad check`
+    stays far below the reply's size (maximum resident set of the whole command)."""
+    learner = tmp_path / "huge.py"
+    learner.write_text("import numpy as np\ndef gradients(params, X, Y):\n"
+                       "    return {k: np.zeros(90_000_000) for k in params}\n",
+                       encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "check", str(learner),
+                             "--steps", "1", "--memory", "2500", "--out",
+                             str(tmp_path / "c")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    err = proc.stderr.read().decode()
+    assert os.waitstatus_to_exitcode(status) == 2, err
+    assert "would take more than" in err
+    assert usage.ru_maxrss < 900 << 10, usage.ru_maxrss        # KiB: < 900 MB, not 1.4 GB+
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--timeout", "inf"], "--timeout inf"),
+    (["--timeout", "0"], "--timeout 0.0"),
+    (["--memory", "0"], "--memory 0"),
+    (["--memory", "1e308"], "invalid int value"),
+])
+def test_limits_range_checked(tmp_path, capsys, args, words):
+    f = tmp_path / "ok.py"
+    f.write_text(CORRECT, encoding="utf-8")
+    try:
+        code = main(["check", str(f), *args, "--out", str(tmp_path / "c")])
+    except SystemExit as stop:    # argparse's own errors leave through its exit()
+        code = stop.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "c").exists()
+
+
+def test_teacher_files_safe(tmp_path, capsys):
+    """``--out`` on or around the submissions folder, and ``--force`` over a folder
+    handgrad did not write, are refused before any grading; nothing is touched."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "a.py").write_text(CORRECT, encoding="utf-8")
+    (subs / "report.md").write_text("mine\n", encoding="utf-8")
+    (subs / "marks.csv").write_text("mine\n", encoding="utf-8")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n", encoding="utf-8")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for out, words in [(subs, "is the submissions folder"),
+                       (subs / "grades", "lies inside the submissions folder"),
+                       (tmp_path, "holds the submissions folder"),
+                       (tmp_path / "subs.csv", "give the grade folder"),
+                       (mine, "handgrad did not write")]:
+        assert main(["grade", str(subs), "--out", str(out), "--force"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_force_and_resume_need_own_files(tmp_path, capsys):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    shutil.copy(ROOT / "examples" / "learners" / "correct_torch.py", subs / "a.py")
+    shutil.copy(ROOT / "examples" / "learners" / "accumulated.py", subs / "b.py")
+    out = tmp_path / "g"
+    assert main(["grade", str(subs), "--steps", "2", "--out", str(out)]) == 0
+    first = pd.read_csv(out / "grades.csv", keep_default_na=False)
+    # resume keeps the unchanged file's row and grades the changed one again
+    (subs / "b.py").write_text(CORRECT, encoding="utf-8")
+    assert main(["grade", str(subs), "--steps", "2", "--out", str(out), "--resume"]) == 0
+    second = pd.read_csv(out / "grades.csv", keep_default_na=False)
+    assert list(second["status"]) == ["agree", "agree"]
+    assert second.loc[0, "seconds"] == first.loc[0, "seconds"]   # kept, not re-graded
+    assert "1 rows were kept" in (out / "grades.md").read_text(encoding="utf-8")
+    assert (out / "checks" / "a" / "check.md").is_file()
+    # a file of the teacher's inside the grade folder: --force refuses to replace it
+    (out / "teacher_notes.txt").write_text("mine\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["grade", str(subs), "--steps", "2", "--out", str(out), "--force"]) == 2
+    assert "teacher_notes.txt" in capsys.readouterr().err
+    assert (out / "teacher_notes.txt").read_text(encoding="utf-8") == "mine\n"
+
+
+def test_odd_names_each_get_a_row_or_a_reason(tmp_path, capsys):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "UPPER.PY").write_text(CORRECT, encoding="utf-8")
+    (subs / ".handgrad.py").write_text(CORRECT, encoding="utf-8")
+    (subs / "bom.py").write_bytes(b"\xef\xbb\xbf" + CORRECT.encode())
+    (subs / "new\nline.py").write_text(CORRECT, encoding="utf-8")
+    os.mkfifo(subs / "fifo.py")
+    (subs / "null.py").symlink_to("/dev/null")
+    (subs / "nb.ipynb").write_text("{}", encoding="utf-8")
+    (subs / "student2").mkdir()
+    assert main(["grade", str(subs), "--steps", "2", "--out", str(tmp_path / "g")]) == 0
+    rows = pd.read_csv(tmp_path / "g" / "grades.csv", keep_default_na=False)
+    assert sorted(zip(rows["file"], rows["status"], strict=True)) == [
+        (".handgrad.py", "agree"), ("UPPER.PY", "agree"), ("bom.py", "agree"),
+        ("new\nline.py", "agree")]
+    skipped = pd.read_csv(tmp_path / "g" / "not_graded.csv", keep_default_na=False)
+    why = dict(zip(skipped["name"], skipped["why"], strict=True))
+    assert set(why) == {"fifo.py", "null.py", "nb.ipynb", "student2"}
+    assert why["fifo.py"].startswith("a FIFO") and why["null.py"].startswith("a symbolic")
+    out = capsys.readouterr().out
+    assert "new\\nline.py: agree" in out                        # one line, escaped
+    assert "not graded: fifo.py: a FIFO, not a regular file" in out
+    checks = {p.name for p in (tmp_path / "g" / "checks").iterdir()}
+    assert len(checks) == 4 and ".handgrad" not in checks      # no clash with the marker
