@@ -120,8 +120,8 @@ def test_named_experiments_no_false_alarms():
     """The loop-by-sample, column-vector learner and the vectorised ones agree for longer
     runs on the named experiments (in-process: no process start per run; iris is above,
     and the full-length runs of every named experiment are in docs/check.md)."""
-    from experiments.teaching.check.api import resolve_config, run_check
     from experiments.teaching.boundary.learner import load_file
+    from experiments.teaching.check.api import resolve_config, run_check
     for name, config, steps in [("correct_w1b1.py", "seed", 150), ("correct_torch.py", "xor", 150),
                                 ("correct_torch.py", "worked-2-2-2", 150)]:
         r = run_check(load_file(EXAMPLES / name), resolve_config(config, steps=steps))
@@ -392,7 +392,7 @@ def test_schema_columns():
     assert CHECK_COLUMNS == ["call", "param", "key", "rel_err", "rel_tol", "fd_rel_err",
                              "max_abs_diff", "ratio", "verdict", "kind"]
     assert GRADE_COLUMNS == ["file", "status", "diagnosis", "first_param", "worst_rel_err",
-                             "worst_ratio", "seconds", "message"]
+                             "worst_ratio", "seconds", "message", "sha256"]
 
 
 def test_layer_confined_and_named_mistake():

@@ -8,6 +8,7 @@ goes through all of them, one row each.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -111,3 +112,52 @@ def test_grade_sequential_and_refusals(tmp_path, capsys):
     assert main(["grade", str(folder), "--out", str(tmp_path / "x.csv")]) == 2
     assert "give the grade folder" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.csv").exists()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def test_worker_killed_midway(tmp_path):
+    """A grading worker killed while it checks a submission (as the OOM killer would):
+    the run goes on, the submission is tried again in a new worker, every row is there,
+    exit 0 and no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    slow = EXAMPLES.joinpath("correct_torch.py").read_text(encoding="utf-8").replace(
+        "def gradients(params, X, Y):", "import time\n\ndef gradients(params, X, Y):\n"
+        "    time.sleep(0.5)")
+    for i in range(4):
+        (folder / f"s{i}.py").write_text(slow, encoding="utf-8")
+    out = tmp_path / "g"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "grade", str(folder),
+                             "--steps", "2", "--jobs", "2", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline and proc.poll() is None:
+        # a loky worker that has started a learner's process: kill it mid-check
+        for worker in _children(proc.pid):
+            if any("teaching.boundary.learner" in open(f"/proc/{c}/cmdline").read()
+                   for c in _children(worker) if os.path.exists(f"/proc/{c}/cmdline")):
+                os.kill(worker, signal.SIGKILL)
+                killed = worker
+                break
+        time.sleep(0.05)
+    _stdout, stderr = proc.communicate(timeout=300)
+    assert killed is not None, "no worker was seen checking a submission"
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    table = pd.read_csv(out / "grades.csv", keep_default_na=False)
+    assert list(table["file"]) == [f"s{i}.py" for i in range(4)]
+    assert set(table["status"]) <= {"agree", "grader_error"}, table
+    assert (table["status"] == "agree").sum() >= 3, table

@@ -227,7 +227,7 @@ def test_within_budget(graded):
 def test_attack_row(graded, name):
     if name not in graded["attacks"]:
         pytest.skip(NO_SANDBOX)
-    source, status, words, needs_sandbox = graded["attacks"][name]
+    _source, status, words, _needs_sandbox = graded["attacks"][name]
     row = graded["rows"].loc[name]
     assert row["status"] == status, (name, row["message"])
     assert words in row["message"], (name, row["message"])

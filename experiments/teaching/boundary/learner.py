@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+if __name__ == "__main__":   # the learner's process: import this very checkout's modules
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from experiments.teaching.boundary import sandbox, wire
 
 CONVENTIONS = ("torch", "W1b1")

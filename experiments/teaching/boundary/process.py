@@ -53,6 +53,7 @@ from experiments.teaching.boundary.learner import (
     source_problem,
 )
 
+SCRIPT = Path(__file__).with_name("learner.py")
 STARTUP_SECONDS = 60.0      # for Python and numpy to start, not counted in the learner's time
 OUTPUT_TAIL = 64 << 10      # bytes of the learner's output kept for the report
 FILE_LIMIT = 4 << 20        # bytes of one file copied in (a learner's file or a helper)

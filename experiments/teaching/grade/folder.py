@@ -95,7 +95,7 @@ def _grade_all(pending: list[Submission], run, jobs: int, rows: dict, progress,
                 pending.remove(sub)
                 if progress is not None:
                     progress(row, len(rows), total)
-        except (TerminatedWorkerError, BrokenProcessPool) as err:
+        except (TerminatedWorkerError, BrokenProcessPool):
             # results come in order, so the first one missing was being checked when its
             # worker died (perhaps beside another: that one is simply tried again)
             first = pending[0]
