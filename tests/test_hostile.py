@@ -168,6 +168,40 @@ def test_too_many_layers_is_refused_at_once(tmp_path, capsys):
     assert f"at most {MAX_LAYERS} layers" in one_error_line(capsys)
 
 
+def test_the_deepest_allowed_net_draws_a_bounded_heatmap():
+    """MAX_LAYERS layers give 2·MAX_LAYERS parameters; the final-step heatmap draws at
+    most HEATMAP_PANELS of them (128 panels took 10 GB to draw), the largest differences."""
+    import pandas as pd
+
+    from experiments.output import plots
+
+    n = 2 * MAX_LAYERS
+    final = pd.DataFrame([{"param": f"layers.{i}.weight", "row": r, "col": c,
+                           "abs_diff": float(i + 1) * 1e-16}
+                          for i in range(n) for r in range(2) for c in range(2)])
+    fig = plots._heatmap_figure(final)
+    panels = [ax for ax in fig.axes if ax.get_title().startswith("layers.")]
+    assert len(panels) == plots.HEATMAP_PANELS
+    assert {ax.get_title().split()[0] for ax in panels} == {
+        f"layers.{i}.weight" for i in range(n - plots.HEATMAP_PANELS, n)}
+    assert f"the {plots.HEATMAP_PANELS} of {n} parameters" in fig._suptitle.get_text()
+
+
+@pytest.mark.parametrize("value, words", [
+    ("1" * 5000, "4300 digits"),                    # Python's int conversion limit
+    (str(10**20), "at most 1e+12"),                 # np.arange of the logged steps overflowed
+])
+def test_huge_step_counts_are_one_line(tmp_path, capsys, value, words):
+    assert handgrad("run", "seed", "--set", f"epochs={value}", "--out", tmp_path / "r",
+                    *FAST) == 2
+    assert words in one_error_line(capsys)
+    cfg = tmp_path / "big.toml"
+    cfg.write_text(f"epochs = {value}\n", encoding="utf-8")
+    assert handgrad("run", cfg, "--out", tmp_path / "r", *FAST) == 2
+    assert words in one_error_line(capsys)
+    nothing_written(tmp_path, tmp_path / "r")
+
+
 def test_network_too_large_for_memory_is_refused_up_front(tmp_path, capsys):
     assert handgrad("run", "seed", "--set", "sizes=[3,100000,100000,1]", "--out",
                     tmp_path / "r", *FAST) == 2
