@@ -161,3 +161,56 @@ def test_worker_killed_midway(tmp_path):
     assert list(table["file"]) == [f"s{i}.py" for i in range(4)]
     assert set(table["status"]) <= {"agree", "grader_error"}, table
     assert (table["status"] == "agree").sum() >= 3, table
+
+
+def test_interrupt_then_resume(tmp_path):
+    """SIGTERM mid-grading: exit 130, the grade folder in place with the rows done and an
+    INTERRUPTED file; `--resume` keeps those rows and grades the rest."""
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    slow = EXAMPLES.joinpath("correct_torch.py").read_text(encoding="utf-8").replace(
+        "def gradients(params, X, Y):", "import time\n\ndef gradients(params, X, Y):\n"
+        "    time.sleep(0.3)")
+    for i in range(4):
+        (folder / f"s{i}.py").write_text(slow, encoding="utf-8")
+    out = tmp_path / "g"
+    cmd = [sys.executable, "-m", "experiments.cli", "grade", str(folder), "--steps", "2",
+           "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()                 # "[1/4] s0.py: agree"
+    assert first.startswith("[1/4] s0.py: agree"), first
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert (out / "INTERRUPTED").is_file()
+    done = pd.read_csv(out / "grades.csv", keep_default_na=False)
+    assert 1 <= len(done) < 4 and set(done["status"]) == {"agree"}
+    assert "Interrupted" in (out / "grades.md").read_text(encoding="utf-8")
+    again = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    table = pd.read_csv(out / "grades.csv", keep_default_na=False)
+    assert list(table["file"]) == [f"s{i}.py" for i in range(4)]
+    assert set(table["status"]) == {"agree"}
+    assert list(table["seconds"][:len(done)]) == list(done["seconds"])   # kept, not redone
+    assert not (out / "INTERRUPTED").exists()
+
+
+def test_grader_failure_is_not_the_learners(tmp_path, monkeypatch):
+    """handgrad's own MemoryError while checking a file is a grader_error row."""
+    from experiments.teaching.check import api
+
+    def broken(*args, **kwargs):
+        raise MemoryError("the grader ran out of memory")
+
+    monkeypatch.setattr(api, "check_file", broken)
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "correct_torch.py", folder / "ok.py")
+    assert main(["grade", str(folder), "--steps", "2", "--out", str(tmp_path / "g")]) == 0
+    row = pd.read_csv(tmp_path / "g" / "grades.csv", keep_default_na=False).iloc[0]
+    assert row["status"] == "grader_error"
+    assert "not the learner's fault" in row["message"] and "MemoryError" in row["message"]

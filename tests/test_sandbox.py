@@ -130,6 +130,23 @@ def attacks(teacher: Path, classmate: Path) -> dict[str, tuple[str, str, str, bo
         "fill_disk.py": ("import os\nfor i in range(100):\n"
                          "    open(f'f{i}', 'wb').write(os.urandom(8 << 20))\n"
                          "import time; time.sleep(60)\n", "error", "64 MiB", False),
+        "symlink_out.py": (f"import os\nos.symlink({str(teacher / 'grades.csv')!r}, 'l')\n"
+                           f"open('l', 'w').write('forged')\n" + CORRECT, "error",
+                           "PermissionError", True),
+        "hardlink_out.py": (f"import os\nos.link({str(teacher / 'grades.csv')!r}, 'h')\n"
+                            + CORRECT, "error", "Error", True),
+        "proc_mem.py": ("open(f'/proc/{__import__(\"os\").getppid()}/mem', 'wb')\n",
+                        "error", "PermissionError", True),
+        "exec_shell.py": ("import os\nos.execv('/bin/sh', ['sh', '-c', "
+                          f"'sleep 600 & touch {pwned}'])\n", "error", "", True),
+        "keyboard.py": ("def gradients(params, X, Y):\n    raise KeyboardInterrupt\n",
+                        "error", "died", False),
+        "stray_thread.py": ("import os, sys, threading, time\n"
+                            "def spam():\n    while True:\n"
+                            "        os.write(int(sys.argv[2]), b'HGW1\\x00\\x00\\x00\\x02[]')\n"
+                            "        time.sleep(0.01)\n"
+                            "threading.Thread(target=spam, daemon=True).start()\n" + CORRECT,
+                            "bad_output", "malformed", False),
         # -- the grader's processes, and processes that outlive the check
         "kill_parent.py": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
                            "error", "PermissionError", True),
