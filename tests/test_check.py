@@ -436,3 +436,19 @@ def test_difference_found_in_training():
         "differ", 1, "constant_ratio", "layers.1.weight")
     assert (r.initial.table["verdict"] != "differ").all()
     assert "your gradients are 1.5 times autograd's on every parameter" in r.message
+
+
+def test_helper_module_next_to_the_file(tmp_path, capsys):
+    """`handgrad check` copies the other .py files of the learner's folder into its working
+    folder: a helper module imports; `grade` copies none (they are classmates')."""
+    write(tmp_path, "mynet.py", GOOD)
+    f = write(tmp_path, "main.py", "from mynet import gradients\n")
+    assert main(["check", str(f), *FAST, "--out", str(tmp_path / "c")]) == 0
+    assert "agree" in capsys.readouterr().out
+    assert main(["grade", str(tmp_path), "--steps", "2", "--out",
+                 str(tmp_path.parent / f"{tmp_path.name}-g")]) == 0
+    table = pd.read_csv(tmp_path.parent / f"{tmp_path.name}-g" / "grades.csv",
+                        keep_default_na=False).set_index("file")
+    assert table.loc["mynet.py", "status"] == "agree"
+    assert table.loc["main.py", "status"] == "error"
+    assert "No module named 'mynet'" in table.loc["main.py", "message"]

@@ -226,9 +226,11 @@ def check_function(gradients, config: str | RunConfig = "seed", *, update=None,
 def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=(),
                steps: int | None = None, timeout: float = 60.0, memory_mb: int = 1024,
                out: str | Path | None = None, force: bool = False, plots: bool = True,
-               helpers=()) -> CheckResult:
+               helpers=None) -> CheckResult:
     """Check a learner's file in its own sandboxed process (``timeout`` seconds of its code
-    in all, ``memory_mb`` of address space; ``helpers``: its own modules it may import).
+    in all, ``memory_mb`` of address space; ``helpers``: its own modules it may import,
+    by default the other ``.py`` files of its folder — pass ``()`` where those are a
+    classmate's).
     With ``out``, the check folder is written there (``report.write_check``) unless the
     input was bad. A bad config, limits out of range (``process.check_limits``) or an
     existing ``out`` without ``force`` raise ``ConfigError`` before anything runs."""
@@ -240,6 +242,10 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
     check_limits(timeout, memory_mb)
     if out is not None:
         check_out(Path(out), force, "check", legacy=False)
+    if helpers is None:
+        path = Path(path)
+        helpers = sorted(p for p in path.parent.glob("*.py") if p.name != path.name
+                         and p.is_file() and not p.is_symlink())
     t0 = time.perf_counter()
     try:
         learner = LearnerProcess(path, timeout=timeout, memory_mb=memory_mb, helpers=helpers)

@@ -65,12 +65,9 @@ def cmd_check(args) -> int:
 
     out = args.out or Path("checks") / args.file.stem
     signal.signal(signal.SIGTERM, raise_interrupt)
-    # the learner's own helper modules: the other .py files of its folder
-    helpers = sorted(p for p in args.file.parent.glob("*.py") if p.name != args.file.name
-                     and p.is_file() and not p.is_symlink()) if args.file.is_file() else []
     result = check_file(args.file, args.experiment, overrides=args.overrides,
                         steps=args.steps, timeout=args.timeout, memory_mb=args.memory,
-                        out=out, force=args.force, plots=not args.no_plots, helpers=helpers)
+                        out=out, force=args.force, plots=not args.no_plots)
     if result.exit_code == 2:
         raise ConfigError(result.message)          # one line on stderr, nothing written
     print(result.explanation)

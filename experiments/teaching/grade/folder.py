@@ -56,8 +56,9 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int) -
     t0 = time.perf_counter()
     try:
         with limited_threads(1):
+            # no helpers: in a flat folder every other file is a classmate's
             r = check_file(sub.path, cfg, timeout=timeout, memory_mb=memory_mb, out=out,
-                           plots=False)
+                           plots=False, helpers=())
     except Exception as err:   # one submission never stops the grading
         r = CheckResult(sub.path.name, "grader_error", 4, f"handgrad failed on this file "
                         f"(not the learner's fault): {type(err).__name__}: {err}",
