@@ -283,8 +283,8 @@ def test_force_writer_whose_old_folder_was_set_aside_by_another(tmp_path, monkey
     _a_run_folder(out, "old")
     real, calls = rundir.check_out, []
 
-    def check_then_vanish(path, force, kind="run"):
-        real(path, force, kind)
+    def check_then_vanish(path, force, kind="run", legacy=True):
+        real(path, force, kind, legacy)
         calls.append(kind)
         if len(calls) == 2:   # the check just before the swap: the other writer moves it
             path.rename(tmp_path / ".elsewhere")

@@ -810,7 +810,12 @@ def any_config_runs_and_agrees_or_is_refused_cleanly(root: Path, capsys, cases: 
     if code == 0 and sets["dtype"] == "float64":
         summary = pd.read_csv(out / "summary.csv").set_index("param")
         assert summary.loc["all", "verdict"] != "differ", " ".join(argv)
-        assert (grads["rel_err"] <= F64_REL).all(), " ".join(argv)
+        # the fixed float64 bound where the gradient is well conditioned (rel_tol = 2γ_m·cond
+        # below 1e-13, cond up to about 15); an ill-conditioned step (a gradient that nearly
+        # cancels, e.g. rel_tol 2e-10 with rel_err 1.4e-12 seen on a tanh output) is held
+        # by the derived bound through the verdict above
+        well = grads["rel_tol"] <= 1e-13
+        assert (grads.loc[well, "rel_err"] <= F64_REL).all(), " ".join(argv)
         cases["float64_completed"] += 1
 
 

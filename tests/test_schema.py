@@ -65,7 +65,7 @@ PINNED = {
     "CHECK_COLUMNS": ["call", "param", "key", "rel_err", "rel_tol", "fd_rel_err",
                       "max_abs_diff", "ratio", "verdict", "kind"],
     "GRADE_COLUMNS": ["file", "status", "diagnosis", "first_param", "worst_rel_err",
-                      "worst_ratio", "seconds", "message"],
+                      "worst_ratio", "seconds", "message", "sha256"],
     "SPARSE_ZERO_COLUMNS": ["lr", "batch_size", "step", "active_features",
                             "zeros_first_layer", "entries_first_layer", "zeros_all",
                             "entries_all"],
