@@ -37,7 +37,8 @@ _PREFIX = struct.Struct(">4sI")
 DTYPES = frozenset({"<f2", "<f4", "<f8", "<i4", "<i8", "|b1"})
 MAX_NDIM = 8
 MAX_HEADER = 1 << 20        # bytes of JSON in one frame, by default
-_CHUNK = 1 << 20
+_CHUNK = 64 << 10          # bytes asked of one read (a larger request costs an allocation)
+_JOIN = 256 << 10          # a frame up to this size goes out in one write
 
 
 class WireError(Exception):
@@ -156,7 +157,9 @@ def _wait(fd: int, event: int, deadline: float | None) -> None:
 
 def write_all(fd: int, parts: list, deadline: float | None = None) -> None:
     """Write every part of a frame (``encode``) to ``fd``, blocking or not, before
-    ``deadline``."""
+    ``deadline``; a small frame in one write (one wake-up of the reader)."""
+    if len(parts) > 1 and sum(len(p) for p in parts) <= _JOIN:
+        parts = [b"".join(parts)]
     for part in parts:
         view = memoryview(part)
         while view:
