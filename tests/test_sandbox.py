@@ -368,3 +368,33 @@ def test_odd_names_each_get_a_row_or_a_reason(tmp_path, capsys):
     assert "not graded: fifo.py: a FIFO, not a regular file" in out
     checks = {p.name for p in (tmp_path / "g" / "checks").iterdir()}
     assert len(checks) == 4 and ".handgrad" not in checks      # no clash with the marker
+
+
+def test_missing_layers_are_named(tmp_path):
+    """On a kernel without Landlock the other layers still apply, and what is missing is
+    said in one phrase (a sacrificial process confines itself with Landlock switched off)."""
+    code = ("import os, sys; from experiments.teaching.boundary import sandbox as s; "
+            "s.landlock_abi = lambda: 0; print(s.confine(sys.argv[1])); "
+            "import os\ntry:\n    os.fork(); print('forked')\nexcept PermissionError:\n"
+            "    print('no fork')")
+    if not SANDBOXED:
+        pytest.skip(NO_SANDBOX)
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert "the kernel offers no Landlock" in done.stdout, done.stderr
+    assert "no fork" in done.stdout
+
+
+def test_grades_md_says_when_the_sandbox_was_missing():
+    from experiments.core.config import load_config
+    from experiments.teaching.grade.report import UNSANDBOXED, grades_markdown
+
+    table = pd.DataFrame([{"file": "a.py", "status": "agree", "diagnosis": "agree",
+                           "sha256": "x"}])
+    settings = {"config": load_config("seed"), "steps": 2, "timeout": 1.0, "memory_mb": 512,
+                "jobs": 1, "resumed": 0, "interrupted": False,
+                "sandbox_missing": ["the kernel offers no Landlock"]}
+    md = grades_markdown(table, [], Path("subs"), settings)
+    assert f"{UNSANDBOXED}the kernel offers no Landlock" in md
+    assert UNSANDBOXED not in grades_markdown(table, [], Path("subs"),
+                                              {**settings, "sandbox_missing": []})
