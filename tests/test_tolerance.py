@@ -35,22 +35,30 @@ def test_unit_roundoff():
     assert unit_roundoff("float32") == U32
 
 
-@pytest.mark.parametrize(("dtype", "sizes", "batch", "m"), [
-    ("float64", (3, 4, 1), 4, 4 + 8 + 10 + 5),          # the seed case: m = 27
-    ("float32", (64, 30, 10), 32, 32 + 104 + 10 + 5),    # digits: m = 151
-    ("float64", (2, 2), 1, 1 + 4 + 5 + 5),               # one layer, one sample
+@pytest.mark.parametrize(("bound", "dtype", "sizes", "batch", "m"), [
+    # gradients: m = N + Σ sizes + 5L + 5 (batch sum, dot products, 5 elementwise ops per
+    # layer and 5 for the loss)
+    (gradient_tolerance, "float64", (3, 4, 1), 4, 4 + 8 + 10 + 5),     # the seed case: 27
+    (gradient_tolerance, "float32", (64, 30, 10), 32, 32 + 104 + 10 + 5),   # digits: 151
+    (gradient_tolerance, "float64", (2, 2), 1, 1 + 4 + 5 + 5),   # one layer, one sample
+    # the loss value: m_E = N·K + Σ sizes + 5L + 5, the gradient's chain with its batch sum
+    # (N) replaced by the loss's sum over every element of its reduction (M = N·K)
+    (loss_tolerance, "float64", (3, 4, 1), 4, 4 + 8 + 10 + 5),         # seed, K = 1: 27
+    (loss_tolerance, "float64", (4, 8, 3), 16, 48 + 15 + 10 + 5),      # iris: N·K = 48
+    (loss_tolerance, "float32", (64, 30, 10), 32, 320 + 104 + 10 + 5),  # digits: 439
 ])
-def test_gradient_tolerance_is_two_gamma_m(dtype, sizes, batch, m):
-    # m = N + Σ sizes + 5L + 5 (batch sum, dot products, 5 elementwise ops per layer and
-    # 5 for the loss); 2γ_m = 2mu / (1 − mu)
+def test_tolerance_is_two_gamma_m(bound, dtype, sizes, batch, m):
+    # 2γ_m = 2mu / (1 − mu)
     u = U64 if dtype == "float64" else U32
-    assert gradient_tolerance(dtype, sizes, batch) == 2 * m * u / (1 - m * u)
+    assert bound(dtype, sizes, batch) == 2 * m * u / (1 - m * u)
 
 
-def test_gradient_tolerance_documented_figures():
-    # the figures the docstring and README quote
+def test_tolerance_documented_figures():
+    # the figures the docstrings, README and docs/tolerance.md quote
     assert f"{gradient_tolerance('float64', (3, 4, 1), 4):.1e}" == "6.0e-15"
     assert f"{gradient_tolerance('float32', (64, 30, 10), 32):.1e}" == "1.8e-05"
+    assert f"{loss_tolerance('float64', (3, 4, 1), 4):.1e}" == "6.0e-15"
+    assert f"{loss_tolerance('float64', (4, 8, 3), 16):.1e}" == "1.7e-14"
 
 
 def one_weight_net(w, x, y, activation="identity"):
@@ -175,23 +183,6 @@ def test_step_tolerance_of_an_overflowed_magnitude_is_inf():
 
 
 # -- the loss value ------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("dtype", "sizes", "batch", "m"), [
-    ("float64", (3, 4, 1), 4, 4 + 8 + 10 + 5),          # seed, K = 1: the gradients' m
-    ("float64", (4, 8, 3), 16, 48 + 15 + 10 + 5),       # iris: the sum runs over N·K = 48
-    ("float32", (64, 30, 10), 32, 320 + 104 + 10 + 5),  # digits in float32: m_E = 439
-])
-def test_loss_tolerance_is_two_gamma_m_E(dtype, sizes, batch, m):
-    # m_E = N·K + Σ sizes + 5L + 5: the gradient's chain with its batch sum (N) replaced by
-    # the loss's sum over every element of its reduction (M = N·K)
-    u = U64 if dtype == "float64" else U32
-    assert loss_tolerance(dtype, sizes, batch) == 2 * m * u / (1 - m * u)
-
-
-def test_loss_tolerance_documented_figures():
-    assert f"{loss_tolerance('float64', (3, 4, 1), 4):.1e}" == "6.0e-15"
-    assert f"{loss_tolerance('float64', (4, 8, 3), 16):.1e}" == "1.7e-14"
-
 
 def test_magnitude_loss_of_a_one_weight_identity_net_by_hand():
     # a = w x = 1, y = 0.25, E = ½(a − y)² = ½·0.75². m = m_E = 13 (N = K = 1). The loss's
