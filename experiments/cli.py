@@ -175,9 +175,10 @@ def _print_verdict(result) -> None:
               f"{base:.2g}·cond (docs/tolerance.md); update_ratio: each SGD step against\n"
               f"torch.optim.SGD's (≤ 1 agrees); drift_ratio: the sides at their own weights "
               f"(free mode: includes drift); max_abs_diff: over all steps.\n"
-              f"loss: the loss value's rel_diff (|E_m − E_t| / max |E|) at the same weights, "
-              f"with rel_tol = 2γ_m_E·cond = {loss_tolerance(c.dtype, c.sizes, N):.2g}·cond "
-              f"(m_E counts its sum over N·K outputs); all: the run's verdict.")
+              f"loss: E's rel_diff = |E_m − E_t| / max |E| at the same weights, with rel_tol = "
+              f"2γ_m_E·cond = {loss_tolerance(c.dtype, c.sizes, N):.2g}·cond (m_E: the sum "
+              f"over N·K);\nall: every parameter together, its verdict the run's (the loss's "
+              f"included).")
         print(result.summary[cols].to_string(index=False))
     print("diagnosis:\n" + format_findings(result.findings))
     if not result.loss.empty:
