@@ -1,8 +1,10 @@
 """The ``handgrad`` command: a thin layer over importable functions. The library returns
 data; this module parses arguments and prints.
 
-Exit codes: 0 success, 2 bad input (one line on stderr, nothing written), 3 the run
-diverged (its run directory is written up to the divergence), 130 interrupted.
+Exit codes: 0 success (for ``run``: the sides agree), 1 ``run``: the sides differ (the
+loss or any parameter; ``--exit-zero`` keeps 0), 2 bad input (one line on stderr, nothing
+written), 3 the run diverged (its run directory is written up to the divergence), 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
-EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_DIFFER, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 #: subcommand -> (the module whose ``register(subparsers, formatter_class, help)`` adds it
 #: and sets ``func(args) -> int`` with ``set_defaults``, its one-line help). ``handgrad
@@ -90,6 +92,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     run.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                      help="torch and BLAS threads (default: 1 for small networks, all cores "
                           "for large ones; recorded in provenance.json)")
+    run.add_argument("--exit-zero", action="store_true",
+                     help="exit 0 even when the verdict is differ (exploratory runs); "
+                          "without it a run whose loss or any parameter differs exits 1")
 
     sub.add_parser("list", help="list the named experiments and studies",
                    formatter_class=_Formatter)
@@ -152,7 +157,7 @@ def _print_verdict(result) -> None:
     import pandas as pd
 
     from experiments.core.diagnose import format_findings
-    from experiments.core.tolerance import gradient_tolerance
+    from experiments.core.tolerance import gradient_tolerance, loss_tolerance
     from experiments.output.report import predictions_text
 
     preds = predictions_text(result)
@@ -161,15 +166,19 @@ def _print_verdict(result) -> None:
     cols = ["param", "worst_step", "rel_err", "worst_ratio", "update_ratio", "drift_ratio",
             "max_abs_diff", "verdict"]
     c = result.config
-    base = gradient_tolerance(c.dtype, c.sizes,
-                              len(result.dataset.X) if c.batch_size == "full" else c.batch_size)
+    N = len(result.dataset.X) if c.batch_size == "full" else c.batch_size
+    base = gradient_tolerance(c.dtype, c.sizes, N)
     with pd.option_context("display.float_format", "{:.3g}".format, "display.width", 120):
         print(f"\nVerdict over {len(result.loss)} logged steps ({c.dtype}, mode {c.mode}). "
               f"rel_err and worst_ratio = rel_err / rel_tol are the worst step's, the\n"
               f"gradient code at the same weights, with rel_tol = 2γ_m·cond = "
               f"{base:.2g}·cond (docs/tolerance.md); update_ratio: each SGD step against\n"
               f"torch.optim.SGD's (≤ 1 agrees); drift_ratio: the sides at their own weights "
-              f"(free mode: includes drift); max_abs_diff: over all steps.")
+              f"(free mode: includes drift); max_abs_diff: over all steps.\n"
+              f"loss: E's rel_diff = |E_m − E_t| / max |E| at the same weights, with rel_tol = "
+              f"2γ_m_E·cond = {loss_tolerance(c.dtype, c.sizes, N):.2g}·cond (m_E: the sum "
+              f"over N·K);\nall: every parameter together, its verdict the run's (the loss's "
+              f"included).")
         print(result.summary[cols].to_string(index=False))
     print("diagnosis:\n" + format_findings(result.findings))
     if not result.loss.empty:
@@ -179,7 +188,7 @@ def _print_verdict(result) -> None:
 
 def cmd_run(args) -> int:
     from experiments.core.config import ConfigError, load_config, named_experiments, replace
-    from experiments.core.runner import run_experiment
+    from experiments.core.runner import run_experiment, run_verdict
     from experiments.output.rundir import check_out, default_out, write_run
     from experiments.teaching.studies import STUDIES, run_study
     if args.experiment in STUDIES:
@@ -213,7 +222,17 @@ def cmd_run(args) -> int:
         return EXIT_DIVERGED
     if result.status == "interrupted":
         return EXIT_INTERRUPTED
+    if run_verdict(result.summary) == "differ" and not args.exit_zero:
+        print(f"handgrad: the sides differ ({differing(result.summary)}); see "
+              f"{out / 'report.md'} (--exit-zero exits 0)", file=sys.stderr)
+        return EXIT_DIFFER
     return 0
+
+
+def differing(summary) -> str:
+    """The summary rows that differ, named: ``loss, layers.1.weight``."""
+    rows = summary[(summary["verdict"] == "differ") & (summary["param"] != "all")]
+    return ", ".join(rows["param"])
 
 
 def _require_run_dir(path: Path) -> None:

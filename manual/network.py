@@ -188,16 +188,21 @@ class MLP:
     def loss(self, X, Y) -> float:
         """E(A, Y) as a Python float (see ``manual.losses`` for each definition)."""
         A = self.forward_cache(X)[-1]                                    # (N, K)
-        return float(self._loss(A, self.encode_targets(A, Y), self.xp))
+        return float(self.loss_value(A, self.encode_targets(A, Y)))
 
     # -- backward: the chain rule's factors, one public method each ---------------------
     # ``backward`` chains them; each computes one factor and may be overridden to change
-    # that factor alone (the bug gallery injects its mistakes here). Layer index l counts
-    # from 0 as the parameter keys do: layer l holds W = ``layers.{l}.weight``, is fed by
-    # a[l] and produces a[l + 1].
+    # that factor alone (the bug gallery injects its mistakes here). ``loss_value`` is the
+    # forward pass's last factor, E itself: overriding it changes the loss, not ∂E/∂A.
+    # Layer index l counts from 0 as the parameter keys do: layer l holds W =
+    # ``layers.{l}.weight``, is fed by a[l] and produces a[l + 1].
     def encode_targets(self, A, Y):
         """Y as the loss sees it: (N, K) like A (integer labels become one-hot)."""
         return targets_for(self.loss_name, A, self._as_target(Y), self.xp)
+
+    def loss_value(self, A, T):
+        """E(A, T) for the configured loss and reduction (``manual.losses``)    ()."""
+        return self._loss(A, T, self.xp)
 
     def loss_gradient(self, A, T):
         """∂E/∂A for the configured loss and reduction (``manual.losses``)      (N, K)."""
@@ -267,7 +272,7 @@ class MLP:
         A = self.last_output = a[-1]                                     # (N, K)
         T = self.encode_targets(A, Y)                                    # (N, K) encoded once
         grads = self.backward(a, T)
-        E = float(self._loss(A, T, self.xp))
+        E = float(self.loss_value(A, T))
         if not native:
             grads = {k: to_numpy(g) for k, g in grads.items()}
         return E, grads

@@ -30,7 +30,12 @@ from hypothesis import strategies as st
 import manual
 import torch_impl
 from experiments.core.metrics import TINY, compare
-from experiments.core.tolerance import gradient_tolerance, magnitude_gradients
+from experiments.core.tolerance import (
+    gradient_tolerance,
+    loss_tolerance,
+    magnitude_gradients,
+    magnitude_loss,
+)
 
 ACTS = ("sigmoid", "tanh", "relu", "identity")
 LOSSES = ("half_sse", "mse", "bce", "cross_entropy")
@@ -45,15 +50,17 @@ N_BATCH = 13                                     # not a power of two, not a div
 #: 1e-12 leaves a decade and is still 10^10 below a derivation mistake (O(1e-2 … 1)).
 F64_REL = 1e-12
 
-#: worst rel_err seen per dtype across this module (printed at teardown with -s)
-WORST = {"float64": 0.0, "float32": 0.0}
+#: worst rel_err seen per dtype across this module (printed at teardown with -s), and the
+#: worst loss rel_diff / its derived bound
+WORST = {"float64": 0.0, "float32": 0.0, "loss_ratio": 0.0}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _report_worst():
     yield
     print(f"\n[test_agreement] worst manual-vs-torch rel_err: float64 {WORST['float64']:.3e}, "
-          f"float32 {WORST['float32']:.3e}")
+          f"float32 {WORST['float32']:.3e}; worst loss rel_diff / loss bound "
+          f"{WORST['loss_ratio']:.3g}")
 
 
 # --- building blocks ---------------------------------------------------------------------
@@ -175,6 +182,16 @@ def check_pair(spec: dict, params: dict, X, Y, dtype: str = "float64"):
     dE = abs(Em - Et)
     assert dE <= base * scale, (
         f"loss: |E_m − E_t| = {dE:.3e} > 2γ_m·Ẽ = {base:.3e}·{scale:.6g} (E = {Em:.6g})")
+    # ... and the bound the runner's verdict holds the loss row to: rel_diff ≤ 2γ_{m_E}·
+    # max(1, Ẽ/|E|), m_E counting the loss's sum over all N·K elements (loss_tolerance)
+    size = max(abs(Em), abs(Et), TINY)
+    loss_tol = loss_tolerance(dtype, sizes, N) * max(
+        1.0, magnitude_loss(man, man.params, acts, T) / size)
+    WORST["loss_ratio"] = max(WORST["loss_ratio"], dE / size / loss_tol)
+    assert dE / size <= loss_tol, (
+        f"loss: rel_diff {dE / size:.3e} > the runner's loss bound {loss_tol:.3e} (E = {Em:.6g})")
+    if dtype == "float64":   # the fixed bound beside it, as for the gradients
+        assert dE / size <= F64_REL, f"loss: float64 rel_diff {dE / size:.3e} > {F64_REL}"
     return Em, gm, Et, gt, tols
 
 

@@ -173,6 +173,70 @@ def test_drift_is_listed_first_in_free_runs_only():
         ones_final(), grads_frame({k: [0, 0, 1e-2] for k in KEYS}), mode="free")]
 
 
+def loss_frame(E_t: list[float], E_m: list[float], tol: float = 1e-14) -> pd.DataFrame:
+    """loss.csv rows for logged steps 0, 1, ...: the manual loss code (synced: the sides'
+    own losses) against torch's, each step held to ``tol``."""
+    E_t, E_m = np.asarray(E_t, float), np.asarray(E_m, float)
+    rel = np.abs(E_m - E_t) / np.maximum(np.abs(E_m), np.abs(E_t))
+    return pd.DataFrame({"step": range(len(E_t)), "epoch": range(len(E_t)), "loss_manual": E_m,
+                         "loss_torch": E_t, "abs_diff": np.abs(E_m - E_t), "rel_diff": rel,
+                         "examples_seen": 4, "rel_tol": tol, "probe_loss": E_m,
+                         "loss_rel_diff": rel, "loss_rel_tol": tol})
+
+
+E_TORCH = [0.9, 0.7, 0.4, 0.2]
+AGREE = {k: [0, 0, 0, 0] for k in KEYS}
+
+
+def loss_findings(E_m, rel=AGREE, **kw) -> list:
+    return [f for f in diagnose_frames(ones_final(), grads_frame(rel), batch=4,
+                                       loss=loss_frame(E_TORCH, E_m, **kw)) if "loss" in f.params]
+
+
+def test_a_loss_off_while_the_gradients_agree_is_said_so_with_its_ratio():
+    # E_manual = E_torch / K at every step (K = 2, SIZES' outputs: from predictions here)
+    preds = pd.DataFrame({"sample": [0, 0], "output": [0, 1], "manual": 0.5, "torch": 0.5,
+                          "abs_diff": 0.0})
+    found = [f for f in diagnose_frames(ones_final(), grads_frame(AGREE), batch=4,
+                                        loss=loss_frame(E_TORCH, np.divide(E_TORCH, 2)),
+                                        predictions=preds) if "loss" in f.params]
+    assert [f.kind for f in found] == ["loss_only", "constant_ratio"]
+    assert found[0].detail.startswith("your loss value is off, your gradients are right: the "
+                                      "mistake is in the loss formula, not in backprop")
+    assert found[0].numbers == {"rel_err": 0.5, "step": 0}
+    assert found[1].numbers["c"] == 0.5 and found[1].numbers["residual"] < 1e-15
+    # c = ½ = 1/K: named in the gradients' words (ratio_causes)
+    assert "likely: an extra 1/K (K = 2); or the factor 2 of the squared error missing" in \
+        found[1].detail
+    assert param_kinds(found, ["loss"]) == {"loss": "loss_only"}
+
+
+def test_a_loss_ratio_beside_differing_gradients_is_no_loss_only():
+    rel = {**AGREE, "layers.1.weight": [0.5] * 4}
+    assert [f.kind for f in loss_findings(np.multiply(E_TORCH, 2), rel)] == ["constant_ratio"]
+    # no constant ratio either: "other"
+    found = loss_findings(np.add(E_TORCH, [0.1, 0.3, 0.0, 0.2]), rel)
+    assert [f.kind for f in found] == ["other"] and found[0].numbers["step"] == 0
+
+
+def test_a_loss_off_by_no_constant_is_still_loss_only():
+    found = loss_findings(np.add(E_TORCH, [0.0, 0.3, 0.1, 0.2]))
+    assert [f.kind for f in found] == ["loss_only"] and found[0].numbers["step"] == 1
+
+
+def test_a_loss_past_its_bound_below_the_bug_level_is_rounding():
+    found = loss_findings(np.multiply(E_TORCH, 1 + 1e-12))      # rel 1e-12: 1e-14 < · < √u
+    assert [f.kind for f in found] == ["rounding"] and "not a mistake" in found[0].detail
+    assert loss_findings(np.multiply(E_TORCH, 1 + 1e-12), tol=1e-11) == []   # within it
+
+
+def test_a_loss_csv_without_the_bound_is_not_diagnosed():
+    # a run directory written before the loss was judged: its loss.csv has no rel_tol columns
+    old = loss_frame(E_TORCH, np.multiply(E_TORCH, 2)).iloc[:, :7]
+    findings = diagnose_frames(ones_final(), grads_frame(AGREE), loss=old)
+    assert not [f for f in findings if "loss" in f.params and f.kind != "stuck"]
+
+
 def test_param_kinds_first_finding_wins_and_onsets_are_ignored():
     fs = [Finding("onset", ("a",), "x", {"step": 0}),
           Finding("constant_ratio", ("a", "b"), "x"),

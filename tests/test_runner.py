@@ -109,10 +109,10 @@ def test_synced_and_free_agree_on_first_step(xor32_free, xor32_synced):
 def test_summary_rows_and_verdicts():
     r = run("worked-2-2-2", "steps=5", "log_every=1")   # frozen biases: not trainable
     s = r.summary
-    assert list(s["param"]) == ["layers.0.weight", "layers.1.weight", "all"]
+    assert list(s["param"]) == ["layers.0.weight", "layers.1.weight", "loss", "all"]
     assert set(r.grads["param"]) == {"layers.0.weight", "layers.1.weight"}
     assert set(s["verdict"]) <= set(VERDICTS)
-    per = s[s["param"] != "all"].set_index("param")
+    per = s[~s["param"].isin(["loss", "all"])].set_index("param")
     for k, g in r.grads.groupby("param"):
         assert per.loc[k, "max_abs_diff"] == g["max_abs_diff"].max()
         assert per.loc[k, "rel_err"] == g["rel_err"].max()
@@ -130,8 +130,16 @@ def test_summary_rows_and_verdicts():
     all_row = s[s["param"] == "all"].iloc[0]
     assert all_row["max_abs_diff"] == per["max_abs_diff"].max()
     assert all_row["worst_ratio"] == per["worst_ratio"].max()
+    # the loss row: loss.csv's loss value at the same weights against its own bound
+    loss_row = s[s["param"] == "loss"].iloc[0]
+    ratio = r.loss["loss_rel_diff"] / r.loss["loss_rel_tol"]
+    assert loss_row["worst_ratio"] == ratio.max()
+    assert loss_row["worst_step"] == r.loss.loc[ratio.idxmax(), "step"]
+    assert loss_row["max_abs_diff"] == r.loss["abs_diff"].max()
+    # the all row's verdict is the run's: the worst of every parameter's and the loss's
     rank = {v: i for i, v in enumerate(VERDICTS)}          # exact < agree < differ
-    assert rank[all_row["verdict"]] == max(rank[v] for v in per["verdict"])
+    assert rank[all_row["verdict"]] == max(rank[v] for v in [*per["verdict"],
+                                                             loss_row["verdict"]])
 
 
 @pytest.mark.parametrize("name", sorted(named_experiments()))
@@ -250,7 +258,7 @@ def test_grads_are_long_form_one_row_per_step_and_parameter(iris_run):
 def test_summary_of_the_logged_steps(iris_run):
     r, _ = iris_run
     s = r.summary
-    assert list(s["param"]) == [*r.grads["param"].unique(), "all"]
+    assert list(s["param"]) == [*r.grads["param"].unique(), "loss", "all"]
     assert set(s["verdict"]) <= set(VERDICTS)
     assert set(s["worst_step"]) <= set(r.loss["step"])
     assert (s["diagnosis"] == "agree").all()
@@ -389,7 +397,7 @@ def test_divergence_stops_cleanly(tmp_path):
         assert df["step"].notna().all() and df["step"].dtype.kind == "i", name
         assert df["step"].max() == step, name
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary["param"]) == [*r.grads["param"].unique(), "all"]
+    assert list(summary["param"]) == [*r.grads["param"].unique(), "loss", "all"]
     assert (summary["worst_step"] < step).all()          # the diverged step is left out
     assert "diverged" in (out / "report.md").read_text(encoding="utf-8")
     prov = json.loads((out / "provenance.json").read_text(encoding="utf-8"))

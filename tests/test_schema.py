@@ -19,9 +19,10 @@ from experiments.core.runner import run_experiment
 from experiments.output.rundir import write_run
 
 AGREEMENT = ["lockstep_mode", "status", "steps_done", "rel_err", "worst_ratio", "verdict",
-             "weight_max_abs_diff", "loss_abs_diff", "replay_max_abs_diff"]
+             "weight_max_abs_diff", "loss_abs_diff", "replay_max_abs_diff", "loss_worst_ratio"]
 
-LOSS = ["step", "epoch", "loss_manual", "loss_torch", "abs_diff", "rel_diff", "examples_seen"]
+LOSS = ["step", "epoch", "loss_manual", "loss_torch", "abs_diff", "rel_diff", "examples_seen",
+        "rel_tol", "probe_loss", "loss_rel_diff", "loss_rel_tol"]
 GRAD_METRICS = ["max_abs_diff", "rel_err", "cosine", "norm_manual", "norm_torch",
                 "weight_max_abs_diff", "fd_rel_err", "ref_rel_err_manual", "ref_rel_err_torch",
                 "rel_tol", "gradient_rel_err", "gradient_rel_tol", "update_max_abs_diff",
@@ -85,7 +86,7 @@ PINNED = {
                            "frac_vacuous", "final_loss_abs_diff", *AGREEMENT],
     "SWEEP_COLUMNS": ["point", "status", "final_loss_manual", "final_loss_torch",
                       "worst_rel_err", "worst_ratio", "verdict", "steps_done", "seconds",
-                      "message"],
+                      "message", "loss_worst_ratio"],
     "BENCH_COLUMNS": ["case", "impl", "library", "device", "dtype", "batch", "sizes", "flops",
                       "seconds_per_step", "seconds_q25", "seconds_q75", "seconds_min",
                       "seconds_max", "us_per_step", "gflops_per_s", "ratio_to_floor",

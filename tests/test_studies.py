@@ -37,7 +37,7 @@ from experiments.teaching.studies import (
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 AGREEMENT = ["lockstep_mode", "status", "steps_done", "rel_err", "worst_ratio", "verdict",
-             "weight_max_abs_diff", "loss_abs_diff", "replay_max_abs_diff"]
+             "weight_max_abs_diff", "loss_abs_diff", "replay_max_abs_diff", "loss_worst_ratio"]
 
 # name -> {csv file: its columns, in order} (literal copies: a renamed column must fail here)
 EXPECTED_CSVS = {
@@ -173,6 +173,8 @@ def test_every_arm_records_manual_vs_torch_agreement(folders, name):
     assert (synced["verdict"] != "differ").all(), synced[["verdict", "worst_ratio"]]
     assert (synced["worst_ratio"] <= 1).all()
     assert synced["rel_err"].max() <= FIXED_REL[name], synced["rel_err"].max()
+    # the loss row too: every arm's loss within its own rounding bound
+    assert (arms["loss_worst_ratio"] <= 1).all(), arms[["verdict", "loss_worst_ratio"]]
 
 
 @pytest.mark.parametrize("name", list(EXPECTED_CSVS))

@@ -33,7 +33,7 @@ POINTS = ["lr=0.5,dtype=float32", "lr=0.5,dtype=float64",
           "lr=1.0,dtype=float32", "lr=1.0,dtype=float64"]   # grid order: first key slowest
 #: sweep.csv after ``point`` and the grid keys (literal: a schema change must fail here)
 AFTER_KEYS = ["status", "final_loss_manual", "final_loss_torch", "worst_rel_err", "worst_ratio",
-              "verdict", "steps_done", "seconds", "message"]
+              "verdict", "steps_done", "seconds", "message", "loss_worst_ratio"]
 EXACT = 1e-12    # float64 agreement of the two sides: rounding stays far below
 
 

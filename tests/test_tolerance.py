@@ -1,4 +1,5 @@
-"""experiments.core.tolerance: the rounding bound rel_tol = 2γ_m · max(1, ‖G̃‖/‖g‖).
+"""experiments.core.tolerance: the rounding bound rel_tol = 2γ_m · max(1, ‖G̃‖/‖g‖), and the
+loss value's 2γ_{m_E} · max(1, Ẽ/|E|).
 
 The formulas are README.md "Tolerances" and docs/tolerance.md; here each piece is pinned
 against numbers worked out by hand (the constants of the bound are part of what every
@@ -18,7 +19,10 @@ import manual
 from experiments.core.metrics import Comparison
 from experiments.core.tolerance import (
     gradient_tolerance,
+    loss_tolerance,
     magnitude_gradients,
+    magnitude_loss,
+    step_bounds,
     step_tolerances,
     unit_roundoff,
 )
@@ -31,22 +35,30 @@ def test_unit_roundoff():
     assert unit_roundoff("float32") == U32
 
 
-@pytest.mark.parametrize(("dtype", "sizes", "batch", "m"), [
-    ("float64", (3, 4, 1), 4, 4 + 8 + 10 + 5),          # the seed case: m = 27
-    ("float32", (64, 30, 10), 32, 32 + 104 + 10 + 5),    # digits: m = 151
-    ("float64", (2, 2), 1, 1 + 4 + 5 + 5),               # one layer, one sample
+@pytest.mark.parametrize(("bound", "dtype", "sizes", "batch", "m"), [
+    # gradients: m = N + Σ sizes + 5L + 5 (batch sum, dot products, 5 elementwise ops per
+    # layer and 5 for the loss)
+    (gradient_tolerance, "float64", (3, 4, 1), 4, 4 + 8 + 10 + 5),     # the seed case: 27
+    (gradient_tolerance, "float32", (64, 30, 10), 32, 32 + 104 + 10 + 5),   # digits: 151
+    (gradient_tolerance, "float64", (2, 2), 1, 1 + 4 + 5 + 5),   # one layer, one sample
+    # the loss value: m_E = N·K + Σ sizes + 5L + 5, the gradient's chain with its batch sum
+    # (N) replaced by the loss's sum over every element of its reduction (M = N·K)
+    (loss_tolerance, "float64", (3, 4, 1), 4, 4 + 8 + 10 + 5),         # seed, K = 1: 27
+    (loss_tolerance, "float64", (4, 8, 3), 16, 48 + 15 + 10 + 5),      # iris: N·K = 48
+    (loss_tolerance, "float32", (64, 30, 10), 32, 320 + 104 + 10 + 5),  # digits: 439
 ])
-def test_gradient_tolerance_is_two_gamma_m(dtype, sizes, batch, m):
-    # m = N + Σ sizes + 5L + 5 (batch sum, dot products, 5 elementwise ops per layer and
-    # 5 for the loss); 2γ_m = 2mu / (1 − mu)
+def test_tolerance_is_two_gamma_m(bound, dtype, sizes, batch, m):
+    # 2γ_m = 2mu / (1 − mu)
     u = U64 if dtype == "float64" else U32
-    assert gradient_tolerance(dtype, sizes, batch) == 2 * m * u / (1 - m * u)
+    assert bound(dtype, sizes, batch) == 2 * m * u / (1 - m * u)
 
 
-def test_gradient_tolerance_documented_figures():
-    # the figures the docstring and README quote
+def test_tolerance_documented_figures():
+    # the figures the docstrings, README and docs/tolerance.md quote
     assert f"{gradient_tolerance('float64', (3, 4, 1), 4):.1e}" == "6.0e-15"
     assert f"{gradient_tolerance('float32', (64, 30, 10), 32):.1e}" == "1.8e-05"
+    assert f"{loss_tolerance('float64', (3, 4, 1), 4):.1e}" == "6.0e-15"
+    assert f"{loss_tolerance('float64', (4, 8, 3), 16):.1e}" == "1.7e-14"
 
 
 def one_weight_net(w, x, y, activation="identity"):
@@ -168,3 +180,66 @@ def test_step_tolerance_of_an_overflowed_magnitude_is_inf():
         tol = step_tolerances(net, net.params, acts, np.array([[0.0]]),
                               fake_metrics([(1.0, 1.0)]), "float64")
     assert tol == [math.inf]
+
+
+# -- the loss value ------------------------------------------------------------------------
+
+def test_magnitude_loss_of_a_one_weight_identity_net_by_hand():
+    # a = w x = 1, y = 0.25, E = ½(a − y)² = ½·0.75². m = m_E = 13 (N = K = 1). The loss's
+    # own rounding: its term ½(a − y)². The output's forward error, in units of γ_13: the
+    # dot product's (n_0 + 1)/m·|x||w| + the 5 elementwise ops' 5/m·|a| = 7/13, through
+    # the slope |a − y| plus half the curvature (1) times γ_13·7/13 (½δA², exact):
+    #     Ẽ = ½·0.75² + (0.75 + ½·γ_13·7/13)·7/13
+    net, acts = one_weight_net(0.5, 2.0, 0.25)
+    g13 = 13 * U64 / (1 - 13 * U64)
+    want = 0.5 * 0.75**2 + (0.75 + 0.5 * g13 * 7 / 13) * 7 / 13
+    assert magnitude_loss(net, net.params, acts, np.array([[0.25]])) == pytest.approx(
+        want, rel=1e-15, abs=0)
+
+
+def test_magnitude_loss_of_cross_entropy_by_hand():
+    # Two logits (identity output, one input x = 1, W = (w0, w1)ᵀ): A = (w0, w1), label 0.
+    # Own rounding: |T|(|log P| + 1) = −log P_0 + 1 (the 1: the log's absolute error from
+    # the rounded Σ exp S). Forward error of each logit (7/m_E)|A_k| in units of γ_{m_E}
+    # (m = 1 + 3 + 5 + 5 = 14, m_E = 2 + 3 + 5 + 5 = 15: F scales by m/m_E, so
+    # (2/m·|A| + 5/m·|A|)·m/m_E = 7|A|/15), through the slope |P − T| (N = 1).
+    w = np.array([[0.5], [-1.5]])
+    net = manual.MLP([1, 2], activation="identity", bias=False, loss="cross_entropy",
+                     params={"layers.0.weight": w})
+    acts = net.forward_cache(np.array([[1.0]]))
+    A = np.array([0.5, -1.5])
+    P = np.exp(A) / np.exp(A).sum()
+    T = np.array([1.0, 0.0])
+    want = -math.log(P[0]) + 1 + float(np.abs(P - T) @ (7 * np.abs(A) / 15))
+    assert magnitude_loss(net, net.params, acts, T[None, :]) == pytest.approx(
+        want, rel=1e-14, abs=0)
+
+
+def test_the_loss_bound_does_not_read_the_code_it_judges(monkeypatch):
+    # The bound restates each loss itself: a slip planted in manual's loss value must not
+    # move the tolerance it is judged against.
+    net, acts = one_weight_net(0.5, 2.0, 0.25)
+    T = np.array([[0.25]])
+    before = magnitude_loss(net, net.params, acts, T)
+    monkeypatch.setattr(manual.MLP, "loss_value", lambda self, A, T: 100 * (A - T).sum())
+    assert magnitude_loss(net, net.params, acts, T) == before
+
+
+def test_step_bounds_give_the_loss_two_gamma_m_E_times_cond():
+    net, acts = one_weight_net(0.5, 2.0, 0.25)
+    T = np.array([[0.25]])
+    base = loss_tolerance("float64", (1, 1), 1)
+    mag = magnitude_loss(net, net.params, acts, T)
+    tols, loss_tol = step_bounds(net, net.params, acts, T, fake_metrics([(1.0, 1.0)]),
+                                 "float64", losses=(0.28125, 0.5))
+    assert tols == step_tolerances(net, net.params, acts, T, fake_metrics([(1.0, 1.0)]),
+                                   "float64")
+    # cond = Ẽ / max(|E_m|, |E_t|), the larger loss of the two sides
+    assert loss_tol == pytest.approx(base * mag / 0.5, rel=1e-15, abs=0)
+    # a loss larger than Ẽ still gets the plain 2γ_{m_E}; no losses, no loss bound
+    assert step_bounds(net, net.params, acts, T, [], "float64", losses=(1e3, 1e3))[1] == base
+    assert math.isnan(step_bounds(net, net.params, acts, T, [], "float64")[1])
+    with np.errstate(all="ignore"):
+        big, big_acts = one_weight_net(1e300, 1e10, 0.0)
+        assert step_bounds(big, big.params, big_acts, np.array([[0.0]]), [], "float64",
+                           losses=(1.0, 1.0))[1] == math.inf

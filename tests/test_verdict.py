@@ -1,21 +1,31 @@
-"""What the verdict judges: the gradient code at the same weights, the update step, and
-whether training can move at all. Each test failed before the fix it guards:
+"""What the verdict judges: the gradient code at the same weights, the update step, the
+loss value, and whether training can move at all. Each test failed before the fix it guards:
 
 * a summary row mixed steps (rel_err 7.6e-14 of step 9810 beside step 50's tolerance
   7.6e-14, verdict agree);
 * free-mode drift was judged as a gradient error (seed with tanh: differ, ratio 1e4);
 * optimizer mistakes passed in synced mode (only gradients were compared);
-* a run stuck at ln 2 with every gradient exactly 0 read "agree" without a word.
+* a run stuck at ln 2 with every gradient exactly 0 read "agree" without a word;
+* slips in the hand-written loss *value*, gradients left right, read "agree" on every row
+  and exited 0: ½·SSE without its ½ (`run seed`, loss relative 0.5) and cross-entropy
+  averaged over N·K instead of N (`run iris`, relative 0.667).
 """
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pandas as pd
 import pytest
 
 import manual
-from experiments.core.config import load_config
+from experiments.cli import EXIT_DIFFER, main
+from experiments.core.config import load_config, named_experiments
 from experiments.core.runner import run_experiment
+from experiments.teaching.studies.common import agreement
+from experiments.tools.sweep import run_sweep
+from manual.losses import cross_entropy_elements
 
 
 def run(name: str, *overrides: str):
@@ -26,6 +36,13 @@ def test_every_summary_column_comes_from_the_stated_step():
     r = run("seed")                                  # free, 10,000 steps, logged every 10
     grads = r.grads.set_index(["step", "param"])
     for _, s in r.summary.iterrows():
+        if s["param"] == "loss":   # the loss code at the same weights, from loss.csv
+            at = r.loss.set_index("step").loc[s["worst_step"]]
+            assert (s["rel_err"], s["tolerance"]) == (at["loss_rel_diff"], at["loss_rel_tol"])
+            ratio = r.loss["loss_rel_diff"] / r.loss["loss_rel_tol"]
+            assert s["worst_ratio"] == ratio.max() <= 1
+            assert s["max_rel_err"] == r.loss["rel_diff"].max()
+            continue
         rows = (grads.xs(s["worst_step"], level="step") if s["param"] == "all"
                 else grads.loc[[(s["worst_step"], s["param"])]])
         at = rows.loc[(rows["gradient_rel_err"] / rows["gradient_rel_tol"]).idxmax()]
@@ -113,3 +130,130 @@ def test_stuck_training_is_said(lr, says):
 def test_healthy_training_is_not_called_stuck():
     r = run("seed")
     assert not [f for f in r.findings if f.kind == "stuck"]
+
+
+# -- the loss value -------------------------------------------------------------------------
+#
+# Slips planted through manual.MLP's extension point ``loss_value`` (E from the output A and
+# the encoded targets T), with ∂E/∂A and everything below it left right.
+
+def sse_without_half(self, A, T):
+    """½·SSE computed without its ½: Σ (A − T)²."""
+    return self.xp.sum((A - T) * (A - T))
+
+
+def ce_over_nk(self, A, T):
+    """Cross-entropy averaged over N·K elements instead of the N samples."""
+    return -self.xp.sum(cross_entropy_elements(A, T, self.xp)) / (A.shape[0] * A.shape[1])
+
+
+#: (named experiment, slip, --set, E_manual / E_torch, the cause diagnose names, relative)
+LOSS_SLIPS = [("seed", sse_without_half, "epochs=2000", 2.0, "½ dropped from the loss", 0.5),
+              ("iris", ce_over_nk, "epochs=100", 1 / 3, "an extra 1/K (K = 3)", 2 / 3)]
+
+
+def handgrad(*args) -> int:
+    return main([str(a) for a in args])
+
+
+@pytest.mark.parametrize(("name", "slip", "setting", "c", "cause", "relative"), LOSS_SLIPS,
+                         ids=[s[0] for s in LOSS_SLIPS])
+def test_a_loss_slip_differs_on_the_loss_row_and_exits_1(name, slip, setting, c, cause,
+                                                          relative, monkeypatch, tmp_path,
+                                                          capsys):
+    monkeypatch.setattr(manual.MLP, "loss_value", slip)
+    out = tmp_path / name
+    assert handgrad("run", name, "--set", setting, "--out", out, "--no-plots") == EXIT_DIFFER
+    stdout, stderr = capsys.readouterr()
+    assert "handgrad: the sides differ (loss); see " in stderr, stderr   # after the bar
+    s = pd.read_csv(out / "summary.csv").set_index("param")
+    # the gradients are right: every parameter agrees; the loss row differs, by far
+    assert (s.drop(["loss", "all"])["verdict"] == "agree").all(), s
+    assert s.loc["loss", "verdict"] == "differ" and s.loc["all", "verdict"] == "differ"
+    # rel_diff = |E_m − E_t| / max(|E_m|, |E_t|) = 1 − min(c, 1/c) at every step, 13
+    # orders of magnitude above a float64 rounding bound (≲ 1e-12 here)
+    assert s.loc["loss", "rel_err"] == pytest.approx(relative, rel=1e-12)
+    assert s.loc["loss", "worst_ratio"] > 1e10
+    assert s.loc["loss", "diagnosis"] == "loss_only"
+    assert re.search(r"^ *loss .* differ$", stdout, re.M), stdout   # the printed table
+    # the diagnosis: the mistake is in the loss formula, and which constant it is
+    d = pd.read_csv(out / "diagnosis.csv").set_index("kind")
+    assert d.loc["loss_only", "params"] == "loss"
+    assert d.loc["loss_only", "detail"].startswith(
+        "your loss value is off, your gradients are right: the mistake is in the loss "
+        "formula, not in backprop")
+    ratio = d[d["params"] == "loss"].loc["constant_ratio"]
+    assert ratio["c"] == pytest.approx(c, rel=1e-12) and cause in ratio["detail"], ratio["detail"]
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "its verdict the run's: **differ**" in report and "| loss |" in report
+
+
+def test_exit_zero_keeps_a_differing_run_at_0(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(manual.MLP, "loss_value", sse_without_half)
+    out = tmp_path / "s"
+    assert handgrad("run", "seed", "--set", "epochs=50", "--out", out, "--no-plots",
+                    "--quiet", "--exit-zero") == 0
+    assert capsys.readouterr().err == ""
+    assert pd.read_csv(out / "summary.csv").set_index("param").loc["all", "verdict"] == "differ"
+
+
+def test_correct_code_exits_0_with_an_agreeing_loss_row(tmp_path):
+    out = tmp_path / "s"
+    assert handgrad("run", "seed", "--set", "epochs=50", "--out", out, "--no-plots",
+                    "--quiet") == 0
+    s = pd.read_csv(out / "summary.csv")
+    assert list(s["param"]) == ["layers.0.weight", "layers.1.weight", "loss", "all"]
+    assert set(s["verdict"]) <= {"exact", "agree"}, s
+
+
+#: A fixed bound on the loss's rel_diff beside the derived one, not from the tolerance code.
+#: A loss is one sum of M = N·K non-negative terms (squares, −T log P, bce's two logs) at
+#: the end of a forward chain of ≲ 50 operations: M ≤ 200 here, so two correct sides stay
+#: within ~300 u relative when the forward errors are not amplified (u = 1.1e-16 in
+#: float64, 6.0e-8 in float32). float64: 1e-12 (F64_REL, as for the gradients) leaves three
+#: decades; float32: 1e-4 ≈ 1700 u leaves a few, and both are far below the slips above.
+FIXED_LOSS_REL = {"float64": 1e-12, "float32": 1e-4}
+
+
+@pytest.mark.parametrize("name", sorted(named_experiments()))
+def test_named_experiments_loss_row_agrees_in_their_own_dtype(name):
+    # each named experiment as configured (float32-drift in float32, free mode), 300 steps
+    r = run(name, "steps=300")
+    s = r.summary.set_index("param")
+    assert s.loc["loss", "verdict"] in ("exact", "agree"), s.loc["loss"]
+    assert s.loc["all", "verdict"] in ("exact", "agree"), s
+    loss = r.loss
+    # the derived bound the verdict uses, at the same weights and at the sides' own
+    assert (loss["loss_rel_diff"] <= loss["loss_rel_tol"]).all()
+    assert (loss["rel_diff"] <= loss["rel_tol"]).all()
+    # and the fixed one
+    assert loss["rel_diff"].max() <= FIXED_LOSS_REL[r.config.dtype], loss["rel_diff"].max()
+
+
+def test_a_loss_slip_shows_in_sweep_and_study_tables(monkeypatch, tmp_path):
+    monkeypatch.setattr(manual.MLP, "loss_value", sse_without_half)
+    # jobs = 1: the points run in this process, with the slip
+    table = run_sweep("seed", {"lr": ["0.5", "1.0"]}, jobs=1, overrides=["epochs=20"],
+                      out=tmp_path / "sweep")
+    assert list(table["verdict"]) == ["differ", "differ"], table
+    assert (table["loss_worst_ratio"] > 1e10).all() and (table["worst_ratio"] <= 1).all()
+    arm = agreement(run("seed", "epochs=20", "mode=synced"))
+    assert arm["verdict"] == "differ" and arm["loss_worst_ratio"] > 1e10, arm
+    assert arm["worst_ratio"] <= 1
+
+
+@pytest.mark.parametrize("mode", ["synced", "free"])
+def test_a_learners_check_has_no_false_loss_difference(mode):
+    """A learner's file supplies gradients only: its loss row is handgrad's loss at the
+    learner's weights, and agrees (free mode: judged at torch's weights)."""
+    from experiments.teaching.check.api import check_function
+
+    def gradients(params, X, Y):   # handgrad's own correct backprop, as a learner's function
+        net = manual.MLP([3, 4, 1], bias=False, params=params)
+        return net.gradients(X, Y)
+
+    result = check_function(gradients, "seed", overrides=[f"mode={mode}"], steps=300)
+    assert result.agree, result.explanation
+    s = result.run.summary.set_index("param")
+    assert s.loc["loss", "verdict"] in ("exact", "agree") and s.loc["loss", "worst_ratio"] <= 1
+    assert s.loc["all", "verdict"] in ("exact", "agree")

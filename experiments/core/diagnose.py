@@ -29,6 +29,10 @@ Output: a list of ``Finding`` (kind, params, detail text, numbers). Kinds:
                     gradients' agreement: every gradient exactly 0 from some step on, the
                     loss exactly unchanged over the last quarter of the logged steps, or
                     outputs saturated to within 1e-30 of 0 or 1 (σ′ passes back nothing)
+    loss_only       (``diagnose_run`` only, about ``loss``) the loss value differs while
+                    every gradient agrees: the mistake is in the loss formula, not in
+                    backprop. The loss also gets ``constant_ratio`` (E_manual = c·E_torch,
+                    its causes named as the gradients'), ``rounding`` or ``other``
 
 Two thresholds, both relative (rel_err = ‖g_m − g_t‖ / max(‖g_m‖, ‖g_t‖)):
 
@@ -57,7 +61,7 @@ from experiments.core.metrics import TINY, rel_err
 from experiments.core.tolerance import unit_roundoff
 
 KINDS = ("agree", "rounding", "constant_ratio", "transposed", "accumulated", "layer_confined",
-         "other", "onset", "drift", "stuck")
+         "other", "onset", "drift", "stuck", "loss_only")
 _LAYER = re.compile(r"^layers\.(\d+)\.")
 
 
@@ -135,11 +139,11 @@ def ratio_causes(c: float, *, batch: int | None = None, outputs: int | None = No
                                 "½ dropped from the loss but not from ∂E/∂A)"),
                (0.5, "the factor 2 of the squared error missing (∂(A − Y)²/∂A = 2(A − Y))")]
     reductions = [(1.0, "")]
-    if batch:
+    if batch and batch > 1:
         reductions += [(float(batch), f"the 1/N of a mean over the batch missing (N = {batch}: "
                                       "sum instead of mean)"),
                        (1.0 / batch, f"an extra 1/N (N = {batch}: mean where the loss sums)")]
-    if outputs:
+    if outputs and outputs > 1:   # (N or K = 1 would name a factor 1 as a cause)
         reductions += [(float(outputs), f"the 1/K of a mean over the outputs missing (K = "
                                         f"{outputs})"),
                        (1.0 / outputs, f"an extra 1/K (K = {outputs})")]

@@ -1,6 +1,7 @@
 """The diagnosis of a whole run: its last logged step's gradients (``diagnose``), when each
-parameter first stopped agreeing (``onset``) and, in free mode, whether the weights had
-drifted apart by then (``drift``). Works on a run directory or an in-memory RunResult."""
+parameter first stopped agreeing (``onset``), in free mode whether the weights had drifted
+apart by then (``drift``), and the loss value (``loss_only`` and a constant ratio of the
+loss, from loss.csv). Works on a run directory or an in-memory RunResult."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.core.diagnose import Finding, bug_tolerance, diagnose
+from experiments.core.diagnose import Finding, bug_tolerance, diagnose, fit_ratio, ratio_causes
 
 
 def _arrays(final_grads: pd.DataFrame) -> tuple[dict, dict]:
@@ -33,7 +34,7 @@ def diagnose_frames(final_grads: pd.DataFrame, grads: pd.DataFrame | None = None
     first stopped agreeing (``onset``) and, for ``free`` runs, whether the weights had
     drifted apart by then (``drift``). ``final_grads`` and ``grads`` as in the run
     directory; ``batch`` = N of the last step (predictions.csv's sample count); ``mode``
-    the run's (config key ``mode``)."""
+    the run's (config key ``mode``); ``loss`` loss.csv's frame, for the loss's findings."""
     if final_grads is None or final_grads.empty:
         return [Finding("other", (), "no final gradients to diagnose (the run stopped "
                         "before its first logged step)", {})]
@@ -46,17 +47,73 @@ def diagnose_frames(final_grads: pd.DataFrame, grads: pd.DataFrame | None = None
         drift = _drift(grads, onsets, dtype) if mode == "free" else None
         if drift is not None:   # first: in a free run the likelier explanation, to act on
             findings.insert(0, drift)
-    return findings + _stuck(grads, loss, predictions)
+    outputs = (int(predictions["output"].max()) + 1 if predictions is not None
+               and not predictions.empty else None)
+    grads_agree = has_grads and not (judged["rel_err"] > judged["rel_tol"]).any()
+    return (findings + _loss(loss, grads_agree, dtype, batch, outputs)
+            + _stuck(grads, loss, predictions))
 
 
-def _judged(grads: pd.DataFrame) -> pd.DataFrame:
-    """grads with rel_err / rel_tol of the gradient code at the same weights where recorded
-    (gradient_rel_err / gradient_rel_tol: a free run's comparison without the drift)."""
-    if "gradient_rel_err" not in grads:
-        return grads
-    ok = grads["gradient_rel_err"].notna()
-    return grads.assign(rel_err=grads["gradient_rel_err"].where(ok, grads["rel_err"]),
-                        rel_tol=grads["gradient_rel_tol"].where(ok, grads["rel_tol"]))
+def _judged(frame: pd.DataFrame, err: str = "rel_err", tol: str = "rel_tol",
+            code: str = "gradient") -> pd.DataFrame:
+    """``frame`` with ``err`` / ``tol`` of the code at the same weights where recorded
+    (``{code}_rel_err`` / ``{code}_rel_tol`` or, for loss.csv, ``loss_rel_diff`` /
+    ``loss_rel_tol``: a free run's comparison without the drift)."""
+    code_err, code_tol = f"{code}_{err}", f"{code}_{tol}"
+    if code_err not in frame:
+        return frame
+    ok = frame[code_err].notna()
+    return frame.assign(**{err: frame[code_err].where(ok, frame[err]),
+                           tol: frame[code_tol].where(ok, frame[tol])})
+
+
+def _loss(loss: pd.DataFrame | None, grads_agree: bool, dtype: str, batch: int | None,
+          outputs: int | None) -> list[Finding]:
+    """The loss value, judged as the runner's verdict judges it (loss.csv's loss_rel_diff
+    against loss_rel_tol, the loss code at the same weights). Where it differs beyond the
+    bug level: ``loss_only`` when every gradient agrees at every logged step (the mistake
+    is in the loss formula, not in backprop), and ``constant_ratio`` when E_manual =
+    c·E_torch over the steps that differ, c's likely causes named in the gradients' words
+    (``ratio_causes``: ½ missing, mean against sum, 1/K, ...); ``other`` when neither
+    applies. Below the bug level: ``rounding``. Nothing for an older loss.csv without the
+    bound's columns."""
+    if loss is None or "loss_rel_tol" not in loss:
+        return []
+    finite = np.isfinite(loss["loss_manual"]) & np.isfinite(loss["loss_torch"])
+    L = _judged(loss[finite], "rel_diff", "rel_tol", "loss")
+    over = L[L["rel_diff"] > L["rel_tol"]]
+    if over.empty:
+        return []
+    worst, first = float(over["rel_diff"].max()), int(over["step"].iloc[0])
+    bug = max(bug_tolerance(dtype), float(over["rel_tol"].max()))
+    numbers = {"rel_err": worst, "step": first}
+    if worst <= bug:
+        return [Finding("rounding", ("loss",), f"the loss's rel_diff up to {worst:.2g} exceeds "
+                        f"its rounding tolerance but stays below the bug level {bug:.2g}: a "
+                        "rounding effect the bound does not model (docs/tolerance.md), not a "
+                        "mistake in the loss formula", numbers)]
+    E_m = over["probe_loss"].where(over["probe_loss"].notna(), over["loss_manual"])
+    c, residual = fit_ratio(E_m.to_numpy(), over["loss_torch"].to_numpy())
+    out = []
+    if grads_agree:
+        out.append(Finding(
+            "loss_only", ("loss",), "your loss value is off, your gradients are right: the "
+            f"mistake is in the loss formula, not in backprop (E_manual differs from E_torch "
+            f"from step {first} on, rel_diff up to {worst:.2g}, while every gradient agrees "
+            "at every logged step)", numbers))
+    if residual <= bug:
+        causes = ratio_causes(c, batch=batch, outputs=outputs, tol=bug)
+        why = ("; likely: " + "; or ".join(causes) if causes else "; c is none of ½, 2, N, "
+               "K, M = N·K or their products: look for another constant in the loss")
+        out.append(Finding(
+            "constant_ratio", ("loss",), f"E_manual = c·E_torch with c = {c:.6g} at every "
+            f"logged step that differs (from step {first}): a reduction or factor mismatch "
+            "in the loss value E" + why, {**numbers, "c": c, "residual": residual}))
+    elif not grads_agree:
+        out.append(Finding("other", ("loss",), f"the loss value differs from step {first} on "
+                           f"(rel_diff up to {worst:.2g}) with no constant ratio E_manual = "
+                           "c·E_torch", numbers))
+    return out
 
 
 def _last_step(final_grads, judged, batch, dtype, mode) -> list[Finding]:
@@ -139,7 +196,8 @@ def _stuck(grads, loss, predictions) -> list[Finding]:
                        "back almost nothing)")
     if not why:
         return []
-    return [Finding("stuck", tuple(dict.fromkeys(grads["param"])),
+    params = (*dict.fromkeys(grads["param"]), *(("loss",) if loss is not None else ()))
+    return [Finding("stuck", params,
                     "training is stuck: " + "; ".join(why) + ". The sides may agree exactly "
                     "and still learn nothing: lower lr (saturated or dead units) or change the "
                     "initialisation", {})]

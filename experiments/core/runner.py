@@ -39,11 +39,18 @@ from experiments.core.engine import (
 )
 from experiments.core.init import InitError, initial_params
 from experiments.core.metrics import TINY, Comparison, compare_many
-from experiments.core.schema import GRAD_INDEX, GRAD_METRICS, LOSS_COLUMNS, SUMMARY_COLUMNS
+from experiments.core.schema import (
+    GRAD_INDEX,
+    GRAD_METRICS,
+    LOSS_COLUMNS,
+    LOSS_INDEX,
+    SUMMARY_COLUMNS,
+)
 from experiments.core.threads import limited_threads, thread_counts
-from experiments.core.tolerance import step_tolerances
+from experiments.core.tolerance import step_bounds
 
 COL = GRAD_INDEX   # metric -> index in the tables
+LCOL = LOSS_INDEX  # loss.csv column -> index in the loss rows
 NORMS = [COL["norm_manual"], COL["norm_torch"]]
 
 
@@ -248,7 +255,7 @@ def _train(cfg, data, params, order_rng, seeds, progress, side, t_start) -> RunR
     steps_done = engine.step
     row = rec.row
     loss_df, grads_df = _frames(rec.loss_rows[:row], rec.grad_rows[:row], man.keys)
-    summary = summarize(grads_df, man.keys)
+    summary = summarize(grads_df, man.keys, loss_df)
     final = _final_grads(rec.last_g, man.keys) if rec.last_g else pd.DataFrame()
     # After an interrupt the two sides' last forward passes may belong to different steps.
     preds = (_predictions(man, tor) if row and status != "interrupted"
@@ -261,9 +268,9 @@ def _train(cfg, data, params, order_rng, seeds, progress, side, t_start) -> RunR
                        threads=thread_counts())
     # The automatic diagnosis (constant ratio, transposed, one layer, ...) of every run.
     result.findings = diagnose_result(result)
-    kinds = param_kinds(result.findings, man.keys)
+    kinds = param_kinds(result.findings, [*man.keys, "loss"])
     summary["diagnosis"] = summary["param"].map(kinds).fillna(
-        " + ".join(sorted({kinds[k] for k in man.keys if kinds[k] != "agree"})) or "agree")
+        " + ".join(sorted({k for k in kinds.values() if k != "agree"})) or "agree")
     return result
 
 
@@ -302,15 +309,16 @@ class Recorder(Observer):
         bad_m, bad_t = not math.isfinite(Em), not math.isfinite(Et)
         if not (self.is_logged or bad_m or bad_t):
             return
-        row, cfg = self.grad_rows[self.row], self.cfg
-        self.loss_rows[self.row] = (step, epoch, Em, Et, abs(Em - Et),
-                                    abs(Em - Et) / max(abs(Em), abs(Et), TINY), self.examples)
+        row, lrow, cfg = self.grad_rows[self.row], self.loss_rows[self.row], self.cfg
+        lrow[:LCOL["rel_tol"]] = (step, epoch, Em, Et, abs(Em - Et),
+                                  abs(Em - Et) / max(abs(Em), abs(Et), TINY), self.examples)
         g_np = {k: (to_numpy(gm[k]), to_numpy(gt[k])) for k in self.keys}
         metrics = compare_many([g[0] for g in g_np.values()], [g[1] for g in g_np.values()])
         for name in Comparison._fields:
             row[:, COL[name]] = [getattr(m, name) for m in metrics]
         # rel_tol = 2γ_m · cond, cond = ‖G̃‖ / ‖g‖ ≥ 1 (experiments.core.tolerance), from
-        # the manual forward pass at the compared side's weights
+        # the manual forward pass at the compared side's weights; the loss's 2γ_{m_E} ·
+        # max(1, Ẽ / |E|) from the same pass
         net = getattr(self.man, "net", None)
         if isinstance(net, manual.MLP):
             acts = net.last_activations
@@ -319,9 +327,9 @@ class Recorder(Observer):
             acts = net.forward_cache(self.batch64(idx)[0].astype(cfg.dtype))
         acts = [to_numpy(x) for x in acts]
         w_np = {k: to_numpy(v) for k, v in net.param_arrays.items()}
-        row[:, COL["rel_tol"]] = step_tolerances(net, w_np, acts, self.targets64(idx), metrics,
-                                                 cfg.dtype)
-        witnesses.same_weights(self, row, g_np, idx)
+        row[:, COL["rel_tol"]], lrow[LCOL["rel_tol"]] = step_bounds(
+            net, w_np, acts, self.targets64(idx), metrics, cfg.dtype, losses=(Em, Et))
+        witnesses.same_weights(self, row, lrow, g_np, idx)
         if self.ref is not None:
             witnesses.float64_reference(self, row, g_np, idx)
         if cfg.fd_every and step % cfg.fd_every == 0:
@@ -393,8 +401,9 @@ def _frames(loss_rows, grad_rows, keys) -> tuple[pd.DataFrame, pd.DataFrame]:
     return loss, grads
 
 
-def summarize(grads: pd.DataFrame, keys) -> pd.DataFrame:
-    """One row per parameter and an ``all`` row: the verdict, and the step it rests on.
+def summarize(grads: pd.DataFrame, keys, loss: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per parameter, a ``loss`` row and an ``all`` row: the verdict, and the step
+    it rests on.
 
     The verdict judges the code, not the drift of a free run: its worst step is the one
     where the gradient code, evaluated at the same weights as the reference
@@ -407,30 +416,78 @@ def summarize(grads: pd.DataFrame, keys) -> pd.DataFrame:
     min_cosine (min), and drift_ratio = max rel_err / rel_tol of the sides at their own
     weights (= worst_ratio in synced mode; in free mode it includes the drift). A step
     where either side's gradient is non-finite (the divergence step) is left out.
+
+    The ``loss`` row (given ``loss``, loss.csv's frame) judges the loss value the same
+    way: loss_rel_diff against loss_rel_tol (the loss code at the same weights; rel_diff
+    and rel_tol where no probe judged it), over the same steps (a step with a non-finite
+    loss left out too: a run without one finite step has no summary rows at all); its
+    max_abs_diff, max_rel_err and drift_ratio are abs_diff, rel_diff and rel_diff /
+    rel_tol's, and the gradient-only columns stay empty. The ``all`` row's numbers are
+    every parameter's together; its verdict is the run's: ``differ`` when the loss or any
+    parameter differs, ``exact`` when all are exact.
     """
     rows = []
     finite = grads[np.isfinite(grads["norm_manual"]) & np.isfinite(grads["norm_torch"])]
-    for k in [*keys, "all"]:
-        g = finite if k == "all" else finite[finite["param"] == k]
+    for k in keys:
+        g = finite[finite["param"] == k]
         if not g.empty:
             rows.append([k, *_summary_row(g)])
+    if loss is not None and "loss_rel_tol" in loss and not finite.empty:
+        ok = loss[np.isfinite(loss["loss_manual"]) & np.isfinite(loss["loss_torch"])
+                  & loss["step"].isin(finite["step"])]
+        if not ok.empty:
+            rows.append(["loss", *_loss_row(ok)])
+    if not finite.empty:
+        row = ["all", *_summary_row(finite)]
+        rows.append(row)
+        verdicts = {r[SUMMARY_COLUMNS.index("verdict")] for r in rows}
+        row[SUMMARY_COLUMNS.index("verdict")] = next(
+            v for v in ("differ", "agree", "exact") if v in verdicts)
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def _summary_row(g: pd.DataFrame) -> list:
-    judged = g["gradient_rel_err"].notna()
-    err = g["gradient_rel_err"].where(judged, g["rel_err"])
-    tol = g["gradient_rel_tol"].where(judged, g["rel_tol"])
-    ratio = (err / tol).fillna(np.inf)
+def run_verdict(summary: pd.DataFrame) -> str:
+    """The run's verdict: the ``all`` row's (every parameter and the loss: ``differ`` when
+    any differs), or ``none`` when no step was judged."""
+    rows = summary.loc[summary["param"] == "all", "verdict"]
+    return str(rows.iloc[0]) if len(rows) else "none"
+
+
+def _worst(g: pd.DataFrame, err: str, tol: str, own_err: str, own_tol: str):
+    """The judged comparison: ``err`` / ``tol`` where recorded (the code at the same
+    weights), ``own_err`` / ``own_tol`` elsewhere; the row where their ratio is largest (a
+    ratio that is undefined counts as infinite), that ratio, and the drift ratio: the
+    largest own_err / own_tol."""
+    judged = g[err].notna()
+    e = g[err].where(judged, g[own_err])
+    t = g[tol].where(judged, g[own_tol])
+    ratio = (e / t).fillna(np.inf)
     worst = ratio.idxmax()
+    drift = float((g[own_err] / g[own_tol]).fillna(np.inf).max())
+    return e, t, worst, float(ratio.max()), drift
+
+
+def _verdict(exact: bool, ratio: float, update_ratio: float = math.nan) -> str:
+    return "exact" if exact else ("agree" if ratio <= 1 and not update_ratio > 1 else "differ")
+
+
+def _summary_row(g: pd.DataFrame) -> list:
+    err, tol, worst, r, drift = _worst(g, "gradient_rel_err", "gradient_rel_tol", "rel_err",
+                                       "rel_tol")
     upd = (g["update_max_abs_diff"] / g["update_tol"]).where(g["update_max_abs_diff"] > 0, 0.0)
-    r, ur = float(ratio.max()), float(upd.max()) if upd.notna().any() else math.nan
-    exact = (err == 0).all() and not (g["update_max_abs_diff"] > 0).any()
-    v = "exact" if exact else ("agree" if r <= 1 and not ur > 1 else "differ")
-    drift = float((g["rel_err"] / g["rel_tol"]).fillna(np.inf).max())
+    ur = float(upd.max()) if upd.notna().any() else math.nan
+    v = _verdict((err == 0).all() and not (g["update_max_abs_diff"] > 0).any(), r, ur)
     return [g["max_abs_diff"].max(), float(err[worst]), int(g.loc[worst, "step"]),
             g["cosine"].min(), g["weight_max_abs_diff"].max(), g["fd_rel_err"].max(),
             float(tol[worst]), v, r, g["rel_err"].max(), drift, ur]
+
+
+def _loss_row(loss: pd.DataFrame) -> list:
+    err, tol, worst, r, drift = _worst(loss, "loss_rel_diff", "loss_rel_tol", "rel_diff",
+                                       "rel_tol")
+    return [loss["abs_diff"].max(), float(err[worst]), int(loss.loc[worst, "step"]), math.nan,
+            math.nan, math.nan, float(tol[worst]), _verdict(bool((err == 0).all()), r), r,
+            loss["rel_diff"].max(), drift, math.nan]
 
 
 def _final_grads(g_np, keys) -> pd.DataFrame:

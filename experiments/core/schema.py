@@ -6,7 +6,13 @@ list against a literal copy. Columns are only ever added, never renamed or reord
 
 # run directory (experiments.core.runner): loss.csv, grads.csv, summary.csv
 LOSS_COLUMNS = ["step", "epoch", "loss_manual", "loss_torch", "abs_diff", "rel_diff",
-                "examples_seen"]
+                "examples_seen",
+                # rel_diff's rounding bound; the loss code judged at the same weights (the
+                # manual loss at the torch side's weights, = loss_manual when synced), its
+                # rel_diff against loss_torch and that one's bound
+                "rel_tol", "probe_loss", "loss_rel_diff", "loss_rel_tol"]
+#: loss.csv column -> its index in the runner's preallocated rows (steps × columns)
+LOSS_INDEX = {name: i for i, name in enumerate(LOSS_COLUMNS)}
 GRAD_METRICS = ["max_abs_diff", "rel_err", "cosine", "norm_manual", "norm_torch",
                 "weight_max_abs_diff", "fd_rel_err", "ref_rel_err_manual", "ref_rel_err_torch",
                 "rel_tol",
@@ -20,7 +26,9 @@ GRAD_COLUMNS = ["step", "epoch", "param", *GRAD_METRICS]
 #: grads.csv metric -> its index in the runner's preallocated rows (steps × params × metrics)
 GRAD_INDEX = {name: i for i, name in enumerate(GRAD_METRICS)}
 #: rel_err, tolerance and worst_ratio are taken at worst_step (gradient_rel_err and
-#: gradient_rel_tol there); every other column is a maximum (minimum) over the logged steps
+#: gradient_rel_tol there); every other column is a maximum (minimum) over the logged steps.
+#: Rows: each trainable parameter, then ``loss`` (loss.csv's loss_rel_diff / loss_rel_tol
+#: in place of the gradient's columns), then ``all``
 SUMMARY_COLUMNS = ["param", "max_abs_diff", "rel_err", "worst_step", "min_cosine",
                    "weight_max_abs_diff", "fd_rel_err", "tolerance", "verdict", "worst_ratio",
                    "max_rel_err", "drift_ratio", "update_ratio"]
@@ -36,7 +44,8 @@ UPDATE_ORDER_COLUMNS = ["figure", "published", "digits", "step", "simultaneous",
 
 # studies: arms.csv of every study ends with AGREEMENT_COLUMNS
 AGREEMENT_COLUMNS = ["lockstep_mode", "status", "steps_done", "rel_err", "worst_ratio",
-                     "verdict", "weight_max_abs_diff", "loss_abs_diff", "replay_max_abs_diff"]
+                     "verdict", "weight_max_abs_diff", "loss_abs_diff", "replay_max_abs_diff",
+                     "loss_worst_ratio"]
 CURVE_COLUMNS = ["mode", "batch_size", "step", "epoch", "examples_seen", "loss_manual",
                  "loss_torch", "full_loss"]
 BATCH_ARMS_COLUMNS = ["mode", "batch_size", "lr", "epochs", "steps", "steps_per_epoch",
@@ -72,7 +81,7 @@ DRIFT_ARMS_COLUMNS = ["mode", "steps", "first_weight_diff", "final_weight_diff",
 
 # sweep: sweep.csv
 SWEEP_COLUMNS = ["point", "status", "final_loss_manual", "final_loss_torch", "worst_rel_err",
-                 "worst_ratio", "verdict", "steps_done", "seconds", "message"]
+                 "worst_ratio", "verdict", "steps_done", "seconds", "message", "loss_worst_ratio"]
 
 # bench: bench.csv
 BENCH_COLUMNS = ("case", "impl", "library", "device", "dtype", "batch", "sizes", "flops",

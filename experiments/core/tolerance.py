@@ -4,6 +4,11 @@ rel_tol = 2γ_m · max(1, ‖G̃‖ / ‖g‖): ``gradient_tolerance`` gives 2γ
 rounded operations behind one gradient entry; ``magnitude_gradients`` gives G̃, the
 gradient recomputed on magnitudes (with the forward pass's errors carried through), which
 widens the bound where the terms of g cancel. docs/tolerance.md derives both.
+
+The loss value gets the same kind of bound, 2γ_{m_E} · max(1, Ẽ / |E|):
+``loss_tolerance`` gives 2γ_{m_E} for its chain (the forward pass, the loss's own
+elementwise operations and its sum over the M = N·K elements of its reduction), and
+``magnitude_loss`` gives Ẽ, the size its rounding error is bounded by.
 """
 
 from __future__ import annotations
@@ -80,7 +85,8 @@ def _loss_grad_error(loss: str, A: np.ndarray, EA: np.ndarray) -> np.ndarray:
 FORWARD_OPS = 5   # rounded operations per unit besides the dot product: + b, f (exp, 1 +, ÷)
 
 
-def magnitude_gradients(net, weights, activations, T: np.ndarray) -> dict[str, float]:
+def magnitude_gradients(net, weights, activations, T: np.ndarray, forward=None
+                        ) -> dict[str, float]:
     """‖G̃‖₂ per trainable parameter, in units of γ_m (``gradient_tolerance``'s m): the
     size the rounding error of a computed gradient ĝ is bounded by, |ĝ − g| ≤ γ_m G̃,
     from the manual side's stored activations ``[a_0 … a_L]``, its ``weights`` (numpy,
@@ -98,16 +104,10 @@ def magnitude_gradients(net, weights, activations, T: np.ndarray) -> dict[str, f
 
     Where the terms of g cancel (a small full-batch gradient made of large per-sample
     ones), ‖G̃‖ ≫ ‖g‖, and the relative error allowed grows by cond = ‖G̃‖ / ‖g‖.
+    ``forward``: ``_forward``'s result for these activations, when already computed.
     """
-    acts = [x if x.dtype == np.float64 else x.astype(np.float64) for x in activations]
+    acts, absW, names, m, E = forward or _forward(net, weights, activations)
     L = len(acts) - 1
-    N = acts[0].shape[0]
-    m = N + sum(net.sizes) + 5 * L + 5
-    names = [net.activation] * (L - 1) + [net.output_activation]
-    absW = [np.abs(np.asarray(weights[f"layers.{l}.weight"], np.float64)) for l in range(L)]
-    absb = [np.abs(np.asarray(weights[f"layers.{l}.bias"], np.float64))
-            if net.bias is not False else 0.0 for l in range(L)]
-    E = _forward_errors(acts, absW, absb, names, net.sizes, m)
     # backward: magnitudes (rounding) and the forward errors' effect, side by side
     A = acts[-1]
     dA = _loss_grad_magnitude(net.loss_name, A, T)                          # (N, K)
@@ -149,6 +149,19 @@ def _bce_output_delta(A: np.ndarray, T: np.ndarray, E_L: np.ndarray):
     return (np.abs(A) + np.abs(T)) / M, E_L / M
 
 
+def _forward(net, weights, activations):
+    """The forward pass's magnitudes: the activations in float64, |W_l|, the activation
+    names, the gradient chain's m and the forward errors E_l in units of its γ_m."""
+    acts = [x if x.dtype == np.float64 else x.astype(np.float64) for x in activations]
+    L = len(acts) - 1
+    m = acts[0].shape[0] + sum(net.sizes) + 5 * L + 5
+    names = [net.activation] * (L - 1) + [net.output_activation]
+    absW = [np.abs(np.asarray(weights[f"layers.{l}.weight"], np.float64)) for l in range(L)]
+    absb = [np.abs(np.asarray(weights[f"layers.{l}.bias"], np.float64))
+            if net.bias is not False else 0.0 for l in range(L)]
+    return acts, absW, names, m, _forward_errors(acts, absW, absb, names, net.sizes, m)
+
+
 def _forward_errors(acts, absW, absb, names, sizes, m) -> list[np.ndarray]:
     """The error each activation a_l carries from the forward pass, in units of γ_m:
     E_0 = 0 (the inputs are exact), then E_l as in ``magnitude_gradients``."""
@@ -176,11 +189,108 @@ def step_tolerances(net, weights, activations, T, metrics, dtype: str) -> list[f
     """Each parameter's rel_tol at one step: 2γ_m · max(1, ‖G̃‖/‖g‖), in ``metrics`` order
     (``compare_many`` rows), for the batch the activations hold. An overflowed magnitude
     (inf, or 0·inf = nan) bounds nothing: its tolerance is inf."""
-    base = gradient_tolerance(dtype, net.sizes, len(activations[0]))
-    G = magnitude_gradients(net, weights, activations, T)
-    keys = list(net.trainable)
+    return step_bounds(net, weights, activations, T, metrics, dtype)[0]
+
+# -- the loss value ------------------------------------------------------------------------
+
+LOG_FLOOR = math.exp(-100.0)   # both sides clamp log x at −100 (torch.nn.BCELoss): x = e^-100
+
+
+def loss_tolerance(dtype: str, sizes, batch: int) -> float:
+    """The rel_diff two correct implementations may show on one loss value: 2γ_{m_E}.
+
+    E = c·Σ u / d sums one term u per output element, M = N·K of them (``manual.losses``).
+    Each term sits at the end of the forward pass's chain (the dot products and the
+    elementwise operations a gradient's chain counts: Σ sizes + 5L) and a few operations
+    of its own (the residual or the logs and the product with the target: 5 are counted);
+    then come the sum of the M terms and the scaling by c/d. So
+
+        m_E = M + Σ sizes + 5L + 5
+
+    the gradient's m with its sum over the batch (N) replaced by the loss's sum over every
+    element its reduction covers (M = N·K: mse and bce average over all of them, half_sse
+    and cross_entropy sum them). Each side's error is at most γ_{m_E}·Ẽ
+    (``magnitude_loss``), the two round independently: 2γ_{m_E}.
+
+    float64, seed (3-4-1, N = 4): m_E = 4 + 8 + 10 + 5 = 27, tol ≈ 6.0e-15 (K = 1: the
+    gradients' own). float64, iris (4-8-3, N = 16): m_E = 48 + 15 + 10 + 5 = 78, tol ≈ 1.7e-14.
+    """
+    L = len(sizes) - 1
+    m = batch * sizes[-1] + sum(sizes) + 5 * L + 5
+    u = unit_roundoff(dtype)
+    return 2 * m * u / (1 - m * u)
+
+
+def magnitude_loss(net, weights, activations, T: np.ndarray, forward=None) -> float:
+    """Ẽ in units of γ_{m_E} (``loss_tolerance``'s m_E): the size the rounding error of a
+    computed loss value Ê is bounded by, |Ê − E| ≤ γ_{m_E}·Ẽ, from the manual side's stored
+    activations, its ``weights`` and the encoded targets T (N, K). First order in u, plus
+    the squared errors' exact second-order term. Two parts:
+
+    * the loss's own rounding: the sum of its terms' magnitudes |c·u|/d (the term's own
+      operations, the sum over M and the scaling are at most γ_{m_E} of it): (A − T)² for
+      the squared errors; |T||log A| + |1 − T||log(1 − A)| for bce (logs clamped at −100,
+      as on both sides); |T|(|log P| + 1) for cross_entropy, where log P = S − log Σ exp S
+      (S = A − max A ≤ 0 and the log ≥ 0: no cancellation) and the 1 is the log's absolute
+      error from the rounded sum Σ exp S ≥ 1;
+    * the output's forward error |δA| ≤ γ_{m_E} F_L (``_forward_errors``) through the
+      loss's slope |∂E/∂A|: the derivative itself, not a sum of magnitudes, since E is
+      computed from Â and a loss near its minimum moves with its output only to second
+      order. The squared errors add that second-order term, ½|∂²E/∂A²||δA|² (exact for a
+      quadratic): it covers an output that fits its target to within rounding.
+
+    An overflowed magnitude (inf, nan) bounds nothing: ``step_bounds`` turns it into an
+    infinite tolerance. ``forward`` as in ``magnitude_gradients``.
+    """
+    acts, _, _, m, F = forward or _forward(net, weights, activations)
+    A = acts[-1]                                                            # (N, K)
+    N, K = A.shape
+    M = N * K
+    m_E = M + sum(net.sizes) + 5 * (len(acts) - 1) + 5
+    dA = F[-1] * (m / m_E)      # the forward error of A in units of γ_{m_E}     (N, K)
+    gamma = loss_tolerance(net.dtype, net.sizes, N) / 2
+    loss = net.loss_name
+    if loss in ("half_sse", "mse"):
+        scale = 0.5 if loss == "half_sse" else 1 / M                       # E = scale·Σ(A − T)²
+        R = np.abs(A - T)                                                   # (N, K)
+        own = scale * R * R
+        slope = scale * (2 * R + gamma * dA)    # |∂E/∂A| + ½|∂²E/∂A²|·γ_{m_E}F, exact
+    elif loss == "bce":
+        A_, A1 = np.maximum(A, LOG_FLOOR), np.maximum(1 - A, LOG_FLOOR)
+        own = (np.abs(T) * -np.log(A_) + np.abs(1 - T) * -np.log(A1)) / M
+        slope = np.abs(T / A_ - (1 - T) / A1) / M
+    else:   # cross_entropy, E = −(1/N) Σ T log P
+        S = A - A.max(axis=1, keepdims=True)                                # (N, K) ≤ 0
+        lse = np.log(np.exp(S).sum(axis=1, keepdims=True))                  # (N, 1) ≥ 0
+        P = np.exp(S - lse)                                                 # (N, K)
+        own = np.abs(T) * (lse - S + 1) / N
+        slope = np.abs(P * T.sum(axis=1, keepdims=True) - T) / N
+    return float(own.sum() + (slope * dA).sum())
+
+
+def step_bounds(net, weights, activations, T, metrics, dtype: str, losses=None
+                ) -> tuple[list[float], float]:
+    """One step's bounds from one pass over the forward errors: each parameter's rel_tol
+    (as ``step_tolerances``) and, given ``losses`` = (E_m, E_t), the loss's
+    2γ_{m_E} · max(1, Ẽ / max(|E_m|, |E_t|)) (else nan). An overflowed magnitude bounds
+    nothing: its tolerance is inf."""
+    forward = _forward(net, weights, activations)
+    N = len(activations[0])
     tols = []
-    for k, m in zip(keys, metrics, strict=True):
-        cond = G[k] / max(m.norm_manual, m.norm_torch, TINY)
-        tols.append(base * max(cond, 1.0) if math.isfinite(cond) else math.inf)
-    return tols
+    if metrics:
+        base = gradient_tolerance(dtype, net.sizes, N)
+        G = magnitude_gradients(net, weights, activations, T, forward)
+        for k, m in zip(net.trainable, metrics, strict=True):
+            tols.append(_widened(base, G[k], max(m.norm_manual, m.norm_torch)))
+    loss_tol = math.nan
+    if losses is not None:
+        size = max(abs(losses[0]), abs(losses[1]))
+        loss_tol = _widened(loss_tolerance(dtype, net.sizes, N),
+                            magnitude_loss(net, weights, activations, T, forward), size)
+    return tols, loss_tol
+
+
+def _widened(base: float, magnitude: float, size: float) -> float:
+    """base · max(1, cond), cond = magnitude / size: inf where cond is not finite."""
+    cond = magnitude / max(size, TINY)
+    return base * max(cond, 1.0) if math.isfinite(cond) else math.inf

@@ -5,14 +5,16 @@
     finite_differences  central differences in float64 at the torch side's weights
                         (fd_rel_err: the worse side's rel_err to them)
     same_weights        free runs: the manual code evaluated at the torch side's weights, so
-                        the gradient code is judged apart from the drift of the weights
-                        (gradient_rel_err, gradient_rel_tol)
+                        the gradient and loss code are judged apart from the drift of the
+                        weights (gradient_rel_err, gradient_rel_tol; loss.csv's probe_loss,
+                        loss_rel_diff, loss_rel_tol)
     UpdateCheck         the manual side's SGD step against torch.optim.SGD's step taken on the
                         same weights, gradients and momentum buffers (update_max_abs_diff), held
                         to a one-update rounding bound (update_tol)
 
-Each fills columns of one logged step's row (parameters × ``GRAD_METRICS``); ``rec`` is the
-runner's Recorder (config, data, sides).
+Each fills columns of one logged step's row (parameters × ``GRAD_METRICS``; same_weights
+also the step's loss row, ``LOSS_COLUMNS``); ``rec`` is the runner's Recorder (config,
+data, sides).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from torch.optim.sgd import sgd as sgd_step
 
 import manual
 from experiments.core.engine import ManualSide, to_numpy
-from experiments.core.metrics import compare_many, rel_err
+from experiments.core.metrics import TINY, compare_many, rel_err
 from experiments.core.schema import GRAD_INDEX as COL
-from experiments.core.tolerance import step_tolerances, unit_roundoff
+from experiments.core.schema import LOSS_INDEX as LCOL
+from experiments.core.tolerance import step_bounds, unit_roundoff
 
 #: rounded operations per element in one SGD update (weight decay, momentum buffer, Nesterov,
 #: lr·g, the subtraction), each side: torch.optim.SGD's documented algorithm
@@ -58,20 +61,27 @@ def finite_differences(rec, row, g_np, idx) -> None:
                                            rel_err(g_np[k][1], fd[k]))
 
 
-def same_weights(rec, row, g_np, idx) -> None:
-    """gradient_rel_err / gradient_rel_tol. Synced: the sides started the step on the same
-    weights, so these are rel_err / rel_tol. Free: a manual probe at the torch side's
-    weights, in the run's dtype, against torch's gradient (for the standard manual side
-    only: another side's code, a learner's say, is not called twice per step)."""
+def same_weights(rec, row, lrow, g_np, idx) -> None:
+    """gradient_rel_err / gradient_rel_tol, and loss.csv's probe_loss / loss_rel_diff /
+    loss_rel_tol. Synced: the sides started the step on the same weights, so these are the
+    step's own comparison (rel_err / rel_tol; loss_manual, rel_diff, rel_tol). Free: a
+    probe of the side's manual.MLP class at the torch side's weights, in the run's dtype:
+    its loss against torch's for any side whose loss is its ``net``'s (the standard manual
+    side, a learner's side: a learner writes gradients, never the loss), its gradients
+    against torch's for the standard manual side only (another side's gradient code, a
+    learner's say, is not called twice per step)."""
     cfg = rec.cfg
     if cfg.mode == "synced":
         row[:, COL["gradient_rel_err"]] = row[:, COL["rel_err"]]
         row[:, COL["gradient_rel_tol"]] = row[:, COL["rel_tol"]]
+        lrow[[LCOL["probe_loss"], LCOL["loss_rel_diff"], LCOL["loss_rel_tol"]]] = \
+            lrow[[LCOL["loss_manual"], LCOL["rel_diff"], LCOL["rel_tol"]]]
         return
-    if type(rec.man) is not ManualSide:
+    net = getattr(rec.man, "net", None)
+    if not isinstance(net, manual.MLP):
         return
     if rec.probe is None:
-        rec.probe = manual.MLP(cfg.sizes, **cfg.spec(), params=rec.tor.params)
+        rec.probe = type(net)(cfg.sizes, **cfg.spec(), params=rec.tor.params)
     probe = rec.probe
     t_np = rec.t_np if rec.t_np is not None else {k: to_numpy(v) for k, v in
                                                     rec.tor.arrays.items()}
@@ -80,17 +90,28 @@ def same_weights(rec, row, g_np, idx) -> None:
     xb, yb = rec.batch64(idx)
     yb = yb if yb.dtype.kind == "i" else yb.astype(cfg.dtype, copy=False)
     acts = probe.forward_cache(xb.astype(cfg.dtype, copy=False))          # [a_0 … a_L]
-    gp = probe.backward(acts, yb)
-    metrics = compare_many([gp[k] for k in rec.keys], [g_np[k][1] for k in rec.keys])
-    row[:, COL["gradient_rel_err"]] = [m.rel_err for m in metrics]
+    Et = float(lrow[LCOL["loss_torch"]])
+    Ep = float(probe.loss_value(acts[-1], probe.encode_targets(acts[-1], yb)))
+    lrow[LCOL["probe_loss"]] = Ep
+    lrow[LCOL["loss_rel_diff"]] = abs(Ep - Et) / max(abs(Ep), abs(Et), TINY)
+    judge_gradients = type(rec.man) is ManualSide
+    metrics = []
+    if judge_gradients:
+        gp = probe.backward(acts, yb)
+        metrics = compare_many([gp[k] for k in rec.keys], [g_np[k][1] for k in rec.keys])
+        row[:, COL["gradient_rel_err"]] = [m.rel_err for m in metrics]
     if _parted(rec, t_np) <= _sqrt_u(cfg.dtype):
         # The bound at the torch side's weights differs from the one at the manual side's
         # (rel_tol, this step) in proportion to how far the weights parted: under √u
         # relative, by less than one part in 1e8 (float64) of it, so it serves as is.
-        row[:, COL["gradient_rel_tol"]] = row[:, COL["rel_tol"]]
+        lrow[LCOL["loss_rel_tol"]] = lrow[LCOL["rel_tol"]]
+        if judge_gradients:
+            row[:, COL["gradient_rel_tol"]] = row[:, COL["rel_tol"]]
         return
-    row[:, COL["gradient_rel_tol"]] = step_tolerances(
-        probe, probe.params, acts, rec.targets64(idx), metrics, cfg.dtype)
+    tols, lrow[LCOL["loss_rel_tol"]] = step_bounds(
+        probe, probe.params, acts, rec.targets64(idx), metrics, cfg.dtype, losses=(Ep, Et))
+    if judge_gradients:
+        row[:, COL["gradient_rel_tol"]] = tols
 
 
 @functools.cache

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.core.diagnose import findings_markdown
-from experiments.core.runner import RunResult
+from experiments.core.runner import RunResult, run_verdict
 
 DEFINITIONS = """\
 - `max_abs_diff` = max |g_m − g_t| over the tensor's elements (g_m manual, g_t torch).
@@ -24,8 +24,15 @@ DEFINITIONS = """\
 - `update_max_abs_diff`, `update_tol` (grads.csv): the manual SGD step against
   torch.optim.SGD's step on the same weights, gradients and momentum buffers, and the
   rounding bound of one update.
+- `rel_diff` = |E_m − E_t| / max(|E_m|, |E_t|, tiny) (loss.csv), held to its own bound
+  `rel_tol` = 2γ_{m_E}·cond (the rounding of the loss's sum over N·K elements; docs/tolerance.md);
+  `probe_loss`, `loss_rel_diff`, `loss_rel_tol`: the loss code at the same weights as torch
+  (the manual loss at the torch side's weights in free mode; `loss_manual`, `rel_diff`,
+  `rel_tol` in synced mode).
 - verdict: `exact` every gradient and update bit-identical; `agree` every logged step's
-  gradient within its bound and every update within its bound; `differ` otherwise.
+  gradient within its bound and every update within its bound; `differ` otherwise. The
+  `loss` row judges the loss value the same way (`loss_rel_diff` against `loss_rel_tol`);
+  the `all` row's verdict is the run's: `differ` when the loss or any parameter differs.
   `worst_step` is the step closest to (or furthest past) its bound; `rel_err`,
   `tolerance` and `worst_ratio` are that step's (the gradient code at the same weights).
   Labelled extremes over all steps: `max_abs_diff`, `max_rel_err` (the sides at their own
@@ -95,7 +102,11 @@ def write_report(result: RunResult, folder: Path, figures: list[str]) -> Path:
         "gradient's terms cancel; docs/tolerance.md). The verdict judges the gradient code at "
         "the same weights and each update against torch.optim.SGD's; `rel_err`, `tolerance` "
         "and `worst_ratio` are taken at `worst_step`, the step closest to its bound; the "
-        "other columns are extremes over the steps (Definitions below).", "",
+        "other columns are extremes over the steps (Definitions below). The `loss` row "
+        "judges the loss value the same way, against the rounding bound of its own sum; "
+        f"`all` is every parameter together, its verdict the run's: "
+        f"**{run_verdict(result.summary)}**.",
+        "",
         markdown_table(result.summary), "",
         "## Diagnosis", "",
         findings_markdown(result.findings), "",

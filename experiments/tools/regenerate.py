@@ -31,13 +31,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(load_config(name), out=str(args.out / name))
         result = run_experiment(cfg, progress=True)
         write_run(result, args.out / name, force=True)
-        worst = result.summary.iloc[-1]
+        rows_by = result.summary.set_index("param")
+        worst, loss = rows_by.loc["all"], rows_by.loc["loss"]   # the run's verdict, the loss
         rows.append({"experiment": f"[{name}]({name}/report.md)", "status": result.status,
                      "steps": result.steps_done, "dtype": cfg.dtype, "mode": cfg.mode,
                      "worst rel_err": worst["rel_err"], "worst / tolerance": worst["worst_ratio"],
+                     "loss rel_diff": loss["rel_err"], "loss / tolerance": loss["worst_ratio"],
                      "verdict": worst["verdict"]})
         print(f"{name:<16} {result.status:<10} verdict {worst['verdict']:<7} "
-              f"worst rel_err {worst['rel_err']:.3g} ({worst['worst_ratio']:.2g} of tolerance)")
+              f"worst rel_err {worst['rel_err']:.3g} ({worst['worst_ratio']:.2g} of tolerance), "
+              f"loss {loss['rel_err']:.3g} ({loss['worst_ratio']:.2g})")
     studies = [n for n in (args.names or STUDIES) if n in STUDIES]
     for name in studies:
         run_study(name, args.out / name, force=True, progress=True)

@@ -131,7 +131,8 @@ def _run_point(index: int, cfg: RunConfig, run_dir: str, plots: bool) -> dict:
             raise KeyboardInterrupt
         write_run(result, Path(run_dir), plots=plots)
     last = result.loss.iloc[-1] if len(result.loss) else {}
-    worst = result.summary.set_index("param").reindex(["all"]).iloc[0]   # NaN when no row
+    summary = result.summary.set_index("param")
+    worst = summary.reindex(["all"]).iloc[0]   # NaN when no row
     return {"index": index, "status": result.status,
             "final_loss_manual": float(last.get("loss_manual", np.nan)),
             "final_loss_torch": float(last.get("loss_torch", np.nan)),
@@ -139,7 +140,8 @@ def _run_point(index: int, cfg: RunConfig, run_dir: str, plots: bool) -> dict:
             "verdict": worst["verdict"] if isinstance(worst["verdict"], str) else "",
             "steps_done": int(result.steps_done),
             "seconds": round(time.perf_counter() - start, 3),
-            "message": result.message}
+            "message": result.message,
+            "loss_worst_ratio": float(summary.reindex(["loss"]).iloc[0]["worst_ratio"])}
 
 
 def default_sweep_out(cfg: RunConfig) -> Path:
@@ -410,10 +412,12 @@ def cmd_sweep(args) -> int:
     out = args.out or default_sweep_out(load_config(args.experiment, args.overrides))
     if not args.quiet:
         cols = ["point", "status", "final_loss_manual", "worst_rel_err", "worst_ratio",
-                "verdict", "seconds"]
+                "loss_worst_ratio", "verdict", "seconds"]
         with pd.option_context("display.float_format", "{:.3g}".format, "display.width", 120,
                                "display.max_colwidth", 60):
             print(table[cols].to_string(index=False))
     diverged = int((table["status"] == "diverged").sum())
-    print(f"sweep: {len(table)} points ({diverged} diverged); sweep directory {out}")
+    differ = int((table["verdict"] == "differ").sum())
+    print(f"sweep: {len(table)} points ({diverged} diverged"
+          + (f", {differ} differ" if differ else "") + f"); sweep directory {out}")
     return 0

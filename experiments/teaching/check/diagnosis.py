@@ -203,7 +203,7 @@ def _in_learner_names(f: Finding, conv) -> str:
 
 def translate(f: Finding, conv, cfg, batch: int, keys, yours) -> str:
     """One finding as one sentence in the learner's terms."""
-    if f.kind == "constant_ratio":
+    if f.kind == "constant_ratio" and "loss" not in f.params:   # the loss's: said as is
         return _ratio(f, conv, cfg, batch, keys)
     if f.kind == "transposed":
         return _transposed(f, conv, yours)

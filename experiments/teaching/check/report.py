@@ -161,7 +161,7 @@ def _difference_lines(result) -> list[str]:
 def _training_lines(run, conv) -> list[str]:
     c = run.config
     s = run.summary.copy()
-    s["param"] = [p if p == "all" else conv.name_of(p) for p in s["param"]]
+    s["param"] = [p if p in ("all", "loss") else conv.name_of(p) for p in s["param"]]
     lines = [f"Training: {run.steps_done} of {run.total_steps} steps in lockstep with torch "
              f"(mode {c.mode}, lr {c.lr:g}); status {run.status}" + (f": {run.message}"
                                                                      if run.status != "completed"

@@ -92,21 +92,27 @@ def log_400(cfg: RunConfig) -> RunConfig:
 def agreement(result: RunResult, replay_loss: np.ndarray | None = None) -> dict:
     """One arm's manual-vs-torch record (``AGREEMENT_COLUMNS``): the runner's mode, its
     status, the worst rel_err, worst rel_err / rel_tol and the verdict over the logged
-    steps with finite gradients (as ``runner.summarize``), the worst weight and loss
-    differences, and how far a replay's losses are from ``loss_manual``."""
+    steps with finite gradients (as ``runner.summarize``: the verdict is the ``all`` row's,
+    ``differ`` when the loss or any parameter differs), the worst weight and loss
+    differences, how far a replay's losses are from ``loss_manual``, and the loss row's
+    worst_ratio."""
     g = result.grads
     # a step with any non-finite gradient (a diverged run's last row) says nothing
     ok = np.isfinite(g[["norm_manual", "norm_torch", "rel_err", "rel_tol"]]).all(axis=1)
-    grads = g[~g["step"].isin(g.loc[~ok, "step"])]
+    bad = g.loc[~ok, "step"]
+    grads = g[~g["step"].isin(bad)]
     keys = list(dict.fromkeys(g["param"]))
     row = {"lockstep_mode": result.config.mode, "status": result.status,
            "steps_done": result.steps_done, "rel_err": np.nan,
            "worst_ratio": np.nan, "verdict": "none", "weight_max_abs_diff": np.nan,
-           "loss_abs_diff": np.nan, "replay_max_abs_diff": np.nan}
+           "loss_abs_diff": np.nan, "replay_max_abs_diff": np.nan, "loss_worst_ratio": np.nan}
     if not grads.empty:
-        s = summarize(grads, keys).iloc[-1]
+        summary = summarize(grads, keys, result.loss[~result.loss["step"].isin(bad)])
+        s = summary.iloc[-1]
         row.update(rel_err=s["rel_err"], worst_ratio=s["worst_ratio"], verdict=s["verdict"],
-                   weight_max_abs_diff=grads["weight_max_abs_diff"].max())
+                   weight_max_abs_diff=grads["weight_max_abs_diff"].max(),
+                   loss_worst_ratio=summary.set_index("param")["worst_ratio"].get("loss",
+                                                                                   np.nan))
     loss = result.loss[np.isfinite(result.loss["abs_diff"])]
     if not loss.empty:
         row["loss_abs_diff"] = loss["abs_diff"].max()
