@@ -149,7 +149,8 @@ def attacks(teacher: Path, classmate: Path) -> dict[str, tuple[str, str, str, bo
                             "bad_output", "malformed", False),
         # -- the grader's processes, and processes that outlive the check
         "kill_parent.py": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
-                           "error", "PermissionError", True),
+                           "error", "PermissionError: [Errno 1] Operation not permitted (the "
+                           "sandbox refused it", True),
         "term_parent.py": ("import os, signal\nos.kill(os.getppid(), signal.SIGTERM)\n",
                            "error", "PermissionError", True),
         "kill_group.py": ("import os, signal\nos.killpg(os.getpgid(os.getppid()), "

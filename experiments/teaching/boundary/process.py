@@ -329,8 +329,13 @@ class LearnerProcess:
         if reply[0] != "raised" or len(reply) != 2 or type(reply[1]) is not str:
             raise self._malformed(what, f"a {reply[0]!r} answer of the wrong form")
         text = self._theirs(reply[1])
-        if "MemoryError" in text.rsplit("\n", 1)[-1]:   # numpy's _ArrayMemoryError too
+        last = text.rsplit("\n", 1)[-1]
+        if "MemoryError" in last:   # numpy's _ArrayMemoryError too
             text += f" (the learner's process may use at most {self.memory_mb} MiB: --memory)"
+        elif last.startswith("PermissionError") and not self.sandbox_missing:
+            text += (" (the sandbox refused it: a learner's code may read and write only its "
+                     "own folder, and may not start processes, open sockets or signal other "
+                     "processes)")
         raise LearnerRaised(text)
 
     def _vetted(self, value, what: str) -> dict:
