@@ -114,6 +114,18 @@ def test_grade_sequential_and_refusals(tmp_path, capsys):
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.csv").exists()
 
 
+def slow_class(tmp_path: Path, seconds: float) -> Path:
+    """Four correct submissions whose gradients() each sleeps ``seconds``."""
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    slow = EXAMPLES.joinpath("correct_torch.py").read_text(encoding="utf-8").replace(
+        "def gradients(params, X, Y):", "import time\n\ndef gradients(params, X, Y):\n"
+        f"    time.sleep({seconds})")
+    for i in range(4):
+        (folder / f"s{i}.py").write_text(slow, encoding="utf-8")
+    return folder
+
+
 def _children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
@@ -131,13 +143,7 @@ def test_worker_killed_midway(tmp_path):
     import sys
     import time
 
-    folder = tmp_path / "subs"
-    folder.mkdir()
-    slow = EXAMPLES.joinpath("correct_torch.py").read_text(encoding="utf-8").replace(
-        "def gradients(params, X, Y):", "import time\n\ndef gradients(params, X, Y):\n"
-        "    time.sleep(0.5)")
-    for i in range(4):
-        (folder / f"s{i}.py").write_text(slow, encoding="utf-8")
+    folder = slow_class(tmp_path, 0.5)
     out = tmp_path / "g"
     proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "grade", str(folder),
                              "--steps", "2", "--jobs", "2", "--out", str(out)],
@@ -170,13 +176,7 @@ def test_interrupt_then_resume(tmp_path):
     import subprocess
     import sys
 
-    folder = tmp_path / "subs"
-    folder.mkdir()
-    slow = EXAMPLES.joinpath("correct_torch.py").read_text(encoding="utf-8").replace(
-        "def gradients(params, X, Y):", "import time\n\ndef gradients(params, X, Y):\n"
-        "    time.sleep(0.3)")
-    for i in range(4):
-        (folder / f"s{i}.py").write_text(slow, encoding="utf-8")
+    folder = slow_class(tmp_path, 0.3)
     out = tmp_path / "g"
     cmd = [sys.executable, "-m", "experiments.cli", "grade", str(folder), "--steps", "2",
            "--out", str(out)]
