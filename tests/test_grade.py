@@ -71,7 +71,7 @@ def test_grade_mixed_folder(tmp_path, submissions, capsys):
     assert float(agree["worst_rel_err"].iloc[0]) <= 1e-12        # fixed float64 bound
     assert math.isclose(float(table.loc[1, "worst_rel_err"]), 0.75, rel_tol=1e-12)
     assert {p.name for p in out.iterdir()} == {".handgrad", "grades.csv", "grades.md",
-                                               "not_graded.csv", "checks"}
+                                               "not_graded.csv", "checks", "settings.json"}
     checks = out / "checks"
     written = {p.name for p in checks.iterdir()}
     # a folder for every file that loaded; none for the syntax error and the bad output
@@ -83,7 +83,7 @@ def test_grade_mixed_folder(tmp_path, submissions, capsys):
     assert "9 submissions checked against autograd; config `seed` (sizes 3-4-1" in md
     assert "2 training steps, --timeout 2 s, --memory 400 MiB, --jobs 2, handgrad " in md
     assert "| differ | constant_ratio | 1 |" in md
-    assert "- `notes.txt`: not a Python file (.py)" in md        # nothing skipped silently
+    assert "- notes.txt: not a Python file (.py)" in md          # nothing skipped silently
     assert "without a filesystem sandbox" not in md
     stdout = capsys.readouterr().out
     assert "[2/9] b_mean.py: differ (constant_ratio, W2)" in stdout

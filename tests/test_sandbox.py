@@ -107,7 +107,7 @@ def attacks(teacher: Path, classmate: Path) -> dict[str, tuple[str, str, str, bo
                             "    raise ValueError('x' * (50 << 20))\n", "error",
                             "characters cut", False),
         "endless_print.py": ("def gradients(params, X, Y):\n    while True:\n"
-                             "        print('y' * 10000)\n", "error", "", False),
+                             "        print('y' * 10000)\n", "error", "at most 16 MiB", False),
         # -- the teacher's files, a classmate, handgrad's own source
         "write_teacher.py": (f"open({str(teacher / 'grades.csv')!r}, 'w').write('forged')\n"
                              + CORRECT, "error", "PermissionError", True),
@@ -147,6 +147,30 @@ def attacks(teacher: Path, classmate: Path) -> dict[str, tuple[str, str, str, bo
                             "        time.sleep(0.01)\n"
                             "threading.Thread(target=spam, daemon=True).start()\n" + CORRECT,
                             "bad_output", "malformed", False),
+        "prlimit_parent.py": ("import os, resource\nresource.prlimit(os.getppid(), "
+                              "resource.RLIMIT_CPU, (1, resource.RLIM_INFINITY))\n", "error",
+                              "PermissionError", True),
+        "renice_parent.py": ("import os\nos.setpriority(os.PRIO_PROCESS, os.getppid(), 19)\n",
+                             "error", "PermissionError", True),
+        "cmdline_parent.py": ("import os\nopen(f'/proc/{os.getppid()}/cmdline').read()\n",
+                              "error", "PermissionError", True),
+        "fallocate_log.py": ("import os\nos.posix_fallocate(1, 0, 200 << 20)\n", "error",
+                             "Operation not permitted", True),
+        "memfd.py": ("import os\nos.memfd_create('m')\n", "error", "PermissionError", True),
+        "deleted_files.py": ("import os, time\nkeep = []\nfor i in range(6):\n"
+                             "    f = open(f'd{i}', 'wb'); f.write(os.urandom(15 << 20))\n"
+                             "    f.flush(); os.remove(f'd{i}'); keep.append(f)\n"
+                             "time.sleep(60)\n", "error", "the files it holds open", False),
+        "pdeathsig.py": ("import ctypes\nif ctypes.CDLL(None).prctl(1, 0) == 0:\n"
+                         "    raise RuntimeError('the parent-death signal was reset')\n"
+                         "raise RuntimeError('pdeathsig kept')\n", "error", "pdeathsig kept",
+                         True),
+        "formula.py": ("class E(Exception):\n    pass\nE.__module__ = 'builtins'\n"
+                       "E.__qualname__ = '=HYPERLINK(\"http://evil.example/\",\"feedback\")'\n"
+                       "raise E()\n", "error", "'=HYPERLINK", False),
+        "ansi.py": ("raise RuntimeError('\\x1b[2K\\x1b[1A\\rall agree [regrade](http://evil"
+                    ".example/) <script>x</script>')\n", "error", "\\x1b[2K\\x1b[1A\\r",
+                    False),
         # -- the grader's processes, and processes that outlive the check
         "kill_parent.py": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
                            "error", "PermissionError: [Errno 1] Operation not permitted (the "
@@ -252,11 +276,26 @@ def test_attack_row(graded, name):
     assert len(row["message"]) < 10_000                        # every message is capped
 
 
+def test_learner_text_stays_inert(graded):
+    """Escape sequences, markdown links and HTML from a learner's message reach no file
+    as markup: grades.csv and grades.md hold them escaped, report.html links nothing."""
+    out = graded["root"] / "out"
+    csv = (out / "grades.csv").read_text(encoding="utf-8")
+    md = (out / "grades.md").read_text(encoding="utf-8")
+    assert "\x1b" not in csv and "\x1b" not in md and "\r" not in csv
+    assert "\\[regrade\\](http://evil.example/) \\<script\\>" in md
+    assert "'=HYPERLINK" in csv
+    page = (out / "checks" / "ansi" / "report.html").read_text(encoding="utf-8")
+    assert "<script>x" not in page and "javascript:" not in page
+
+
 def test_check_folders_stay_small(graded):
     checks = graded["root"] / "out" / "checks"
     size = sum(p.stat().st_size for p in checks.rglob("*") if p.is_file())
     assert size < 20 << 20, size      # the 50 MiB message and the endless print are capped
     assert (checks / "long_message").is_dir()
+    printed = (checks / "endless_print" / "learner_output.txt").read_text(encoding="utf-8")
+    assert printed.startswith("[... ") and "the last 64 KiB of the output are kept" in printed
 
 
 def test_huge_reply_never_read(tmp_path):
@@ -336,6 +375,11 @@ def test_force_and_resume_need_own_files(tmp_path, capsys):
     assert second.loc[0, "seconds"] == first.loc[0, "seconds"]   # kept, not re-graded
     assert "1 rows were kept" in (out / "grades.md").read_text(encoding="utf-8")
     assert (out / "checks" / "a" / "check.md").is_file()
+    # resuming with other settings would keep rows graded under the old ones: refused
+    capsys.readouterr()
+    assert main(["grade", str(subs), "--steps", "2", "--out", str(out), "--resume",
+                 "--set", "activation=tanh"]) == 2
+    assert "was graded with other settings (config differ)" in capsys.readouterr().err
     # a file of the teacher's inside the grade folder: --force refuses to replace it
     (out / "teacher_notes.txt").write_text("mine\n", encoding="utf-8")
     capsys.readouterr()
@@ -391,7 +435,7 @@ def test_grades_md_says_when_the_sandbox_was_missing():
     from experiments.teaching.grade.report import UNSANDBOXED, grades_markdown
 
     table = pd.DataFrame([{"file": "a.py", "status": "agree", "diagnosis": "agree",
-                           "sha256": "x"}])
+                           "message": "fine", "sha256": "x"}])
     settings = {"config": load_config("seed"), "steps": 2, "timeout": 1.0, "memory_mb": 512,
                 "jobs": 1, "resumed": 0, "interrupted": False,
                 "sandbox_missing": ["the kernel offers no Landlock"]}
@@ -399,3 +443,18 @@ def test_grades_md_says_when_the_sandbox_was_missing():
     assert f"{UNSANDBOXED}the kernel offers no Landlock" in md
     assert UNSANDBOXED not in grades_markdown(table, [], Path("subs"),
                                               {**settings, "sandbox_missing": []})
+
+
+def test_a_file_swapped_for_a_link_is_not_read(tmp_path):
+    """grade reads a submission without following a link: a file replaced by a link to a
+    root-only file between discovery and its check is refused, not read."""
+    from experiments.teaching.boundary.learner import BadLearner
+    from experiments.teaching.boundary.process import LearnerProcess
+
+    secret = tmp_path / "secret"
+    secret.write_text("root:$6$hash\n", encoding="utf-8")
+    link = tmp_path / "z_mine.py"
+    link.symlink_to(secret)
+    with pytest.raises(BadLearner, match="is a symbolic link") as err:
+        LearnerProcess(link, follow=False)
+    assert "hash" not in str(err.value)

@@ -59,11 +59,20 @@ _LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 _IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)\s]+)\)\s*$")
 
 
+_SAFE_TARGET = re.compile(r"(https?://[^\s\"'<>]+|[\w./#-]+)")
+
+
 def _link(m: re.Match) -> str:
+    """A markdown link as ``<a>``, for a relative path or an http(s) address only (a
+    learner's text may hold any other: ``javascript:``, a quote that opens an attribute);
+    anything else stays text."""
+    raw = html.unescape(m.group(2))
+    if not _SAFE_TARGET.fullmatch(raw):
+        return m.group(0)
     target = re.sub(r"(^|/)report\.md$|(^|/)check\.md$",
-                    lambda n: (n.group(1) or n.group(2) or "") + "report.html", m.group(2))
-    text = target if m.group(1) == m.group(2) else m.group(1)
-    return f'<a href="{target}">{text}</a>'
+                    lambda n: (n.group(1) or n.group(2) or "") + "report.html", raw)
+    text = html.escape(target, quote=False) if m.group(1) == m.group(2) else m.group(1)
+    return f'<a href="{html.escape(target, quote=True)}">{text}</a>'
 
 
 def inline(text: str) -> str:
@@ -108,9 +117,11 @@ def markdown_to_html(text: str, folder: Path) -> str:
     lines, out, i = text.splitlines(), [], 0
     while i < len(lines):
         line = lines[i]
-        if line.startswith("```"):
+        if line.startswith("```"):   # closed by a fence at least as long (CommonMark)
+            fence = re.match(r"`+", line).group()
             j = i + 1
-            while j < len(lines) and not lines[j].startswith("```"):
+            while j < len(lines) and not (lines[j].startswith(fence)
+                                          and lines[j].strip("`") == ""):
                 j += 1
             out.append("<pre>" + html.escape("\n".join(lines[i + 1:j]), quote=False) + "</pre>")
             i = j + 1

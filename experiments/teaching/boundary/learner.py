@@ -34,6 +34,7 @@ from __future__ import annotations
 import inspect
 import linecache
 import os
+import re
 import sys
 import traceback
 import types
@@ -99,9 +100,14 @@ TEXT_LIMIT = 8 << 10      # characters of one message or traceback that cross
 _LINE_LIMIT = 500         # characters of one line of it
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def cap_text(text: str, limit: int = TEXT_LIMIT) -> str:
     """``text`` cut to at most ``limit`` characters: each line to ``_LINE_LIMIT``, then the
-    last lines kept (a traceback's end says what was raised); the cut is said."""
+    last lines kept (a traceback's end says what was raised); the cut is said. Control
+    characters (a terminal's escape sequences, a carriage return) are shown escaped."""
+    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
     if len(text) <= limit and all(len(line) <= _LINE_LIMIT for line in text.split("\n")):
         return text
     lines = [line if len(line) <= _LINE_LIMIT else
@@ -381,9 +387,10 @@ def main(argv: list[str]) -> None:
     # imports: the working folder (the submission and its helpers), then the installation;
     # nothing of the teacher's (an editable install's source folder, the current folder)
     sys.path[:] = [work] + [p for p in sys.path
-                            if p and os.path.realpath(p).startswith(python)]
+                            if p and sandbox.inside(os.path.realpath(p), python)]
     missing = sandbox.confine(work)
     serve(fd_in, fd_out, missing)
+    os._exit(0)   # the parent closed the pipe: threads the learner started end here too
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ receives the gradients (benchmarks/check_overhead.py measures the cost).
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import math
 import os
 import re
@@ -45,6 +47,7 @@ from pathlib import Path
 from experiments.teaching.boundary import wire
 from experiments.teaching.boundary.learner import (
     CONVENTIONS,
+    OUTPUT_LIMIT,
     BadLearner,
     LearnerCrashed,
     LearnerRaised,
@@ -64,14 +67,19 @@ WATCH_SECONDS = 0.5         # how often the working folder is measured
 REPLY_SLACK = 16 << 20      # bytes a reply may hold beyond 4x what was asked for
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.py$", re.IGNORECASE)
+_SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.py", re.IGNORECASE)   # fullmatch
 
 
-def read_capped(path: Path, limit: int = FILE_LIMIT) -> bytes:
-    """A regular file's bytes, at most ``limit``; never blocks on a FIFO or a device."""
+def read_capped(path: Path, limit: int = FILE_LIMIT, follow: bool = True) -> bytes:
+    """A regular file's bytes, at most ``limit``; never blocks on a FIFO or a device;
+    ``follow=False``: a symbolic link is refused (a file swapped for one after it was
+    found)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except OSError as err:
+        if err.errno == errno.ELOOP and not follow:
+            raise BadLearner(f"{path} is a symbolic link (not followed)") from None
         raise BadLearner(f"{path}: cannot be read ({err.strerror})") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -125,10 +133,11 @@ def _nbytes(*values) -> int:
 
 class LearnerProcess:
     """A learner's file loaded in its own sandboxed process, with limits (module docstring).
-    ``helpers``: the learner's own other modules, importable by it (never a classmate's)."""
+    ``helpers``: the learner's own other modules, importable by it (never a classmate's);
+    ``follow=False``: the file itself must not be a symbolic link."""
 
     def __init__(self, path: str | Path, *, timeout: float = 60.0, memory_mb: int = 1024,
-                 helpers=()):
+                 helpers=(), follow: bool = True):
         self.path, self.timeout = Path(path), float(timeout)
         self.budget = self.timeout       # seconds of the learner's time left
         self.name = self.path.name
@@ -139,7 +148,8 @@ class LearnerProcess:
         problem = source_problem(self.path)
         if problem is not None:
             raise BadLearner(problem)
-        source = read_capped(self.path)
+        source = read_capped(self.path, follow=follow)
+        self.sha256 = hashlib.sha256(source).hexdigest()   # of the bytes that run
         self._tmp = tempfile.TemporaryDirectory(prefix="handgrad-learner-")
         self._log_path = Path(self._tmp.name) / "output.txt"
         self._watching = threading.Event()
@@ -156,9 +166,9 @@ class LearnerProcess:
         copied = {}
         for helper in list(helpers)[:HELPER_LIMIT]:
             helper = Path(helper)
-            if helper.name != self.name and _SAFE_NAME.match(helper.name):
+            if helper.name != self.name and _SAFE_NAME.fullmatch(helper.name):
                 copied[helper.name] = read_capped(helper)
-        fname = self.name if _SAFE_NAME.match(self.name) else "submission.py"
+        fname = self.name if _SAFE_NAME.fullmatch(self.name) else "submission.py"
         copied[fname] = source
         for name, data in copied.items():
             (work / name).write_bytes(data)
@@ -211,13 +221,19 @@ class LearnerProcess:
                          expect=_nbytes(params))
 
     def output(self) -> str:
-        """The last 64 KiB of what the learner's code printed (stdout and stderr)."""
+        """The last 64 KiB of what the learner's code printed (stdout and stderr); a cut
+        says so on its first line."""
         try:
             with open(self._log_path, "rb") as f:
-                f.seek(max(0, f.seek(0, os.SEEK_END) - OUTPUT_TAIL))
-                return f.read().decode("utf-8", "replace")
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - OUTPUT_TAIL))
+                text = f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+        if size > OUTPUT_TAIL:
+            text = (f"[... {size - OUTPUT_TAIL} earlier bytes cut: the last {OUTPUT_TAIL >> 10} "
+                    f"KiB of the output are kept]\n" + text)
+        return text
 
     def close(self) -> str:
         """Stop the process (closing the pipe ends its loop; a stuck one is killed) and
@@ -274,7 +290,7 @@ class LearnerProcess:
         ``WORK_LIMIT`` bytes or ``WORK_ENTRIES`` entries."""
         while self._watching.is_set():
             time.sleep(WATCH_SECONDS)
-            why = _over_limit(self.work)
+            why = _over_limit(self.work, self.proc.pid)
             with self._lock:
                 if why and self._watching.is_set() and self.proc.returncode is None:
                     self.stopped_why = why
@@ -332,6 +348,9 @@ class LearnerProcess:
         last = text.rsplit("\n", 1)[-1]
         if "MemoryError" in last:   # numpy's _ArrayMemoryError too
             text += f" (the learner's process may use at most {self.memory_mb} MiB: --memory)"
+        elif "[Errno 27] File too large" in last:   # RLIMIT_FSIZE (Python ignores SIGXFSZ)
+            text += (f" (its output, and each file it writes, may hold at most "
+                     f"{OUTPUT_LIMIT >> 20} MiB)")
         elif last.startswith("PermissionError") and not self.sandbox_missing:
             text += (" (the sandbox refused it: a learner's code may read and write only its "
                      "own folder, and may not start processes, open sockets or signal other "
@@ -369,6 +388,9 @@ class LearnerProcess:
             why = f"killed by signal {-rc} ({sig.name}: {signal.strsignal(sig)})"
             if sig == signal.SIGKILL:
                 why += f"; a memory limit of {self.memory_mb} MiB (--memory) applies"
+            elif sig == signal.SIGXFSZ:
+                why += (f"; its output, and each file it writes, may hold at most "
+                        f"{OUTPUT_LIMIT >> 20} MiB")
         else:
             why = f"exited with status {rc} (os._exit or a fatal error in its code)"
         tail = [line for line in self.output().splitlines()[-12:] if line.strip()]
@@ -376,9 +398,31 @@ class LearnerProcess:
         return LearnerCrashed(cap_text(text + ("\n" + "\n".join(tail) if tail else "")))
 
 
-def _over_limit(work: Path) -> str:
-    """Why ``work`` is over its limits, or ''."""
-    size = entries = 0
+def _open_files(pid: int, work: Path) -> int:
+    """Bytes held by the regular files process ``pid`` has open outside ``work``'s tree:
+    its output log, files it deleted but keeps open, a memfd."""
+    size = 0
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    for fd in fds:
+        link = f"/proc/{pid}/fd/{fd}"
+        try:
+            target = os.readlink(link)
+            st = os.stat(link)   # the open file itself, deleted or not
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and (target.endswith(" (deleted)") or
+                                         not target.startswith(f"{work}/")):
+            size += st.st_blocks * 512
+    return size
+
+
+def _over_limit(work: Path, pid: int | None = None) -> str:
+    """Why ``work`` (and the files process ``pid`` holds open) is over its limits, or ''."""
+    size = _open_files(pid, work) if pid is not None else 0
+    entries = 0
     stack = [str(work)]
     while stack:
         try:
@@ -395,6 +439,8 @@ def _over_limit(work: Path) -> str:
         except OSError:
             continue
         if size > WORK_LIMIT:
-            return (f"it wrote more than {WORK_LIMIT >> 20} MiB into its working folder "
-                    f"(the limit)")
+            break
+    if size > WORK_LIMIT:
+        return (f"it wrote more than {WORK_LIMIT >> 20} MiB into its working folder and "
+                f"the files it holds open (the limit)")
     return ""

@@ -10,13 +10,17 @@ binding is used):
   bounding, permitted, effective and ambient sets: a teacher running as root gives the
   learner a uid-0 process with none of root's powers;
 * **Landlock** (Linux ≥ 5.13; the ABI the kernel offers decides which rules hold):
-  reading only the Python installation, the system's libraries and a few device and
-  configuration files; reading and writing only the working folder; no TCP bind or
-  connect (ABI ≥ 4); no signal to, and no abstract-socket connection with, any process
-  outside the sandbox (ABI ≥ 6) — so not to handgrad;
+  reading only the Python installation, the system's libraries, its own ``/proc/self``,
+  the CPU and memory facts numerical libraries read, and a few device and configuration
+  files (not other processes' command lines, nor root-only files of /proc and /sys);
+  reading and writing only the working folder; no TCP bind or connect (ABI ≥ 4); no
+  signal to, and no abstract-socket connection with, any process outside the sandbox
+  (ABI ≥ 6) — so not to handgrad;
 * **seccomp**: no new process (fork, vfork, clone without CLONE_THREAD; threads are fine),
-  no socket, no namespace, mount, ptrace, BPF, keyring, module or reboot call. With no
-  process of its own, a learner leaves none behind when its check ends.
+  no socket, no namespace, mount, ptrace, BPF, keyring, module or reboot call, no
+  fallocate or memfd (space that escapes RLIMIT_FSIZE and RLIMIT_AS); signals, resource
+  limits and scheduling only for itself (a teacher's processes share its uid); its
+  parent-death signal fixed. With no process of its own, a learner leaves none behind.
 
 ``confine`` returns what could not be applied (an old kernel, another OS); the learner's
 process reports it and handgrad says so once (``process.SandboxReport``). It imports only
@@ -141,7 +145,13 @@ _ARCHES = {
         "swapon": 167, "swapoff": 168, "acct": 163, "io_uring_setup": 425,
         "open_by_handle_at": 304, "fsopen": 430, "fsmount": 432, "open_tree": 428,
         "move_mount": 429, "pidfd_open": 434, "pidfd_send_signal": 424, "tkill": 200,
-        "kill": 62, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
+        "pidfd_getfd": 438, "kcmp": 312, "migrate_pages": 256, "move_pages": 279,
+        "process_madvise": 440, "process_mrelease": 448, "get_robust_list": 274,
+        "setpriority": 141, "ioprio_set": 251, "fallocate": 285, "memfd_create": 319,
+        "memfd_secret": 447, "kill": 62, "tgkill": 234, "rt_sigqueueinfo": 129,
+        "rt_tgsigqueueinfo": 297, "prlimit64": 302, "sched_setaffinity": 203,
+        "sched_setscheduler": 144, "sched_setparam": 142, "sched_setattr": 314,
+        "prctl": 157,
     }),
     "aarch64": (0xC00000B7, 277, {
         "clone": 220, "clone3": 435, "socket": 198, "socketpair": 199, "unshare": 97,
@@ -152,14 +162,23 @@ _ARCHES = {
         "kexec_load": 104, "kexec_file_load": 294, "reboot": 142, "swapon": 224,
         "swapoff": 225, "acct": 89, "io_uring_setup": 425, "open_by_handle_at": 265,
         "fsopen": 430, "fsmount": 432, "open_tree": 428, "move_mount": 429,
-        "pidfd_open": 434, "pidfd_send_signal": 424, "tkill": 130, "kill": 129,
-        "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240,
+        "pidfd_open": 434, "pidfd_send_signal": 424, "tkill": 130, "pidfd_getfd": 438,
+        "kcmp": 272, "migrate_pages": 238, "move_pages": 239, "process_madvise": 440,
+        "process_mrelease": 448, "get_robust_list": 100, "setpriority": 140,
+        "ioprio_set": 30, "fallocate": 47, "memfd_create": 279, "memfd_secret": 447,
+        "kill": 129, "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240,
+        "prlimit64": 261, "sched_setaffinity": 122, "sched_setscheduler": 119,
+        "sched_setparam": 118, "sched_setattr": 274, "prctl": 167,
     }),
 }
 _LD, _JEQ, _JSET, _JGE, _RET = 0x20, 0x15, 0x45, 0x35, 0x06
 _ALLOW = 0x7FFF0000
 _KILL_PROCESS = 0x80000000
 _CLONE_THREAD = 0x00010000
+_PR_SET_PDEATHSIG = 1
+#: calls allowed only on this process itself (``seccomp_filter``)
+_OWN_PID = ("kill", "rt_sigqueueinfo", "tgkill", "rt_tgsigqueueinfo", "prlimit64",
+            "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr")
 _X32_BIT = 0x40000000
 
 
@@ -170,8 +189,9 @@ def _errno(code: int) -> int:
 def seccomp_filter(machine: str, pid: int) -> list[tuple[int, int, int, int]]:
     """The BPF program (code, jt, jf, k) for ``machine``: the calls of ``_ARCHES`` fail with
     EPERM (clone3 with ENOSYS, so that a C library falls back to clone, whose flags can be
-    read); clone is allowed for a thread; a signal may go to this process (``pid``) or its
-    own process group only."""
+    read); clone is allowed for a thread; the ``_OWN_PID`` calls (a signal, a resource
+    limit, scheduling) may name this process (``pid``) only; prctl may do anything but
+    change the parent-death signal."""
     arch, _, nr = _ARCHES[machine]
     prog: list[tuple[int, int, int, int]] = []
     rets: list[tuple[int, int]] = []   # (index of a jump, return value) to patch
@@ -185,19 +205,23 @@ def seccomp_filter(machine: str, pid: int) -> list[tuple[int, int, int, int]]:
     prog += [(_LD, 0, 0, 0)]                           # seccomp_data.nr
     if machine == "x86_64":                            # x32 system calls: refused
         jump_to(_errno(errno.EPERM), _JGE, _X32_BIT)
-    signal_calls = {nr[n]: n for n in ("kill", "rt_sigqueueinfo", "tgkill",
-                                       "rt_tgsigqueueinfo")}
+    own_pid_calls = {nr[n]: n for n in _OWN_PID}
     for name, number in nr.items():
-        if name in ("clone",) or number in signal_calls:
+        if name in ("clone", "prctl") or number in own_pid_calls:
             continue
         jump_to(_errno(errno.ENOSYS if name == "clone3" else errno.EPERM), _JEQ, number)
+    # prctl: PR_SET_PDEATHSIG refused (the process dies with its parent, and stays so)
+    prog += [(_JEQ, 0, 4, nr["prctl"]), (_LD, 0, 0, 16), (_JEQ, 0, 1, _PR_SET_PDEATHSIG),
+             (_RET, 0, 0, _errno(errno.EPERM)), (_RET, 0, 0, _ALLOW)]
     # clone: allowed for a thread only (args[0], the flags, low 32 bits)
     prog += [(_JEQ, 0, 4, nr["clone"]), (_LD, 0, 0, 16), (_JSET, 1, 0, _CLONE_THREAD),
              (_RET, 0, 0, _errno(errno.EPERM)), (_RET, 0, 0, _ALLOW)]
-    # kill-like calls: args[0] must be this pid, its group (-pid) or 0 (its group); a block
-    # that does not match jumps past itself with the number still in the accumulator
+    # calls on a process (signals, resource limits, scheduling): args[0] must be this pid,
+    # its group (-pid) or 0 (itself); a teacher's other processes share its uid, so the
+    # kernel's own same-uid rule would let a learner reach them. A block that does not
+    # match jumps past itself with the number still in the accumulator.
     own = [pid & 0xFFFFFFFF, (-pid) & 0xFFFFFFFF, 0]
-    for number in signal_calls:
+    for number in own_pid_calls:
         prog += [(_JEQ, 0, 6, number), (_LD, 0, 0, 16)]
         prog += [(_JEQ, 3, 0, own[0]), (_JEQ, 2, 0, own[1]), (_JEQ, 1, 0, own[2])]
         prog += [(_RET, 0, 0, _errno(errno.EPERM)), (_RET, 0, 0, _ALLOW)]
@@ -224,13 +248,20 @@ def _seccomp(machine: str) -> None:
 
 # -- all layers ------------------------------------------------------------------------------
 #: files outside the Python installation that Python, numpy and torch read at run time
-SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/proc", "/sys",
-               "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/proc/self", "/proc/cpuinfo",
+               "/proc/meminfo", "/proc/stat", "/sys/devices/system/cpu",
+               "/sys/devices/system/node", "/sys/fs/cgroup", "/etc/ld.so.cache",
+               "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
                "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/os-release",
                "/usr/share/zoneinfo")
 DEVICES = {"/dev/null": FS_READ_FILE | FS_WRITE_FILE | _FS_TRUNCATE,
            "/dev/zero": FS_READ_FILE, "/dev/full": FS_READ_FILE | FS_WRITE_FILE,
            "/dev/urandom": FS_READ_FILE, "/dev/random": FS_READ_FILE}
+
+
+def inside(path: str, folders) -> bool:
+    """``path`` is one of ``folders`` or lies below one (whole path components)."""
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
 def python_paths() -> list[str]:
@@ -241,7 +272,7 @@ def python_paths() -> list[str]:
     out = set(prefixes)
     for entry in sys.path:
         real = os.path.realpath(entry) if entry else ""
-        if os.path.isdir(real) and (real.startswith(tuple(prefixes)) or os.path.basename(
+        if os.path.isdir(real) and (inside(real, prefixes) or os.path.basename(
                 real) in ("site-packages", "dist-packages")):
             out.add(real)
     return sorted(out)
@@ -259,6 +290,9 @@ def confine(work: str) -> list[str]:
         _drop_capabilities()
     except OSError as err:
         missing.append(f"capabilities could not be dropped ({err.strerror})")
+    threads = len(os.listdir("/proc/self/task"))
+    if threads > 1:   # Landlock (ABI < 8) confines the calling thread and its new ones only
+        missing.append(f"Landlock confines 1 of this process's {threads} threads")
     abi = landlock_abi()
     if abi == 0:
         missing.append("the kernel offers no Landlock (Linux >= 5.13 with landlock in its "

@@ -36,6 +36,7 @@ _PREFIX = struct.Struct(">4sI")
 #: datetimes, a dtype with metadata) is refused
 DTYPES = frozenset({"<f2", "<f4", "<f8", "<i4", "<i8", "|b1"})
 MAX_NDIM = 8
+MAX_DIM = 1 << 31           # entries along one axis (an empty array may not claim 2**62)
 MAX_HEADER = 1 << 20        # bytes of JSON in one frame, by default
 _CHUNK = 64 << 10          # bytes asked of one read (a larger request costs an allocation)
 _JOIN = 256 << 10          # a frame up to this size goes out in one write
@@ -97,7 +98,7 @@ def _decode_header(raw: bytes, max_payload: int):
         if (type(spec) is not list or len(spec) != 2 or type(spec[0]) is not str
                 or spec[0] not in DTYPES or type(spec[1]) is not list
                 or len(spec[1]) > MAX_NDIM
-                or any(type(d) is not int or d < 0 for d in spec[1])):
+                or any(type(d) is not int or not 0 <= d <= MAX_DIM for d in spec[1])):
             raise WireError(f"an array is described as {str(spec)[:80]}: only plain "
                             f"numeric dtypes {sorted(DTYPES)} with a list of sizes may "
                             f"cross")
@@ -215,6 +216,9 @@ class Reader:
         if size > max_header:
             raise WireError(f"the header has {size} bytes, over the limit of {max_header}")
         msg, specs, _ = _decode_header(self._take(size, deadline), max_payload)
-        arrays = [np.frombuffer(self._take(n, deadline), dtype=dtype).reshape(shape).copy()
-                  for dtype, shape, n in specs]
+        try:
+            arrays = [np.frombuffer(self._take(n, deadline), dtype=dtype).reshape(shape).copy()
+                      for dtype, shape, n in specs]
+        except (ValueError, OverflowError, MemoryError) as err:
+            raise WireError(f"an array cannot be built ({err})") from None
         return _fill(msg, arrays)

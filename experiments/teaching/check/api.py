@@ -62,6 +62,7 @@ class CheckResult:
     details: str = ""                 # the learner's traceback, or a crash's last lines
     output: str = ""                  # what the learner's code printed (its own process)
     sandbox_missing: list[str] = field(default_factory=list)   # layers not applied here
+    sha256: str = ""                  # of the file's bytes that ran (check_file)
     explanation: str = ""             # everything, as `handgrad check` prints it
 
     @property
@@ -226,11 +227,11 @@ def check_function(gradients, config: str | RunConfig = "seed", *, update=None,
 def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=(),
                steps: int | None = None, timeout: float = 60.0, memory_mb: int = 1024,
                out: str | Path | None = None, force: bool = False, plots: bool = True,
-               helpers=None) -> CheckResult:
+               helpers=None, follow: bool = True) -> CheckResult:
     """Check a learner's file in its own sandboxed process (``timeout`` seconds of its code
     in all, ``memory_mb`` of address space; ``helpers``: its own modules it may import,
     by default the other ``.py`` files of its folder — pass ``()`` where those are a
-    classmate's).
+    classmate's); ``follow=False``: the file must not be a symbolic link.
     With ``out``, the check folder is written there (``report.write_check``) unless the
     input was bad. A bad config, limits out of range (``process.check_limits``) or an
     existing ``out`` without ``force`` raise ``ConfigError`` before anything runs."""
@@ -248,7 +249,8 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
                          and p.is_file() and not p.is_symlink())
     t0 = time.perf_counter()
     try:
-        learner = LearnerProcess(path, timeout=timeout, memory_mb=memory_mb, helpers=helpers)
+        learner = LearnerProcess(path, timeout=timeout, memory_mb=memory_mb, helpers=helpers,
+                                 follow=follow)
     except LearnerError as err:
         result = failed(Path(path).name, err)
         result.seconds = time.perf_counter() - t0
@@ -258,7 +260,7 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
         finally:
             output = learner.close()
         result.output, result.seconds = output, time.perf_counter() - t0
-        result.sandbox_missing = learner.sandbox_missing
+        result.sandbox_missing, result.sha256 = learner.sandbox_missing, learner.sha256
     if out is not None and result.exit_code != 2:
         write_check(result, Path(out), force=force, plots=plots)
     return result

@@ -20,6 +20,7 @@ or absent)::
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -199,7 +200,10 @@ def write_check(result, out: Path, *, force: bool = False, plots: bool = True) -
               f"- {result.seconds:.2f} s"]
         if result.run is not None:
             md.append("- training: [training/report.md](training/report.md)")
-        md += ["", "```text", result.explanation, "```", ""]
+        # a fence longer than any run of backticks in the text, which is partly the learner's
+        fence = "`" * max(3, 1 + max(map(len, re.findall("`+", result.explanation)),
+                                     default=0))
+        md += ["", f"{fence}text", result.explanation, fence, ""]
         (tmp / "check.md").write_text("\n".join(md), encoding="utf-8")
         write_report_html(tmp, "\n".join(md), lead=check_lead(result.explanation))
         if result.initial is not None:

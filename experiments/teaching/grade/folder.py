@@ -26,6 +26,7 @@ rows, never the learner's fault.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -36,14 +37,14 @@ from experiments.teaching.grade.discover import NotGraded, Submission, discover,
 
 #: what a grade folder may hold: ``--force`` and ``--resume`` refuse a folder with more
 OWN_FILES = frozenset({".handgrad", "grades.csv", "grades.md", "not_graded.csv", "checks",
-                       "INTERRUPTED"})
+                       "settings.json", "INTERRUPTED"})
 WORKER_DEATHS = 2     # deaths of the worker checking one submission before it is a row
 
 
 def sha256(path: Path) -> str:
     from experiments.teaching.boundary.process import read_capped
     try:
-        return hashlib.sha256(read_capped(path)).hexdigest()
+        return hashlib.sha256(read_capped(path, follow=False)).hexdigest()
     except Exception:   # unreadable or too large: check_file says why in the row
         return ""
 
@@ -56,9 +57,10 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int) -
     t0 = time.perf_counter()
     try:
         with limited_threads(1):
-            # no helpers: in a flat folder every other file is a classmate's
+            # no helpers: in a flat folder every other file is a classmate's; never a link
+            # (a file swapped for one after discovery)
             r = check_file(sub.path, cfg, timeout=timeout, memory_mb=memory_mb, out=out,
-                           plots=False, helpers=())
+                           plots=False, helpers=(), follow=False)
     except Exception as err:   # one submission never stops the grading
         r = CheckResult(sub.path.name, "grader_error", 4, f"handgrad failed on this file "
                         f"(not the learner's fault): {type(err).__name__}: {err}",
@@ -66,7 +68,7 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int) -
     return {"file": sub.path.name, "status": r.status, "diagnosis": r.kind,
             "first_param": r.first_param, "worst_rel_err": r.worst_rel_err,
             "worst_ratio": r.worst_ratio, "seconds": round(r.seconds, 3),
-            "message": r.message, "sha256": sha256(sub.path),
+            "message": r.message, "sha256": r.sha256 or sha256(sub.path),
             "_sandbox": r.sandbox_missing}
 
 
@@ -133,11 +135,31 @@ def check_own_files(out: Path) -> None:
                               f"replaces only what handgrad wrote: choose another --out")
 
 
-def kept_rows(out: Path, subs: list[Submission]) -> dict[str, dict]:
-    """The rows of the grade folder at ``out`` to keep on ``--resume``: graded to the end,
-    and the file still there with the same sha256."""
+def grading_settings(cfg, timeout: float, memory_mb: int) -> dict:
+    """What a row's grade depends on besides the file: kept in settings.json, and compared
+    on ``--resume``."""
+    from experiments.teaching.grade.report import version
+
+    return {"config": cfg.to_dict(), "timeout": timeout, "memory_mb": memory_mb,
+            "handgrad": version()}
+
+
+def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[str, dict]:
+    """The rows of the grade folder at ``out`` to keep on ``--resume``: graded to the end
+    with the same ``settings``, and the file still there with the same sha256."""
     import pandas as pd
 
+    try:
+        before = json.loads((out / "settings.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        before = None
+    if before != json.loads(json.dumps(settings)):
+        changed = sorted(k for k in settings if not isinstance(before, dict)
+                         or before.get(k) != json.loads(json.dumps(settings[k])))
+        raise ConfigError(f"--resume: {out} was graded with other settings ("
+                          f"{', '.join(changed) or 'none recorded'} differ); grade again "
+                          f"with --force, or resume with the same config, --set, --steps, "
+                          f"--timeout and --memory")
     csv = out / "grades.csv"
     if not csv.is_file():
         return {}
@@ -198,7 +220,8 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
     cfg = resolve_config(config, overrides, steps)
     check_out(out, force or resume, "grade", legacy=False)
     check_own_files(out)
-    kept = kept_rows(out, subs) if resume and out.exists() else {}
+    recorded = grading_settings(cfg, timeout, memory_mb)
+    kept = kept_rows(out, subs, recorded) if resume and out.exists() else {}
     rows: dict[str, dict] = dict(kept)
     pending = [s for s in subs if s.path.name not in kept]
     interrupted = False
@@ -229,11 +252,20 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
                         "memory_mb": memory_mb, "jobs": jobs, "resumed": len(kept),
                         "interrupted": interrupted, "sandbox_missing": missing}
             _write(tmp, table, skipped, folder, settings, grades_markdown)
+            (tmp / "settings.json").write_text(json.dumps(recorded, indent=1) + "\n",
+                                               encoding="utf-8")
     return Grades(table, skipped, out, missing)
 
 
 def _grade_sub(sub: Submission, cfg, checks: Path, timeout: float, memory_mb: int) -> dict:
     return grade_one(sub, cfg, checks / sub.slot, timeout, memory_mb)
+
+
+def inert(cell):
+    """A learner's text as a spreadsheet shows it, never as a formula: a cell starting with
+    = + - @ or a tab gets a leading apostrophe (OWASP's advice for CSV injection)."""
+    return f"'{cell}" if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t",
+                                                                 "\r") else cell
 
 
 def _write(tmp: Path, table, skipped: list[NotGraded], folder: Path, settings: dict,
@@ -242,8 +274,9 @@ def _write(tmp: Path, table, skipped: list[NotGraded], folder: Path, settings: d
 
     from experiments.output.rundir import write_csv
 
-    write_csv(table, tmp / "grades.csv")
-    write_csv(pd.DataFrame([(s.name, s.why) for s in skipped], columns=["name", "why"]),
+    write_csv(table.assign(file=table["file"].map(inert), message=table["message"].map(inert)),
+              tmp / "grades.csv")
+    write_csv(pd.DataFrame([(inert(s.name), s.why) for s in skipped], columns=["name", "why"]),
               tmp / "not_graded.csv")
     (tmp / "grades.md").write_text(grades_markdown(table, skipped, folder, settings),
                                    encoding="utf-8")

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 #: the one line that says the sandbox did not hold on this machine (docs/check.md)
 UNSANDBOXED = "submissions ran without a filesystem sandbox: "
+
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>#!~])")   # | is markdown_table's to escape
+
+
+def md_text(text: str) -> str:
+    """A learner's text (a file name, a message) as literal markdown: no link, emphasis,
+    code span or HTML of theirs takes effect."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def settings_line(settings: dict) -> str:
@@ -17,10 +27,10 @@ def settings_line(settings: dict) -> str:
     return (f"config `{cfg.name}` (sizes {sizes}, {act}, "
             f"loss {cfg.loss}, mode {cfg.mode}), {settings['steps']} training steps, "
             f"--timeout {settings['timeout']:g} s, --memory {settings['memory_mb']} MiB, "
-            f"--jobs {settings['jobs']}, handgrad {_version()}")
+            f"--jobs {settings['jobs']}, handgrad {version()}")
 
 
-def _version() -> str:
+def version() -> str:
     from importlib.metadata import PackageNotFoundError, version
     try:
         return version("handgrad")
@@ -34,7 +44,9 @@ def grades_markdown(table, skipped, folder: Path, settings: dict) -> str:
 
     counts = table.groupby(["status", "diagnosis"], dropna=False).size().reset_index(
         name="submissions")
-    shown_table = table.drop(columns=["sha256"]).assign(file=table["file"].map(shown))
+    shown_table = table.drop(columns=["sha256"]).assign(
+        file=table["file"].map(lambda f: md_text(shown(f))),
+        message=table["message"].map(md_text))
     lines = [f"# handgrad grade: {shown(str(folder))}", "",
              f"{len(table)} submissions checked against autograd; "
              f"{settings_line(settings)}. Each one's check folder is under `checks/`."]
@@ -51,5 +63,5 @@ def grades_markdown(table, skipped, folder: Path, settings: dict) -> str:
               "## Submissions", "", markdown_table(shown_table), ""]
     if skipped:
         lines += ["## Not graded", "",
-                  *(f"- `{shown(s.name)}`: {s.why}" for s in skipped), ""]
+                  *(f"- {md_text(shown(s.name))}: {s.why}" for s in skipped), ""]
     return "\n".join(lines)
