@@ -81,13 +81,14 @@ def test_grade_mixed_folder(tmp_path, submissions, capsys):
     assert not list((checks / "b_mean" / "training").glob("*.png"))   # grade skips plots
     md = (out / "grades.md").read_text(encoding="utf-8")
     assert "9 submissions checked against autograd; config `seed` (sizes 3-4-1" in md
-    assert "2 training steps, --timeout 2 s, --memory 400 MiB, --jobs 2, handgrad " in md
+    assert ("2 training steps, --timeout 2 s, --memory 400 MiB, --jobs 2, whole files run, "
+            "handgrad ") in md
     assert "| differ | constant_ratio | 1 |" in md
-    assert "- notes.txt: not a Python file (.py)" in md          # nothing skipped silently
+    assert "- notes.txt: not a Python file (.py) or notebook (.ipynb)" in md   # all listed
     assert "without a filesystem sandbox" not in md
     stdout = capsys.readouterr().out
     assert "[2/9] b_mean.py: differ (constant_ratio, W2)" in stdout
-    assert "not graded: notes.txt: not a Python file (.py)" in stdout
+    assert "not graded: notes.txt: not a Python file (.py) or notebook (.ipynb)" in stdout
 
 
 def test_grade_sequential_and_refusals(tmp_path, capsys):

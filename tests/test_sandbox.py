@@ -397,22 +397,25 @@ def test_odd_names_each_get_a_row_or_a_reason(tmp_path, capsys):
     (subs / "new\nline.py").write_text(CORRECT, encoding="utf-8")
     os.mkfifo(subs / "fifo.py")
     (subs / "null.py").symlink_to("/dev/null")
-    (subs / "nb.ipynb").write_text("{}", encoding="utf-8")
+    (subs / "nb.ipynb").write_text("{}", encoding="utf-8")      # a notebook: graded
     (subs / "student2").mkdir()
     assert main(["grade", str(subs), "--steps", "2", "--out", str(tmp_path / "g")]) == 0
     rows = pd.read_csv(tmp_path / "g" / "grades.csv", keep_default_na=False)
     assert sorted(zip(rows["file"], rows["status"], strict=True)) == [
         (".handgrad.py", "agree"), ("UPPER.PY", "agree"), ("bom.py", "agree"),
-        ("new\nline.py", "agree")]
+        ("nb.ipynb", "error"), ("new\nline.py", "agree")]
+    assert "is not a notebook nbformat can read" in rows.set_index("file").loc[
+        "nb.ipynb", "message"]
     skipped = pd.read_csv(tmp_path / "g" / "not_graded.csv", keep_default_na=False)
     why = dict(zip(skipped["name"], skipped["why"], strict=True))
-    assert set(why) == {"fifo.py", "null.py", "nb.ipynb", "student2"}
+    assert set(why) == {"fifo.py", "null.py", "student2"}
     assert why["fifo.py"].startswith("a FIFO") and why["null.py"].startswith("a symbolic")
     out = capsys.readouterr().out
     assert "new\\nline.py: agree" in out                        # one line, escaped
     assert "not graded: fifo.py: a FIFO, not a regular file" in out
     checks = {p.name for p in (tmp_path / "g" / "checks").iterdir()}
     assert len(checks) == 4 and ".handgrad" not in checks      # no clash with the marker
+    # (the unreadable notebook has no check folder: it could not be loaded)
 
 
 def test_missing_layers_are_named(tmp_path):

@@ -143,20 +143,17 @@ def source_problem(path: Path) -> str | None:
     """Why ``path`` cannot be a learner's file (one line), or None."""
     if not path.is_file():
         return f"{path}: no such file"
-    if path.suffix.lower() == ".ipynb":
-        return (f"{path} is a notebook: export its code as a .py file (jupyter nbconvert "
-                f"--to script) or check the function from the notebook with "
-                f"experiments.teaching.check.check_function")
-    if path.suffix.lower() != ".py":
-        return f"{path} is not a Python file: handgrad check takes a .py file"
+    if path.suffix.lower() not in (".py", ".ipynb"):
+        return f"{path} is not a Python file: handgrad check takes a .py or .ipynb file"
     return None
 
 
-def _compile(source: bytes, shown: str):
-    """The code object of a learner's file, or ``BadLearner`` naming the learner's line.
-    Its lines are registered under ``shown`` so that a traceback quotes them."""
+def _compile(source: bytes | str, shown: str):
+    """The code object of a learner's file (or notebook cell), or ``BadLearner`` naming the
+    learner's line. Its lines are registered under ``shown`` so that a traceback quotes
+    them."""
     try:
-        text = source.decode("utf-8-sig")   # a byte-order mark is fine
+        text = source.decode("utf-8-sig") if isinstance(source, bytes) else source
         code = compile(text, shown, "exec", dont_inherit=True)
     except UnicodeDecodeError:
         raise BadLearner(f"{shown} is not Python: it is not UTF-8 text") from None
@@ -180,21 +177,38 @@ def load_file(path: str | Path, shown: str | None = None) -> Learner:
     problem = source_problem(path)
     if problem is not None:
         raise BadLearner(problem.replace(str(path), shown, 1))
-    code = _compile(path.read_bytes(), shown)
     folder = str(path.resolve().parent)
     if folder not in sys.path:   # the learner's own helper modules import from its folder
         sys.path.insert(0, folder)
+    if path.suffix.lower() == ".ipynb":
+        from experiments.teaching.boundary.notebook import notebook_cells
+        try:
+            cells, _ = notebook_cells(path.read_bytes().decode("utf-8-sig"), shown)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise BadLearner(str(err)) from None
+        return load_cells(cells, shown, str(path.resolve()))
+    return load_cells([(shown, path.read_bytes())], shown, str(path.resolve()))
+
+
+def load_cells(cells, shown: str, file: str | None = None) -> Learner:
+    """Run ``cells`` — ``(label, source)`` pairs: one file's source, or a notebook's code
+    cells (``notebook.notebook_cells``) — in order as one fresh module, and take the
+    learner's functions from it; an error names the cell's label and line."""
     module = types.ModuleType("learner")
-    module.__file__ = str(path.resolve())
+    module.__file__ = file or shown
+    if len(cells) > 1 or (cells and cells[0][0] != shown):   # a notebook: IPython's display
+        module.__dict__["display"] = print
     sys.modules["learner"] = module   # what dataclasses or pickle inside the file look up
-    try:
-        exec(code, module.__dict__)
-    except ImportError as err:
-        line = traceback.extract_tb(err.__traceback__)[-1].lineno
-        raise BadLearner(cap_text(f"{shown}:{line}: {type(err).__name__}: {err} (install "
-                                  f"it, or remove the import)")) from None
-    except (Exception, SystemExit) as err:
-        raise LearnerRaised(learner_traceback(err)) from None
+    for label, source in cells:
+        code = _compile(source, label)
+        try:
+            exec(code, module.__dict__)
+        except ImportError as err:
+            line = traceback.extract_tb(err.__traceback__)[-1].lineno
+            raise BadLearner(cap_text(f"{label}:{line}: {type(err).__name__}: {err} "
+                                      f"(install it, or remove the import)")) from None
+        except (Exception, SystemExit) as err:
+            raise LearnerRaised(learner_traceback(err)) from None
     return Learner(getattr(module, "gradients", None), getattr(module, "update", None),
                    getattr(module, "CONVENTION", "torch"), Path(shown).name)
 
@@ -345,7 +359,7 @@ def _answer(learner: Learner | None, msg):
     op, *args = msg
     try:
         if op == "load":
-            learner = load_file(args[0]["file"], args[0]["name"])
+            learner = load_cells([tuple(c) for c in args[0]["cells"]], args[0]["name"])
             return learner, ["ok", {"convention": learner.convention,
                                     "has_update": learner.has_update}]
         if op == "bind":
@@ -365,8 +379,8 @@ def serve(fd_in: int, fd_out: int, missing: list[str]) -> None:
     wire.write_all(fd_out, wire.encode(["ready", {"missing": missing}]))
     learner = None
     while True:
-        try:   # the parent's data: arrays as large as the data set
-            msg = reader.read(max_payload=1 << 40)
+        try:   # the parent's data: arrays as large as the data set, a notebook's cells
+            msg = reader.read(max_payload=1 << 40, max_header=1 << 30)
         except wire.WireClosed:
             return
         learner, reply = _answer(learner, msg)

@@ -60,6 +60,7 @@ SCRIPT = Path(__file__).with_name("learner.py")
 STARTUP_SECONDS = 60.0      # for Python and numpy to start, not counted in the learner's time
 OUTPUT_TAIL = 64 << 10      # bytes of the learner's output kept for the report
 FILE_LIMIT = 4 << 20        # bytes of one file copied in (a learner's file or a helper)
+NOTEBOOK_LIMIT = 64 << 20   # bytes of a notebook (its outputs' images included)
 HELPER_LIMIT = 200          # helper modules copied in at most
 WORK_LIMIT = 64 << 20       # bytes the learner may keep in its working folder
 WORK_ENTRIES = 10_000       # files and folders it may make there
@@ -126,6 +127,29 @@ def minimal_env(work: Path) -> dict[str, str]:
     return env
 
 
+def _cells(source: bytes, shown: str, notebook: bool, definitions: bool):
+    """The (label, source) cells the learner's process runs, and the notes on what was
+    left out (``notebook``)."""
+    from experiments.teaching.boundary.notebook import definitions_only, notebook_cells
+
+    try:
+        text = source.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadLearner(f"{shown} is not Python: it is not UTF-8 text") from None
+    notes = []
+    if notebook:
+        try:
+            cells, notes = notebook_cells(text, shown)
+        except ValueError as err:
+            raise BadLearner(str(err)) from None
+    else:
+        cells = [(shown, text)]
+    if definitions:
+        cells, dropped = definitions_only(cells)
+        notes += dropped
+    return cells, notes
+
+
 def _nbytes(*values) -> int:
     return sum(getattr(a, "nbytes", 0) for v in values
                for a in (v.values() if isinstance(v, dict) else [v]))
@@ -137,7 +161,7 @@ class LearnerProcess:
     ``follow=False``: the file itself must not be a symbolic link."""
 
     def __init__(self, path: str | Path, *, timeout: float = 60.0, memory_mb: int = 1024,
-                 helpers=(), follow: bool = True):
+                 helpers=(), follow: bool = True, definitions_only: bool = False):
         self.path, self.timeout = Path(path), float(timeout)
         self.budget = self.timeout       # seconds of the learner's time left
         self.name = self.path.name
@@ -148,8 +172,12 @@ class LearnerProcess:
         problem = source_problem(self.path)
         if problem is not None:
             raise BadLearner(problem)
-        source = read_capped(self.path, follow=follow)
+        notebook = self.path.suffix.lower() == ".ipynb"
+        source = read_capped(self.path, NOTEBOOK_LIMIT if notebook else FILE_LIMIT,
+                             follow=follow)
         self.sha256 = hashlib.sha256(source).hexdigest()   # of the bytes that run
+        self.cells, self.notes = _cells(source, str(self.path), notebook, definitions_only)
+        self.mode = "definitions only" if definitions_only else "the whole file"
         self._tmp = tempfile.TemporaryDirectory(prefix="handgrad-learner-")
         self._log_path = Path(self._tmp.name) / "output.txt"
         self._watching = threading.Event()
@@ -161,6 +189,7 @@ class LearnerProcess:
             raise
 
     def _start(self, source: bytes, helpers) -> None:
+        """Copy the files in, start the process, and load the learner's cells in it."""
         self.work = work = Path(self._tmp.name) / "work"
         work.mkdir()
         copied = {}
@@ -168,8 +197,8 @@ class LearnerProcess:
             helper = Path(helper)
             if helper.name != self.name and _SAFE_NAME.fullmatch(helper.name):
                 copied[helper.name] = read_capped(helper)
-        fname = self.name if _SAFE_NAME.fullmatch(self.name) else "submission.py"
-        copied[fname] = source
+        if self.path.suffix.lower() == ".py":   # importable by its helpers, as on its disk
+            copied[self.name if _SAFE_NAME.fullmatch(self.name) else "submission.py"] = source
         for name, data in copied.items():
             (work / name).write_bytes(data)
         to_child, from_child = os.pipe(), os.pipe()     # (read end, write end) each
@@ -198,7 +227,7 @@ class LearnerProcess:
                 or type(ready[1]) is not dict or type(ready[1].get("missing")) is not list):
             raise self._malformed("starting", "its first message is not 'ready'")
         self.sandbox_missing = [cap_text(str(m), 300) for m in ready[1]["missing"][:10]]
-        info = self._ask(["load", {"file": fname, "name": str(self.path)}],
+        info = self._ask(["load", {"cells": self.cells, "name": str(self.path)}],
                          f"loading {self.name}")
         if (type(info) is not dict or set(info) != {"convention", "has_update"}
                 or type(info["convention"]) is not str

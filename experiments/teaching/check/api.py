@@ -63,6 +63,8 @@ class CheckResult:
     output: str = ""                  # what the learner's code printed (its own process)
     sandbox_missing: list[str] = field(default_factory=list)   # layers not applied here
     sha256: str = ""                  # of the file's bytes that ran (check_file)
+    mode: str = ""                    # "the whole file" or "definitions only" (check_file)
+    notes: list[str] = field(default_factory=list)   # what of the file was left out
     explanation: str = ""             # everything, as `handgrad check` prints it
 
     @property
@@ -96,7 +98,7 @@ def _refuse_update(cfg: RunConfig, learner) -> None:
                          f"handgrad's own SGD")
 
 
-def run_check(learner, cfg: RunConfig) -> CheckResult:
+def run_check(learner, cfg: RunConfig, notes=(), mode: str = "") -> CheckResult:
     """The three parts of the module docstring with a loaded learner (``learner.Learner``
     or ``process.LearnerProcess``); the learner's failures become the result's status."""
     from experiments.teaching.check.report import explanation
@@ -113,10 +115,13 @@ def run_check(learner, cfg: RunConfig) -> CheckResult:
     except LearnerError as err:
         result = failed(learner.name, err)
         result.initial = init
-        result.message += _convention_hint(result.message, learner.convention)
+        said, at = re.fullmatch(r"(.*?)((?: \(at [^()]*, line \d+\))?)", result.message,
+                                flags=re.DOTALL).groups()
+        result.message = said + _convention_hint(said, learner.convention) + at
     result.config = init.config if init is not None else cfg
     result.convention = learner.convention
     result.seconds = time.perf_counter() - t0
+    result.notes, result.mode = list(notes), mode
     result.explanation = explanation(result)
     return result
 
@@ -127,6 +132,11 @@ def failed(name: str, err: LearnerError) -> CheckResult:
     text = str(err)
     lines = text.splitlines() or [""]
     message = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    where = re.findall(r'^  File "(.+)", line (\d+)', text, flags=re.MULTILINE)
+    if lines[0].startswith("Traceback") and where:   # the learner's last frame
+        file, line = where[-1]
+        cell = re.fullmatch(r".*, (cell \d+)", file)
+        message += f" (at {cell.group(1) if cell else Path(file).name}, line {line})"
     return CheckResult(name, err.status, err.exit_code, message,
                        details=text if len(lines) > 1 else "", explanation=message)
 
@@ -227,11 +237,14 @@ def check_function(gradients, config: str | RunConfig = "seed", *, update=None,
 def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=(),
                steps: int | None = None, timeout: float = 60.0, memory_mb: int = 1024,
                out: str | Path | None = None, force: bool = False, plots: bool = True,
-               helpers=None, follow: bool = True) -> CheckResult:
+               helpers=None, follow: bool = True, definitions_only: bool = False
+               ) -> CheckResult:
     """Check a learner's file in its own sandboxed process (``timeout`` seconds of its code
     in all, ``memory_mb`` of address space; ``helpers``: its own modules it may import,
     by default the other ``.py`` files of its folder — pass ``()`` where those are a
-    classmate's); ``follow=False``: the file must not be a symbolic link.
+    classmate's); ``follow=False``: the file must not be a symbolic link. A notebook
+    (``.ipynb``) runs its code cells, IPython's own lines left out; ``definitions_only``
+    keeps imports, definitions and literal assignments (``boundary.notebook``).
     With ``out``, the check folder is written there (``report.write_check``) unless the
     input was bad. A bad config, limits out of range (``process.check_limits``) or an
     existing ``out`` without ``force`` raise ``ConfigError`` before anything runs."""
@@ -250,13 +263,13 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
     t0 = time.perf_counter()
     try:
         learner = LearnerProcess(path, timeout=timeout, memory_mb=memory_mb, helpers=helpers,
-                                 follow=follow)
+                                 follow=follow, definitions_only=definitions_only)
     except LearnerError as err:
         result = failed(Path(path).name, err)
         result.seconds = time.perf_counter() - t0
     else:
         try:
-            result = run_check(learner, cfg)
+            result = run_check(learner, cfg, learner.notes, learner.mode)
         finally:
             output = learner.close()
         result.output, result.seconds = output, time.perf_counter() - t0

@@ -43,6 +43,9 @@ def add_limits(p: argparse.ArgumentParser) -> None:
                         "after)")
     p.add_argument("--memory", type=int, default=1024, metavar="MB",
                    help="address space of the learner's process (RLIMIT_AS)")
+    p.add_argument("--definitions-only", action="store_true",
+                   help="run only the file's imports, definitions and literal assignments "
+                        "(a notebook's training loops left out)")
     p.add_argument("--force", action="store_true", help="replace existing output")
 
 
@@ -67,7 +70,8 @@ def cmd_check(args) -> int:
     signal.signal(signal.SIGTERM, raise_interrupt)
     result = check_file(args.file, args.experiment, overrides=args.overrides,
                         steps=args.steps, timeout=args.timeout, memory_mb=args.memory,
-                        out=out, force=args.force, plots=not args.no_plots)
+                        out=out, force=args.force, plots=not args.no_plots,
+                        definitions_only=args.definitions_only)
     if result.exit_code == 2:
         raise ConfigError(result.message)          # one line on stderr, nothing written
     print(result.explanation)

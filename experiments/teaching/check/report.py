@@ -176,6 +176,14 @@ def _training_lines(run, conv) -> list[str]:
 def explanation(result) -> str:
     """Everything ``handgrad check`` prints about ``result`` (an ``api.CheckResult``)."""
     lines = [header(result), ""]
+    if result.mode == "definitions only" or result.notes:
+        lines += [f"ran: {result.mode}" + (f"; left out: {len(result.notes)} "
+                                            f"line{'s' if len(result.notes) > 1 else ''} "
+                                            f"of IPython or top-level code" if result.notes
+                                            else ""),
+                  *(f"  - {n}" for n in result.notes[:20]),
+                  *([f"  - ... and {len(result.notes) - 20} more"]
+                    if len(result.notes) > 20 else []), ""]
     if result.initial is not None:
         lines += [*_initial_lines(result.initial), ""]
     if result.status == "differ":

@@ -52,7 +52,8 @@ def cmd_grade(args) -> int:
     grades = grade_folder(args.folder, args.experiment, out=args.out,
                           overrides=args.overrides, steps=args.steps, timeout=args.timeout,
                           memory_mb=args.memory, jobs=args.jobs, force=args.force,
-                          resume=args.resume, progress=_line)
+                          resume=args.resume, definitions_only=args.definitions_only,
+                          progress=_line)
     for s in grades.skipped:
         print(f"not graded: {shown(s.name)}: {s.why}")
     if grades.sandbox_missing:

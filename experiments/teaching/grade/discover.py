@@ -2,11 +2,12 @@
 
 ``discover(folder)`` looks at every entry of the folder (not its subfolders' contents)
 without following links or opening anything, and sorts each into a submission (a
-regular ``.py`` file, in any letter case, hidden or not: ``UPPER.PY``, ``.handgrad.py``)
-or a "not graded" line with its reason: a link (never followed: it may point at a device
-or out of the folder), a FIFO, socket or device, a folder, a notebook, a file that is not
-Python. Nothing is skipped silently. Each submission gets a folder name for its check
-folder that is safe on any file system and unique in the class (``slot``).
+regular ``.py`` file or ``.ipynb`` notebook, in any letter case, hidden or not:
+``UPPER.PY``, ``.handgrad.py``) or a "not graded" line with its reason: a link (never
+followed: it may point at a device or out of the folder), a FIFO, socket or device, a
+folder, a file that is neither. Nothing is skipped silently. Each submission gets a
+folder name for its check folder that is safe on any file system and unique in the class
+(``slot``).
 """
 
 from __future__ import annotations
@@ -61,17 +62,14 @@ def classify(entry: Path) -> str | None:
         return "a folder (its files are not graded)"
     if kind != "file":
         return f"a {kind}, not a regular file"
-    suffix = entry.suffix.lower()
-    if suffix == ".ipynb":
-        return "a notebook (export it as a .py file to grade it)"
-    if suffix != ".py":
-        return "not a Python file (.py)"
+    if entry.suffix.lower() not in (".py", ".ipynb"):
+        return "not a Python file (.py) or notebook (.ipynb)"
     return None
 
 
 def _slot(name: str, taken: set[str]) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name[:-3] if name.lower().endswith(".py")
-                  else name).lstrip(".") or "submission"
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", re.sub(r"\.(py|ipynb)$", "", name,
+                                                 flags=re.IGNORECASE)).lstrip(".") or "submission"
     slot, n = stem, 1
     while slot.lower() in taken:
         n += 1

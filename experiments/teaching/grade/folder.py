@@ -49,7 +49,8 @@ def sha256(path: Path) -> str:
         return ""
 
 
-def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int) -> dict:
+def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
+              definitions_only: bool = False) -> dict:
     """One submission's row; handgrad's own failures become ``grader_error`` rows."""
     from experiments.core.threads import limited_threads
     from experiments.teaching.check.api import CheckResult, check_file
@@ -60,7 +61,8 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int) -
             # no helpers: in a flat folder every other file is a classmate's; never a link
             # (a file swapped for one after discovery)
             r = check_file(sub.path, cfg, timeout=timeout, memory_mb=memory_mb, out=out,
-                           plots=False, helpers=(), follow=False)
+                           plots=False, helpers=(), follow=False,
+                           definitions_only=definitions_only)
     except Exception as err:   # one submission never stops the grading
         r = CheckResult(sub.path.name, "grader_error", 4, f"handgrad failed on this file "
                         f"(not the learner's fault): {type(err).__name__}: {err}",
@@ -135,13 +137,13 @@ def check_own_files(out: Path) -> None:
                               f"replaces only what handgrad wrote: choose another --out")
 
 
-def grading_settings(cfg, timeout: float, memory_mb: int) -> dict:
+def grading_settings(cfg, timeout: float, memory_mb: int, definitions_only: bool) -> dict:
     """What a row's grade depends on besides the file: kept in settings.json, and compared
     on ``--resume``."""
     from experiments.teaching.grade.report import version
 
     return {"config": cfg.to_dict(), "timeout": timeout, "memory_mb": memory_mb,
-            "handgrad": version()}
+            "definitions_only": definitions_only, "handgrad": version()}
 
 
 def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[str, dict]:
@@ -185,7 +187,8 @@ def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[str, di
 
 def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overrides=(),
                  steps=None, timeout: float = 60.0, memory_mb: int = 1024, jobs: int = 1,
-                 force: bool = False, resume: bool = False, progress=None):
+                 force: bool = False, resume: bool = False, definitions_only: bool = False,
+                 progress=None):
     """Grade every submission in ``folder`` (module docstring); return ``Grades``.
     ``progress(row, done, total)`` is called as rows are done. Bad arguments raise
     ``ConfigError`` before anything runs or is written."""
@@ -220,7 +223,7 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
     cfg = resolve_config(config, overrides, steps)
     check_out(out, force or resume, "grade", legacy=False)
     check_own_files(out)
-    recorded = grading_settings(cfg, timeout, memory_mb)
+    recorded = grading_settings(cfg, timeout, memory_mb, definitions_only)
     kept = kept_rows(out, subs, recorded) if resume and out.exists() else {}
     rows: dict[str, dict] = dict(kept)
     pending = [s for s in subs if s.path.name not in kept]
@@ -234,7 +237,8 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
             if sub.path.name in kept and old.is_dir() and not old.is_symlink():
                 shutil.copytree(old, checks / sub.slot, symlinks=True)
         run = functools.partial(_grade_sub, cfg=cfg, checks=checks.resolve(),
-                                timeout=timeout, memory_mb=memory_mb)
+                                timeout=timeout, memory_mb=memory_mb,
+                                definitions_only=definitions_only)
         try:
             _grade_all(pending, run, jobs, rows, progress, len(subs))
         except KeyboardInterrupt:
@@ -249,6 +253,7 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
             table = pd.DataFrame([rows[s.path.name] for s in subs if s.path.name in rows],
                                  columns=GRADE_COLUMNS)
             settings = {"config": cfg, "steps": cfg.steps, "timeout": timeout,
+                        "definitions_only": definitions_only,
                         "memory_mb": memory_mb, "jobs": jobs, "resumed": len(kept),
                         "interrupted": interrupted, "sandbox_missing": missing}
             _write(tmp, table, skipped, folder, settings, grades_markdown)
@@ -257,8 +262,9 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
     return Grades(table, skipped, out, missing)
 
 
-def _grade_sub(sub: Submission, cfg, checks: Path, timeout: float, memory_mb: int) -> dict:
-    return grade_one(sub, cfg, checks / sub.slot, timeout, memory_mb)
+def _grade_sub(sub: Submission, cfg, checks: Path, timeout: float, memory_mb: int,
+               definitions_only: bool) -> dict:
+    return grade_one(sub, cfg, checks / sub.slot, timeout, memory_mb, definitions_only)
 
 
 def inert(cell):

@@ -27,7 +27,9 @@ def settings_line(settings: dict) -> str:
     return (f"config `{cfg.name}` (sizes {sizes}, {act}, "
             f"loss {cfg.loss}, mode {cfg.mode}), {settings['steps']} training steps, "
             f"--timeout {settings['timeout']:g} s, --memory {settings['memory_mb']} MiB, "
-            f"--jobs {settings['jobs']}, handgrad {version()}")
+            f"--jobs {settings['jobs']}, "
+            f"{'definitions only' if settings.get('definitions_only') else 'whole files run'}"
+            f", handgrad {version()}")
 
 
 def version() -> str:
