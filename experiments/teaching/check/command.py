@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 DESCRIPTION = """\
-Check a learner's own backpropagation: FILE.py defines gradients(params, X, Y) -> dict
-(and optionally update(params, grads, lr) -> dict, and CONVENTION = "torch" or "W1b1").
+Check a learner's own backpropagation: FILE.py (or a notebook, FILE.ipynb) defines
+gradients(params, X, Y) -> dict (and optionally update(params, grads, lr) -> dict, and
+CONVENTION = "torch" or "W1b1").
 handgrad compares its gradients with autograd and central differences at the initial
 point, trains it in lockstep with torch (synced mode) for the config's steps, and, where
 they differ, says how in the file's own names: which entries, the likely mistake, and the
@@ -53,7 +54,7 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
     """Add ``handgrad check`` (experiments.cli's feature-module protocol)."""
     p = subparsers.add_parser("check", formatter_class=formatter_class, help=help,
                               description=DESCRIPTION)
-    p.add_argument("file", type=Path, metavar="FILE.py")
+    p.add_argument("file", type=Path, metavar="FILE.py|FILE.ipynb")
     add_limits(p)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="check folder (default: checks/FILE)")
