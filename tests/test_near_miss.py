@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from experiments.cli import main
@@ -86,6 +87,8 @@ def test_catalogue_names_each_mistake(tmp_path, capsys, name, config, code, kind
         assert f"diagnosis ({kind})," in text
         verdict = next(ln for ln in text.splitlines() if ln.startswith("result:"))
         assert "; or " not in verdict and "K =" not in verdict   # one cause, no K = 1
+        initial = pd.read_csv(tmp_path / "c" / "initial.csv")
+        assert set(initial.loc[initial["verdict"] == "differ", "kind"]) == {kind}
 
 
 @pytest.mark.parametrize("name,config", [("correct_cs231n.py", "seed"),

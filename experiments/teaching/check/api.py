@@ -203,6 +203,8 @@ def _judged(name: str, init: Initial, run: RunResult | None) -> CheckResult:
     near = near_miss.recognise(init, init.dtypes) if init.call == "gradients" else None
     if near is not None:   # no derivation mistake: its one sentence says all there is
         kind, sentences = near[0], [near[1]]
+        rows = (init.table["call"] == init.call) & (init.table["verdict"] == "differ")
+        init.table.loc[rows, "kind"] = kind                       # initial.csv says the same
     else:
         sentences = _sentences(init, findings, yours, first)
     return CheckResult(name, "differ", 1, sentences[0], kind, conv.name_of(first), run=run,
