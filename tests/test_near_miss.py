@@ -105,6 +105,20 @@ def test_more_correct_styles_agree(tmp_path, capsys, name, config):
     assert "result: agree (exit 0)" in text
 
 
+def test_narrow_dtypes_anywhere():
+    """float32 or float16 arrays of right maths, either network: named with their dtype."""
+    ns: dict = {}
+    exec((EXAMPLES / "correct_torch.py").read_text(encoding="utf-8"), ns)
+    for dtype, config in ((np.float16, "seed"), (np.float32, "xor")):
+        r = check_function(lambda p, X, Y, dt=dtype: {k: v.astype(dt) for k, v in
+                                                      ns["gradients"](p, X, Y).items()},
+                           config, steps=1)
+        name = np.dtype(dtype).name
+        assert r.kind == name and r.message.startswith(
+            f"your arrays are {name}: the maths agrees to {name} precision"), r.explanation
+        assert ("--set dtype=float32" in r.message) == (name == "float32")
+
+
 def test_float32_file_agrees_under_a_float32_config(tmp_path, capsys):
     """The advice the float32 diagnosis gives works: the same file agrees at dtype=float32."""
     code, text = check(capsys, EXAMPLES / "float32_arrays.py", "seed", "--set",

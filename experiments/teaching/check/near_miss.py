@@ -11,9 +11,10 @@ pre-activations — and named as what it is (checked in this order; the first th
                never filled in
     swapped    the gradient returned as W1 is autograd's gradient of W2 (and W2's is W1's:
                the names swapped), to the bug level √u
-    float32    the arrays came back float32 (or float16) under a wider config, and agree
-               with autograd to that dtype's bug level √u_32 = 2.4e-4 (diagnose's
-               threshold between rounding and mistakes, for the dtype the learner used)
+    float32    the arrays came back float32 under a wider config (float16: kind
+               ``float16``), and agree with autograd to that dtype's bug level √u
+               (2.4e-4 for float32: diagnose's threshold between rounding and mistakes,
+               for the dtype the learner used)
     numerical  finite differences instead of backprop: the error is small (at most
                ``NUMERICAL_MAX`` relative), in nearly every entry, and has the shape a
                difference quotient leaves — (h/2)·∂²E/∂w² for a forward difference,
@@ -94,13 +95,22 @@ def _swapped(init) -> str | None:
             f"∂E/∂{a} is missing")
 
 
+def _narrow(cfg, dtypes) -> dict[str, str]:
+    """The keys whose arrays came back in a dtype narrower than the config's."""
+    return {k: d for k, d in dtypes.items()
+            if np.dtype(d).itemsize < np.dtype(cfg.dtype).itemsize}
+
+
+def _narrowest(cfg, dtypes) -> str:
+    narrow = _narrow(cfg, dtypes)
+    return str(min(map(np.dtype, narrow.values()), key=lambda d: d.itemsize)) if narrow else ""
+
+
 def _float32(init, dtypes) -> str | None:
-    cfg = init.config
-    narrow = {k: d for k, d in dtypes.items()
-              if np.dtype(d).itemsize < np.dtype(cfg.dtype).itemsize}
+    narrow = _narrow(init.config, dtypes)
     if not narrow:
         return None
-    dtype = str(np.dtype(min(narrow.values(), key=lambda d: np.dtype(d).itemsize)))
+    dtype = _narrowest(init.config, dtypes)
     errs = [rel_err(init.yours[k], init.autograd[k]) for k in init.autograd]
     if max(errs) > bug_tolerance(dtype):
         return None
@@ -228,6 +238,6 @@ def recognise(init, dtypes: dict[str, str]) -> tuple[str, str] | None:
                        ("float32", lambda i: _float32(i, dtypes)),
                        ("numerical", _numerical), ("relu_kink", _relu_kink)):
         sentence = test(init)
-        if sentence:
-            return kind, sentence
+        if sentence:   # float32's kind is the dtype returned: float16 is said as such
+            return (_narrowest(init.config, dtypes) if kind == "float32" else kind), sentence
     return None
