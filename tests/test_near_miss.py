@@ -216,6 +216,13 @@ def test_lr_named_only_when_c_is_lr():
     r = check_function(doubled, "seed", steps=2)
     assert "lr" not in r.message and "an extra factor 2" in r.message
 
+    def scaled(params, X, Y):   # no simple name: one sentence, and no K on one output
+        return {k: 1.5 * v for k, v in _torch_grads(params, X, Y).items()}
+    r = check_function(scaled, "seed", steps=2)
+    assert r.message == ("your gradients are 1.5 times autograd's on every parameter (c = 1.5):"
+                         " c is none of 2, ½, N, their products or lr: look for another "
+                         "constant (a hand-written scale)")
+
 
 def test_composite_constants_have_one_short_cause():
     from experiments.teaching.check.diagnosis import _composite, ratio_symbols

@@ -158,8 +158,9 @@ def _ratio(f: Finding, conv, cfg, batch: int, keys) -> str:
     consts = f"c = {c:.4g}" + (f", N = {batch}" if "N" in sym or "M" in sym else "") + \
         (f", K = {K}" if "K" in sym or "M" in sym else "")
     if not cause:
-        cause = ("c is none of 2, ½, N, K, M = N·K: look for another constant (a hand-written "
-                 "scale)")
+        names = "2, ½, N, K, M = N·K" if K > 1 else "2, ½, N"    # no K for one output
+        cause = (f"c is none of {names}, their products or lr: look for another constant (a "
+                 f"hand-written scale)")
     if set(f.params) == set(keys):
         return f"your gradients are {_how_much(sym, c)} on every parameter ({consts}): {cause}"
     lead = (f"your {_names(conv, f.params)} gradient{'s are' if len(f.params) > 1 else ' is'}"
