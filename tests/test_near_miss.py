@@ -166,6 +166,24 @@ def test_swapped_on_a_deeper_network_and_one_way():
         "the gradient you return as layers.0.weight is autograd's ∂E/∂layers.1.weight")
 
 
+def test_swapped_where_the_shapes_are_each_others_transposes():
+    """2-4-2, W1b1: W1 (2, 4) and W2 (4, 2) swapped come back with each other's shapes,
+    which the convention reads as transposed gradients: still named a swap."""
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    def gradients(params, X, Y):
+        W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
+        h = sigmoid(X @ W1 + b1)
+        out = sigmoid(h @ W2 + b2)
+        d2 = (out - Y) * out * (1 - out)
+        d1 = (d2 @ W2.T) * h * (1 - h)
+        return {"W1": h.T @ d2, "W2": X.T @ d1, "b1": d1.sum(0), "b2": d2.sum(0)}
+    r = check_function(gradients, "worked-2-2-2", convention="W1b1", steps=1,
+                       overrides=["hidden=[4]", "init=uniform", "bias=true"])
+    assert r.kind == "swapped" and r.message.startswith("your W1 and W2 are swapped")
+
+
 def test_all_gradients_zero_and_central_differences_elsewhere():
     r = check_function(lambda p, X, Y: {k: np.zeros_like(v) for k, v in p.items()}, "xor",
                        steps=2)
