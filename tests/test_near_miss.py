@@ -266,6 +266,7 @@ def test_shape_and_network_hints():
     assert "written for a network without biases" in Convention(
         "W1b1", (2, 4, 1), True).network_hint(["W1", "W2"])
     assert "W3: written for another network" in w1b1.network_hint(["W1", "W2", "W3"])
+    assert Convention("torch", (2, 4, 1), True).network_hint(["W1", "W2", "b1", "b2"]) == ""
 
 
 def test_learner_file_written_for_another_depth(tmp_path, capsys):

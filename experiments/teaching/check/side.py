@@ -144,7 +144,7 @@ class Convention:
         if extra and self.bias is False and all(n in _bias_names(ours) for n in extra):
             return (f". Your code {verb} {listed}: written for a network with biases; "
                     f"{config} has none (bias = false)")
-        if biases and names and not set(biases) & set(names) and not extra:
+        if biases and names and set(names) <= known and not set(biases) & set(names):
             return (f". Your code {verb} no bias gradient: written for a network without "
                     f"biases; {config} has them ({', '.join(biases)})")
         if extra:
