@@ -128,26 +128,25 @@ def _flat(arrays, keys) -> np.ndarray:
     return np.concatenate([np.asarray(arrays[k], np.float64).ravel() for k in keys])
 
 
-def _quotients(init, h: float) -> tuple[np.ndarray, np.ndarray]:
-    """handgrad's own forward and central difference quotients at step ``h`` (float64),
-    flattened in autograd's key order."""
+def _quotient(init, h: float, central: bool) -> np.ndarray:
+    """handgrad's own forward or central difference quotient at step ``h`` (float64),
+    flattened in autograd's key order: two loss evaluations per entry (one for a forward
+    difference), made only for an error that passed ``_numerical``'s cheap tests."""
     cfg = init.config
     net = manual.MLP(cfg.sizes, **cfg.spec(dtype="float64"), params=init.weights)
-    keys = list(init.autograd)
     E = net.loss(init.X, init.Y)
-    fwd, cen = [], []
-    for k in keys:
+    out = []
+    for k in init.autograd:
         w = net.param_arrays[k]          # perturbed in place, restored
         for i in np.ndindex(w.shape):
             w0 = w[i]
             w[i] = w0 + h
             up = net.loss(init.X, init.Y)
             w[i] = w0 - h
-            down = net.loss(init.X, init.Y)
+            down = net.loss(init.X, init.Y) if central else E
             w[i] = w0
-            fwd.append((up - E) / h)
-            cen.append((up - down) / (2 * h))
-    return np.array(fwd), np.array(cen)
+            out.append((up - down) / (2 * h if central else h))
+    return np.array(out)
 
 
 def _numerical(init) -> str | None:
@@ -159,7 +158,8 @@ def _numerical(init) -> str | None:
     scale = max(float(np.linalg.norm(g)), TINY)
     rel = float(np.linalg.norm(e)) / scale
     u = unit_roundoff(init.config.dtype)
-    # "everywhere": nearly every entry off by more than the rounding of its own value
+    # "everywhere": nearly every entry off by more than a few roundings of its own value
+    # (of 1e-3 of the largest, for an entry near 0, whose own rounding is no yardstick)
     off = np.abs(e) > 4 * u * np.maximum(np.abs(g), float(np.abs(g).max()) * 1e-3)
     if rel > NUMERICAL_MAX or off.mean() < DENSE:
         return None
@@ -169,13 +169,13 @@ def _numerical(init) -> str | None:
     advice = ("a difference quotient is a test of a gradient, not a gradient: derive "
               "∂E/∂w with backprop (δ = ∂E/∂a ⊙ f′(z), ∂E/∂W from δ and the layer's input) "
               "and keep the difference as your check")
-    fwd = _quotients(init, FORWARD_H)[0] - g       # ≈ (h/2)·∂²E/∂w² at h = FORWARD_H
+    fwd = _quotient(init, FORWARD_H, False) - g    # ≈ (h/2)·∂²E/∂w² at h = FORWARD_H
     c, res = fit_ratio(e, fwd)
     if c > 0 and res <= MODEL_FIT:
         return (f"your gradients look numerical: errors of about {size:.0e} everywhere, "
                 f"proportional to h as a forward difference (E(w + h) − E(w))/h leaves "
                 f"(h ≈ {c * FORWARD_H:.0e}); {advice}")
-    cen = _quotients(init, CENTRAL_H)[1] - g       # ≈ (h²/6)·∂³E/∂w³ at h = CENTRAL_H
+    cen = _quotient(init, CENTRAL_H, True) - g     # ≈ (h²/6)·∂³E/∂w³ at h = CENTRAL_H
     c, res = fit_ratio(e, cen)
     fits = c > 0 and res <= MODEL_FIT
     if fits or rel <= bug_tolerance(init.config.dtype):
