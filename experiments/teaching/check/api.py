@@ -12,8 +12,10 @@ A check (``run_check``) is three things:
 2. training: the learner's side (``side.LearnerSide``) in lockstep with torch for the
    config's steps, through the one engine (``experiments.core.runner.run_experiment`` with
    ``side=``): the run's metrics, rounding tolerance, diagnosis, CSVs and report;
-3. the verdict and its diagnosis in the learner's terms (``diagnosis``), with the chain
-   rule of one wrong entry (``report``).
+3. the verdict and its diagnosis in the learner's terms: a near miss named as such
+   (``near_miss``) before any formula is blamed (``diagnosis``, ``mistakes``), with the
+   chain rule of one wrong entry (``report``); a failure gets a one-line hint where its
+   usual cause is not in its message (``_hint``).
 
 Statuses and ``handgrad check``'s exit codes: agree 0, differ 1, bad input 2 (``error``
 for a file that cannot be loaded, ``bad_output`` for a return value of the wrong form),
