@@ -5,10 +5,11 @@
     assert result.agree, result.explanation
 
 Modules: ``side`` (parameter conventions and the learner's side of the lockstep engine),
-``initial`` (the check at the initial point), ``mistakes`` and ``diagnosis`` (what went
-wrong, in the learner's terms), ``api`` (one check, start to end), ``command`` (the
-subcommand). The learner's own process is ``experiments.teaching.boundary``; a class's
-grading is ``experiments.teaching.grade``.
+``initial`` (the check at the initial point), ``near_miss`` (no derivation mistake:
+float32, finite differences, all zeros, swapped names, relu′ at 0), ``mistakes`` and
+``diagnosis`` (what went wrong, in the learner's terms), ``api`` (one check, start to
+end), ``command`` (the subcommand). The learner's own process is
+``experiments.teaching.boundary``; a class's grading is ``experiments.teaching.grade``.
 """
 
 from __future__ import annotations

@@ -12,8 +12,10 @@ A check (``run_check``) is three things:
 2. training: the learner's side (``side.LearnerSide``) in lockstep with torch for the
    config's steps, through the one engine (``experiments.core.runner.run_experiment`` with
    ``side=``): the run's metrics, rounding tolerance, diagnosis, CSVs and report;
-3. the verdict and its diagnosis in the learner's terms (``diagnosis``), with the chain
-   rule of one wrong entry (``report``).
+3. the verdict and its diagnosis in the learner's terms: a near miss named as such
+   (``near_miss``) before any formula is blamed (``diagnosis``, ``mistakes``), with the
+   chain rule of one wrong entry (``report``); a failure gets a one-line hint where its
+   usual cause is not in its message (``_hint``).
 
 Statuses and ``handgrad check``'s exit codes: agree 0, differ 1, bad input 2 (``error``
 for a file that cannot be loaded, ``bad_output`` for a return value of the wrong form),
@@ -36,9 +38,9 @@ from experiments.core.config import ConfigError, RunConfig, load_config, parse_o
 from experiments.core.diagnose import param_kinds
 from experiments.core.runner import RunResult, resolve, run_experiment
 from experiments.teaching.boundary.learner import BadLearner, Learner, LearnerError
-from experiments.teaching.check import diagnosis, mistakes
+from experiments.teaching.check import diagnosis, mistakes, near_miss
 from experiments.teaching.check.initial import Initial, check_initial
-from experiments.teaching.check.side import side_factory
+from experiments.teaching.check.side import Convention, side_factory
 
 
 @dataclass
@@ -117,7 +119,8 @@ def run_check(learner, cfg: RunConfig, notes=(), mode: str = "") -> CheckResult:
         result.initial = init
         said, at = re.fullmatch(r"(.*?)((?: \(at [^()]*, line \d+\))?)", result.message,
                                 flags=re.DOTALL).groups()
-        result.message = said + _convention_hint(said, learner.convention) + at
+        hint = _hint(said, learner.convention, cfg)
+        result.message = (said.rstrip() + hint if hint else said) + at
     result.config = init.config if init is not None else cfg
     result.convention = learner.convention
     result.seconds = time.perf_counter() - t0
@@ -141,15 +144,44 @@ def failed(name: str, err: LearnerError) -> CheckResult:
                        details=text if len(lines) > 1 else "", explanation=message)
 
 
-def _convention_hint(message: str, convention: str) -> str:
-    """A KeyError on a name of the other convention: say which convention params is in."""
+def _hint(message: str, convention: str, cfg: RunConfig) -> str:
+    """One line more for a failure whose usual cause the message alone does not say."""
+    return (_convention_hint(message, convention, cfg) or _update_hint(message)
+            or _labels_hint(message, cfg))
+
+
+def _convention_hint(message: str, convention: str, cfg: RunConfig) -> str:
+    """A KeyError on a parameter name: say which convention params is in, or which
+    network the code was written for (biases on a config without, another depth)."""
     m = re.match(r"KeyError: '(W\d+|b\d+|layers\.\d+\.(?:weight|bias))'$", message)
-    if m is None or m.group(1).startswith("layers") == (convention == "torch"):
+    if m is None:
         return ""
+    if m.group(1).startswith("layers") == (convention == "torch"):
+        hint = Convention(convention, cfg.sizes, cfg.bias).network_hint(
+            [m.group(1)], "reads", f"`{cfg.name}`")
+        return f" ({hint[2].lower()}{hint[3:]})" if hint else ""
     other = "torch" if convention == "W1b1" else "W1b1"
     return (f" (params is in the {convention} convention, and your code reads "
             f"{m.group(1)!r}, a name of the {other} convention: put CONVENTION = "
             f"\"{other}\" at the top of the file)")
+
+
+def _update_hint(message: str) -> str:
+    """update() returning None: it changed params in place and returned nothing."""
+    if message.startswith("update(params, grads, lr) returned None"):
+        return (" (return the new params: `return {name: params[name] - lr * grads[name] "
+                "for name in params}`, or `return params` after changing it in place)")
+    return ""
+
+
+def _labels_hint(message: str, cfg: RunConfig) -> str:
+    """cross_entropy code that took Y for one-hot rows (N, K) where it holds labels (N,)."""
+    if cfg.loss != "cross_entropy" or not re.search(
+            r"broadcast|too many indices|shape|IndexError", message):
+        return ""
+    return (f" (for cross_entropy Y holds integer class labels, shape (N,), not one-hot rows "
+            f"(N, K): one-hot them with np.eye({cfg.sizes[-1]})[Y], or index P[np.arange(N), "
+            f"Y])")
 
 
 def _judged(name: str, init: Initial, run: RunResult | None) -> CheckResult:
@@ -181,7 +213,13 @@ def _judged(name: str, init: Initial, run: RunResult | None) -> CheckResult:
         return CheckResult(name, "agree", 0, message, "agree", run=run, initial=init, **worst)
     first = diagnosis.first_param(differ, keys)
     kind = "update" if init.call == "update" else param_kinds(findings, keys)[first]
-    sentences = _sentences(init, findings, yours, first)
+    near = near_miss.recognise(init, init.dtypes) if init.call == "gradients" else None
+    if near is not None:   # no derivation mistake: its one sentence says all there is
+        kind, sentences = near[0], [near[1]]
+        rows = (init.table["call"] == init.call) & (init.table["verdict"] == "differ")
+        init.table.loc[rows, "kind"] = kind                       # initial.csv says the same
+    else:
+        sentences = _sentences(init, findings, yours, first)
     return CheckResult(name, "differ", 1, sentences[0], kind, conv.name_of(first), run=run,
                        initial=init, sentences=sentences, **worst)
 

@@ -24,7 +24,7 @@ import itertools
 import math
 import re
 
-from experiments.core.diagnose import Finding, ratio_causes
+from experiments.core.diagnose import Finding
 
 _KEY = re.compile(r"layers\.(\d+)\.(weight|bias)")
 
@@ -82,6 +82,57 @@ def _cause(sym: str, loss: str) -> str:
     return table.get(sym, "")
 
 
+#: ∂E/∂A of the squared-error losses as (coefficient, powers of N and K in the denominator):
+#: half_sse A − Y; mse 2(A − Y)/M with M = N·K (manual.losses)
+_SQUARED = {"half_sse": (1.0, {"N": 0, "K": 0}), "mse": (2.0, {"N": 1, "K": 1})}
+_WORDS = {"−": "sign flipped", "2": "a factor 2", "½": "a factor ½", "N": "multiplied by N",
+          "1/N": "divided by N", "K": "multiplied by K", "1/K": "divided by K",
+          "M": "multiplied by M = N·K", "1/M": "divided by M = N·K"}
+
+
+def _parts(sym: str) -> list[str]:
+    """``"−2·1/N"`` -> ``["−", "2", "1/N"]``: the sign, factor and reduction of a symbol."""
+    sign = ["−"] if sym.startswith("−") else []
+    return sign + [p for p in sym.lstrip("−").split("·") if p and p != "1"]
+
+
+def _derivative(coef: float, sign: bool, den: dict, K: int) -> str:
+    """``2(Y − A)/N``-style text of coef·(A − Y) (negated with ``sign``) over N^a·K^b."""
+    diff = "Y − A" if sign else "A − Y"
+    if K == 1:
+        den = {**den, "K": 0}
+    if den["N"] == den["K"] == 1:
+        under, over = "M", ""
+    else:
+        power = {1: "", 2: "²", 3: "³"}
+        under = "·".join(f"{s}{power.get(e, f'^{e}')}" for s, e in den.items() if e > 0)
+        over = "·".join(f"{s}{power.get(-e, f'^{-e}')}" for s, e in den.items() if e < 0)
+    num = {1.0: "", 2.0: "2", 0.5: "½", 4.0: "4", 0.25: "¼"}.get(coef, f"{coef:g}") + \
+        ("·" if over and coef != 1 else "") + over
+    text = f"{num}({diff})" if num else diff
+    return f"{text}/{under}" if under else text
+
+
+def _composite(sym: str, loss: str, K: int) -> str:
+    """A short cause for a constant made of several parts: "sign flipped and a factor 2:
+    2(Y − A) where ∂E/∂A = A − Y" (the formula for the squared-error losses)."""
+    parts = _parts(sym)
+    words = " and ".join(_WORDS[p] for p in parts)
+    if loss not in _SQUARED:
+        return words
+    coef, den = _SQUARED[loss]
+    theirs = dict(den)
+    for p in parts:
+        if p in ("2", "½"):
+            coef *= 2.0 if p == "2" else 0.5
+        elif p != "−":
+            up = -1 if p.startswith("1/") else 1
+            for s in ("N", "K") if p.lstrip("1/") == "M" else (p.lstrip("1/"),):
+                theirs[s] -= up
+    return (f"{words}: {_derivative(coef, '−' in parts, theirs, K)} where ∂E/∂A = "
+            f"{_derivative(_SQUARED[loss][0], False, den, K)}")
+
+
 def _how_much(sym: str, c: float) -> str:
     if sym == "−1":
         return "the negative of autograd's"
@@ -91,28 +142,35 @@ def _how_much(sym: str, c: float) -> str:
 
 
 def _ratio(f: Finding, conv, cfg, batch: int, keys) -> str:
+    """A constant ratio c, with one cause: the config's lr when c = lr ≠ 1 (gradients()
+    has no lr, so only a learner who folded it in returns lr·∂E/∂w), else the simplest
+    product of sign, factor 2 and reduction that gives c (``ratio_symbols``)."""
     c = f.numbers["c"]
     K = cfg.sizes[-1]
     syms = ratio_symbols(c, batch, K, 1e-6)
-    sym = syms[0] if syms else ""
+    sym = next((s for s in syms if _cause(s, cfg.loss)), syms[0] if syms else "")
+    cause = _cause(sym, cfg.loss) or (_composite(sym, cfg.loss, K) if sym else "")
+    if cfg.lr != 1 and math.isfinite(c) and abs(c / cfg.lr - 1) <= 1e-6:
+        sym = f"{c:.4g}"
+        cause = ("you returned lr·∂E/∂w (lr = " + f"{cfg.lr:g}): gradients() returns the "
+                 "derivative, update() applies lr" + (f" (if lr is nowhere in your code: "
+                                                      f"{cause})" if cause else ""))
     consts = f"c = {c:.4g}" + (f", N = {batch}" if "N" in sym or "M" in sym else "") + \
         (f", K = {K}" if "K" in sym or "M" in sym else "")
-    causes = [t for t in (_cause(s, cfg.loss) for s in syms) if t]
-    if not causes:
-        causes = ratio_causes(c, batch=batch, outputs=K, tol=1e-6) or [
-            "c is none of 2, ½, N, K, M = N·K: look for another constant (a learning rate "
-            "folded into the gradient, a hand-written scale)"]
+    if not cause:
+        names = "2, ½, N, K, M = N·K" if K > 1 else "2, ½, N"    # no K for one output
+        cause = (f"c is none of {names}, their products or lr: look for another constant (a "
+                 f"hand-written scale)")
     if set(f.params) == set(keys):
-        lead = f"your gradients are {_how_much(sym, c)} on every parameter ({consts})"
-    else:
-        lead = (f"your {_names(conv, f.params)} gradient{'s are' if len(f.params) > 1 else ' is'}"
-                f" {_how_much(sym, c)} ({consts}) while the others agree")
-        if all(k.endswith("bias") for k in f.params) and sym == "1/N":
-            causes = ["you averaged the bias gradient over the batch: ∂E/∂b = Σ_n δ_n sums "
-                      "over the samples, as ∂E/∂W = δᵀ·a does"]
-        elif not all(k.endswith("bias") for k in f.params):
-            causes = [f"a factor in these parameters' own formulas; {causes[0]}"]
-    return f"{lead}: {'; or '.join(causes)}"
+        return f"your gradients are {_how_much(sym, c)} on every parameter ({consts}): {cause}"
+    lead = (f"your {_names(conv, f.params)} gradient{'s are' if len(f.params) > 1 else ' is'}"
+            f" {_how_much(sym, c)} ({consts}) while the others agree")
+    if all(k.endswith("bias") for k in f.params) and sym == "1/N":
+        cause = ("you averaged the bias gradient over the batch: ∂E/∂b = Σ_n δ_n sums over "
+                 "the samples, as ∂E/∂W = δᵀ·a does")
+    elif not all(k.endswith("bias") for k in f.params):
+        cause = f"a factor in these parameters' own formulas; {cause}"
+    return f"{lead}: {cause}"
 
 
 # -- the other kinds ---------------------------------------------------------------------------

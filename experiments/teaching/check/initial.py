@@ -61,6 +61,7 @@ class Initial:
     reference: dict = field(default_factory=dict) # what it is compared with
     weights: dict = field(default_factory=dict)   # the weights that call was made at
     findings: list = field(default_factory=list)  # experiments.core.diagnose.Finding
+    dtypes: dict = field(default_factory=dict)    # that call's arrays' dtypes as returned
 
     @property
     def differs(self) -> bool:
@@ -103,7 +104,8 @@ def check_initial(cfg: RunConfig, learner) -> Initial:
         g_t = g0 if previous is None else tor.loss_and_gradients(Xb, Yb)[1]
         raw = learner.gradients(conv.to_learner(w), idx)
         g = conv.from_learner(raw, "gradients(params, X, Y)", dtype=cfg.dtype,
-                              trained=net.trainable, transposed_ok=True, finite=True)
+                              trained=net.trainable, transposed_ok=True, finite=True,
+                              batch=len(Xb))
         tols = _tolerances(net, w, Xb, Yb, g, g_t, cfg.dtype)
         findings = diagnose(g, g_t, rel_tol=tols, batch=len(Xb), previous=previous)
         rows += _gradient_rows(call, conv, g, g_t, fd if previous is None else None, tols,
@@ -111,6 +113,7 @@ def check_initial(cfg: RunConfig, learner) -> Initial:
         if _differs(rows):
             init.call, init.yours, init.reference, init.findings = call, g, g_t, findings
             init.weights = w
+            init.dtypes = {k: str(raw[conv.name_of(k)].dtype) for k in g}   # before the cast
             break
     if not init.differs and learner.has_update:
         rows += _check_update(init, learner, w1)

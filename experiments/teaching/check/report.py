@@ -58,8 +58,10 @@ def _entry(conv, key: str, index: tuple) -> str:
     return f"{conv.name_of(key)}[{','.join(map(str, conv.index_of(key, index)))}]"
 
 
-def entries(init, key: str) -> tuple[list[str], tuple]:
-    """The entries of ``key`` in the diagnosed call, worst first; and the worst's index."""
+def entries(init, key: str, fine: bool = False) -> tuple[list[str], tuple]:
+    """The entries of ``key`` in the diagnosed call, worst first; and the worst's index.
+    An entry is off above the bug level √u; with ``fine`` (a near miss that stays below it:
+    float32 arrays, finite differences) above the rounding bound rel_tol of its parameter."""
     conv = init.convention
     y, t = init.yours[key], init.reference[key]
     misplaced = y.shape != t.shape
@@ -67,7 +69,9 @@ def entries(init, key: str) -> tuple[list[str], tuple]:
     fd = init.fd[key] if init.call == "gradients" else None
     diff = np.abs(y - t)
     scale = max(float(np.abs(y).max()), float(np.abs(t).max()), TINY)
-    off = np.ones(t.shape, bool) if misplaced else diff > bug_tolerance(init.config.dtype) * scale
+    rows = init.table[(init.table["call"] == init.call) & (init.table["key"] == key)]
+    level = float(rows["rel_tol"].iloc[0]) if fine else bug_tolerance(init.config.dtype)
+    off = np.ones(t.shape, bool) if misplaced else diff > level * scale
     order = np.argsort(-(np.abs(t) if misplaced else diff), axis=None, kind="stable")
     ref = "SGD w⁺" if init.call == "update" else "autograd"
     cols = ["entry", "yours", ref] + (["finite diff"] if fd is not None else []) + ["ratio", ""]
@@ -78,7 +82,8 @@ def entries(init, key: str) -> tuple[list[str], tuple]:
         rows.append([_entry(conv, key, ix), _fmt(float(y[ix])), _fmt(float(t[ix]))]
                     + ([_fmt(float(fd[ix]))] if fd is not None else [])
                     + [f"{ratio:.4g}", "misplaced" if misplaced else ("off" if off[ix] else "")])
-    what = "misplaced: your array is the transpose" if misplaced else "off"
+    what = ("misplaced: your array is the transpose" if misplaced else
+            "off beyond rounding (rel_tol)" if fine else "off")
     lines = [f"{conv.name_of(key)}: {int(off.sum())} of {off.size} entries {what} "
              f"({init.call}; largest differences first)"]
     lines += ["  " + line for line in pd.DataFrame(rows, columns=cols).to_string(
@@ -149,7 +154,7 @@ def _difference_lines(result) -> list[str]:
     if not init.differs:
         return lines   # found in training: its report and grads.csv say where
     key = init.convention.keys[result.first_param]
-    table, worst = entries(init, key)
+    table, worst = entries(init, key, fine=result.kind in ("float32", "numerical"))
     lines += ["", *table, ""]
     if init.call == "gradients, 2nd call":
         lines.append("(your first call agreed at the initial point; this is the second, at "

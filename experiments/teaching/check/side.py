@@ -63,12 +63,14 @@ class Convention:
                 for k, v in arrays.items()}
 
     def from_learner(self, value: dict, what: str, *, dtype: str, trained: list[str],
-                     transposed_ok: bool = False, finite: bool = False) -> dict:
+                     transposed_ok: bool = False, finite: bool = False,
+                     batch: int | None = None) -> dict:
         """The learner's dict (already ``learner.vet_dict``-ed) as torch keys, for the keys
         ``trained``, in ``dtype``; ``BadLearner`` (a one-line message naming the expected
         keys and shapes) for a wrong key or shape, or, with ``finite``, a NaN or inf.
         ``transposed_ok`` lets a 2-D gradient come back with its shape transposed (kept as
-        it is, for the diagnosis to name)."""
+        it is, for the diagnosis to name). ``batch`` (N) lets a wrong shape be read as a
+        per-sample bias gradient (``shape_hint``)."""
         wanted = {self.name_of(k) for k in trained}
         allowed = wanted | {self.name_of(k) for k in self.frozen}
         got = set(value)
@@ -81,7 +83,8 @@ class Convention:
             if a.shape != shape and not (transposed_ok and a.ndim == 2 and a.shape == shape[::-1]
                                          and k.endswith("weight")):
                 raise BadLearner(f"{what}[{name!r}] has shape {a.shape}; expected {shape} "
-                                 f"(all: {self.expected()})", output=True)
+                                 f"(all: {self.expected()})"
+                                 + self.shape_hint(name, value, batch), output=True)
             if finite and not np.all(np.isfinite(a)):
                 bad = int(np.sum(~np.isfinite(a)))
                 raise BadLearner(f"{what}[{name!r}] holds NaN or inf in {bad} of {a.size} "
@@ -89,6 +92,31 @@ class Convention:
             a = a.T if transposed else a
             out[k] = a.astype(dtype, copy=False)
         return out
+
+    def shape_hint(self, name: str, value: dict, batch: int | None = None) -> str:
+        """What a wrong shape of ``value[name]`` most likely means ("" when nothing fits):
+        two weights returned under each other's names (each has the other's shape), or a
+        bias gradient not reduced to (out,) — a row (1, out) from ``keepdims=True``, one
+        row per sample (N, out), a column (out, 1)."""
+        got = value[name].shape
+        for other, shape in self.shapes.items():
+            if (other != name and other in value and got == shape
+                    and value[other].shape == self.shapes[name]):
+                return (f": your {name} and {other} are swapped — {name} has {other}'s shape "
+                        f"{shape} and {other} has {name}'s {self.shapes[name]}; return each "
+                        f"gradient under its own name")
+        want = self.shapes[name]
+        if len(want) != 1 or len(got) != 2 or want[0] not in got:
+            return ""
+        if got == (1, want[0]):
+            return (f": drop keepdims — ∂E/∂{name} = Σ_n δ_n is a vector like {name}, "
+                    f"np.sum(δ, axis=0) without keepdims=True")
+        if got[1] == want[0] and (batch is None or got[0] == batch):
+            return (f": sum over the samples (axis 0) — δ has one row per sample, and "
+                    f"∂E/∂{name} = Σ_n δ_n = δ.sum(axis=0)")
+        if got == (want[0], 1):
+            return f": a column; ∂E/∂{name} is a vector like {name}: reshape it to {want}"
+        return ""
 
     def _keys_message(self, value, what, wanted, allowed) -> str:
         missing = sorted(wanted - set(value))
@@ -101,7 +129,33 @@ class Convention:
         if extra and set(extra) <= set(Convention(other, self.sizes, self.bias).shapes):
             text += (f". These are the {other} convention's names: put CONVENTION = "
                      f"\"{other}\" at the top of the file")
-        return text
+        return text + self.network_hint(list(value))
+
+    def network_hint(self, names, verb: str = "returns", config: str = "this config") -> str:
+        """A hint when ``names`` (the learner's keys, returned or read) belong to another
+        network of this convention: biases on a network without, none on one with, other
+        layers. "" when nothing says so."""
+        ours = Convention(self.name, (1,) * 64, True).names.values()   # any depth, biases
+        known = {n for n, _ in ours}
+        extra = sorted(n for n in names if n not in self.shapes and n in known)
+        biases = [n for k, (n, _) in self.names.items() if k.endswith("bias")
+                  and k not in self.frozen]
+        listed = ", ".join(sorted(names))
+        if extra and self.bias is False and all(n in _bias_names(ours) for n in extra):
+            return (f". Your code {verb} {listed}: written for a network with biases; "
+                    f"{config} has none (bias = false)")
+        if biases and names and set(names) <= known and not set(biases) & set(names):
+            return (f". Your code {verb} no bias gradient: written for a network without "
+                    f"biases; {config} has them ({', '.join(biases)})")
+        if extra:
+            return (f". Your code {verb} {', '.join(extra)}: written for another network; "
+                    f"{config} ({'-'.join(map(str, self.sizes))}) has {self.expected()}")
+        return ""
+
+
+def _bias_names(names) -> set[str]:
+    """The learner's names of biases among a convention's ``(name, transposed)`` pairs."""
+    return {n for n, t in names if not t and (n.startswith("b") or n.endswith(".bias"))}
 
 
 class LearnerSide(ManualSide):
