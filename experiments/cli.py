@@ -16,6 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
+from experiments.core.interrupt import raise_interrupt
+
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
 #: subcommand -> (the module whose ``register(subparsers, formatter_class, help)`` adds it
@@ -140,11 +142,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
     return value
-
-
-def raise_interrupt(signum, frame):
-    """Signal handler: SIGTERM ends a run the way Ctrl-C does."""
-    raise KeyboardInterrupt
 
 
 def _print_verdict(result) -> None:
