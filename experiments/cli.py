@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from experiments.core.interrupt import raise_interrupt
+from experiments.core.schema import GRAD_ENTRIES_MAX_ROWS
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
@@ -86,6 +87,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                      help="run directory (default: the config's `out`, else runs/NAME)")
     run.add_argument("--force", action="store_true", help="replace an existing run directory")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    run.add_argument("--grad-entries", action=argparse.BooleanOptionalAction, default=None,
+                     help="write grad_entries.csv (every gradient entry of both sides at "
+                          "every logged step) whatever its size; --no-grad-entries: never "
+                          f"(default: when it has at most {GRAD_ENTRIES_MAX_ROWS:,} rows, e.g. the "
+                          "seed case)")
     shown = run.add_mutually_exclusive_group()
     shown.add_argument("--quiet", action="store_true",
                        help="no progress bar, table or lesson: the verdict and status lines")
@@ -230,7 +236,8 @@ def cmd_run(args) -> int:
         cfg = replace(cfg, out=str(args.out))
     out = default_out(cfg)
     check_out(out, args.force)
-    result = run_experiment(cfg, progress=_progress(args), threads=args.threads)
+    result = run_experiment(cfg, progress=_progress(args), threads=args.threads,
+                            grad_entries=args.grad_entries)
     write_run(result, out, force=args.force, plots=not args.no_plots)
     if args.quiet:
         print(_verdict_line(result))

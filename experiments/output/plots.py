@@ -5,6 +5,8 @@ Files read (schemas in docs/csv-schema.md; extra columns are ignored):
     grads.csv        step, param, max_abs_diff, rel_err, weight_max_abs_diff,
                      ref_rel_err_manual, ref_rel_err_torch, ...          one row per step x param
     final_grads.csv  param, row, col, grad_manual, grad_torch, abs_diff  one row per element
+    grad_entries.csv step, param, row, col, w1b1, grad_manual, grad_torch, abs_diff
+                                                                         step x element
 
 Exact zeros on a log axis. A difference of exactly 0 means the two sides were bit-identical;
 log axes cannot show it, and dropping those points would hide the best possible result. So
@@ -43,6 +45,8 @@ SIDE_DASHES = {"manual": "", "torch": (4, 2)}  # manual solid, torch dashed: ove
 LOSS_COLUMNS = ("step", "loss_manual", "loss_torch", "abs_diff")
 GRADS_COLUMNS = ("step", "param", "max_abs_diff", "rel_err")
 FINAL_COLUMNS = ("param", "row", "col", "abs_diff")
+ENTRY_COLUMNS = ("step", "param", "row", "col", "w1b1", "grad_manual", "grad_torch",
+                 "abs_diff")
 REF_COLUMNS = ("ref_rel_err_manual", "ref_rel_err_torch")
 
 
@@ -56,6 +60,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     grad_diff.png          rel_err per param over steps against each step's rel_tol (log y)
     weight_drift.png       max |W_manual − W_torch| per param over steps (log y)
     grad_heatmap.png       |g_manual − g_torch| per element at the final step, one panel/param
+    grad_entry.png         one weight's gradient on both sides over steps, and |difference|
+                           (the entry that differed most; needs grad_entries.csv)
     float64_reference.png  ratio of the two sides' errors against a float64 gradient (log y)
 
     A figure whose source is absent is skipped: no ``final_grads.csv`` -> no heatmap; an
@@ -89,6 +95,9 @@ def plot_run(run_dir: str | Path) -> list[Path]:
             )
         if final is not None and len(final):
             written.append(_save(_heatmap_figure(final), run_dir / "grad_heatmap.png"))
+        if (run_dir / "grad_entries.csv").is_file():
+            entries = _read_csv(run_dir, "grad_entries.csv", ENTRY_COLUMNS)
+            written.append(_save(_entry_figure(entries), run_dir / "grad_entry.png"))
         if all(c in grads.columns for c in REF_COLUMNS) and _has_values(grads, REF_COLUMNS[0]):
             written.append(_save(_reference_figure(grads), run_dir / "float64_reference.png"))
     return written
@@ -385,6 +394,41 @@ def _verdict_figure(grads: pd.DataFrame) -> Figure:
               + ("; the manual code at the torch side's weights" if judged else ""))
     ax.set_xlabel(STEP_LABEL)
     ax.set_ylabel("relative error (dimensionless)" + scale)
+    return fig
+
+
+def _entry_figure(entries: pd.DataFrame) -> Figure:
+    """One gradient entry followed over training: both sides' ∂E/∂w (manual solid, torch
+    dashed on top) and, below, |difference| on a log axis (exact zeros on the floor). The
+    entry is the one whose difference was largest at some step (the first when none
+    differed): where the sides agree least, they still agree."""
+    worst = entries.loc[entries["abs_diff"].fillna(np.inf).idxmax()]
+    key = (worst["param"], worst["row"], worst["col"])
+    one = entries[(entries["param"] == key[0]) & (entries["row"] == key[1])
+                  & (entries["col"] == key[2])]
+    name = f"{key[0]}[{key[1]},{key[2]}]" + (f" (= {worst['w1b1']})"
+                                               if isinstance(worst["w1b1"], str) else "")
+    long = one.melt(id_vars="step", value_vars=["grad_manual", "grad_torch"], var_name="side",
+                    value_name="gradient")
+    long["side"] = long["side"].str.removeprefix("grad_")      # (2 * steps, 3)
+    fig = Figure(figsize=(LINE_FIGSIZE[0], LINE_FIGSIZE[1] * 1.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    sns.lineplot(data=long[np.isfinite(long["gradient"])], x="step", y="gradient", hue="side",
+                 style="side", hue_order=list(SIDE_DASHES), style_order=list(SIDE_DASHES),
+                 dashes=SIDE_DASHES, errorbar=None, ax=top)
+    top.set_title(f"One weight over training: ∂E/∂{name}, manual vs torch\n(the entry whose "
+                  f"|∂E/∂w_manual − ∂E/∂w_torch| was largest, {worst['abs_diff']:.3g} at step "
+                  f"{worst['step']})")
+    size = one[["grad_manual", "grad_torch"]].abs().to_numpy()
+    size = size[np.isfinite(size) & (size > 0)]
+    if size.size and size.max() > 100 * size.min():   # a gradient that fades: keep it seen
+        top.set_yscale("symlog", linthresh=float(size.max()) * 1e-4)
+    top.set_ylabel("∂E/∂w" + (", symlog scale" if top.get_yscale() == "symlog" else ""))
+    _legend_outside(top)
+    scale = _log_lineplot(bottom, one.assign(entry=name), y="abs_diff", hue="entry",
+                          title="|∂E/∂w_manual − ∂E/∂w_torch| at each logged step")
+    bottom.set_xlabel(STEP_LABEL)
+    bottom.set_ylabel("|difference|" + scale)
     return fig
 
 
