@@ -65,11 +65,11 @@ SHORTENED = {
     "step, at the same weights": "--set epochs=200",
     "handgrad run seed --set dtype=float32 --out runs/seed32": "--set epochs=1000",
     "handgrad bench --quick                          # one training step vs the GEMM floor "
-    "(about a minute)": "--case 2-2-2 --repeats 1",
-    "handgrad bench --quick        # 2-2-2 … 1024-1024-1024, float32 + float64: about a "
-    "minute": "--case 2-2-2 --repeats 1 --force",
+    "(about a minute)": "--case worked-2-2-2 --repeats 1",
+    "handgrad bench --quick --out bench-quick   # 2-2-2 … 1024-1024-1024, float32 + float64: "
+    "about a minute": "--case worked-2-2-2 --repeats 1",
     "handgrad bench --force        # adds 2048 units; 9 repeats (about 5 minutes on 2 cores)":
-        "--case 2-2-2 --repeats 1",
+        "--case worked-2-2-2 --repeats 1",
     "python benchmarks/runner_overhead.py          # --steps 10000 --repeats 3 by default":
         "--steps 100 --repeats 1",
     "python benchmarks/check_overhead.py --steps 2000 --repeats 3": "--steps 20 --repeats 1",
@@ -78,9 +78,19 @@ SHORTENED = {
     "handgrad explain seed --format html --out seed.html --steps 20": "--steps 2",
     "handgrad run digits                             # 64-30-10 sigmoid net, mini-batch SGD":
         "--set epochs=2",
-    "handgrad grade submissions/ seed --out grades.csv --timeout 20 --steps 200 --jobs 2":
+    "handgrad grade submissions/ seed --out grades.csv --timeout 20 --steps 200 --jobs 2 "
+    "--force":
         "--steps 5",
-    "handgrad check my_backprop.py xor --steps 200": "--steps 5",
+    "handgrad check my_backprop.py seed                          # exit 0 agree, 1 differ":
+        "--steps 20",
+    "handgrad grade submissions/ seed --out grades.csv --jobs 2  # a class: one row per file":
+        "--steps 5",
+    "handgrad check examples/learners/correct_w1b1.py                 # the seed case "
+    "(default)": "--steps 20",
+    "handgrad check examples/learners/missing_factor_2.py seed --set loss=mse": "--steps 20",
+    "handgrad check examples/learners/transposed_weight_gradient.py   # a learner's mistake, "
+    "diagnosed (exit 1)": "--steps 20",
+    "handgrad check my_backprop.py xor --steps 200 --out checks/my_backprop-xor": "--steps 5",
     "handgrad explain --param w1 --steps 10000": "--steps 3",
 }
 #: comments after a shortened line would swallow the appended arguments: they go first
@@ -109,7 +119,7 @@ STAND_IN = {
 
 #: files the docs ask the reader to write: (what the test puts there)
 GIVEN = {
-    "my_backprop.py": "examples/learners/correct_w1b1.py",
+    "my_backprop.py": "examples/learners/correct_torch.py",    # any depth, biases or not
     "submissions": "examples/learners",
 }
 
@@ -333,4 +343,6 @@ def test_every_doc_command_runs_in_doc_order(tmp_path):
     sessions = doc_sessions()
     root = fresh_copy(tmp_path / "clone")
     proc = run_sessions(sessions, root)
-    assert proc.returncode == 0, (proc.stderr[-3000:], proc.stdout[-2000:])
+    failed = [line for line in proc.stderr.splitlines() if re.search(r": exit \S+ not \d+: ",
+                                                                       line)]
+    assert proc.returncode == 0, "\n".join([*failed, proc.stderr[-3000:]])

@@ -196,7 +196,9 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _loss_figure(loss: pd.DataFrame) -> Figure:
-    """Both sides' loss over steps, overlaid: manual solid, torch dashed on top."""
+    """Both sides' loss over steps, overlaid (manual solid, torch dashed on top), and below
+    it what the overlay cannot show: |E_manual − E_torch| per step on a log axis, exact
+    zeros on the floor (two curves that agree to 1e-16 look identical)."""
     long = loss.melt(
         id_vars="step",
         value_vars=["loss_manual", "loss_torch"],
@@ -206,8 +208,8 @@ def _loss_figure(loss: pd.DataFrame) -> Figure:
     long["side"] = long["side"].str.removeprefix("loss_")  # (2 * steps, 3): step, side, loss
     bad = _first_nonfinite(long, "loss")
     long = long[np.isfinite(long["loss"])]
-    fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(LINE_FIGSIZE[0], LINE_FIGSIZE[1] * 1.5), layout="constrained")
+    ax, diff_ax = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     if len(long) and (long["loss"] > 0).all() and _too_wide(long["loss"]):
         long = long.assign(loss=np.log10(long["loss"]))
     sns.lineplot(
@@ -224,14 +226,15 @@ def _loss_figure(loss: pd.DataFrame) -> Figure:
     )
     log = len(long) > 0 and bool((long["loss"] > 0).all())
     scale = _log_scale(ax, long["loss"]) if log else ""
-    worst = loss["abs_diff"][np.isfinite(loss["abs_diff"])].max()
-    ax.set_title(
-        f"Training loss per step, manual vs torch (max |loss_manual − loss_torch| = {worst:.3g})"
-    )
+    ax.set_title("Training loss per step, manual vs torch")
     _mark_nonfinite(ax, bad)
-    ax.set_xlabel(STEP_LABEL)
     ax.set_ylabel("loss (the run's loss function" + scale + ")")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    gap = loss.assign(pair="|E_manual − E_torch|")
+    diff_scale = _log_lineplot(diff_ax, gap, y="abs_diff", hue="pair",
+                               title="Their difference |E_manual − E_torch| per step")
+    diff_ax.set_xlabel(STEP_LABEL)
+    diff_ax.set_ylabel("|ΔE| (absolute" + diff_scale + ")")
     return fig
 
 
@@ -263,9 +266,16 @@ def _log_lineplot(
     style: str | None = None,
     dashes=True,
     style_order=None,
+    zeros_of: str | None = None,
 ) -> str:
     """Draw ``y`` against step on a log axis; exact zeros at a visible, labelled floor.
-    Returns the axis label's suffix (", log scale", or log10 for too wide a range)."""
+    Returns the axis label's suffix (", log scale", or log10 for too wide a range).
+
+    A curve is broken where its value is exactly 0: its pieces are drawn as separate
+    lines (seaborn would join the points either side of a gap, and a synced run's drift,
+    zero at almost every step, would read as a constant), and a non-zero value alone
+    between zeros as a dot. ``zeros_of``: count exact zeros in the title only among the
+    rows whose ``style`` is this (the measured line, not its tolerance)."""
     bad = _first_nonfinite(data, y)
     data = data[np.isfinite(data[y])].sort_values("step", kind="stable")
     if data.empty:  # say so on the figure rather than fail or write a blank axis
@@ -283,34 +293,33 @@ def _log_lineplot(
     wide = positive.size and _too_wide(positive)
     shown = np.log10 if wide else (lambda v: v)
     zeros = data[zero].assign(**{y: shown(floor)})
-    data = data.assign(**{y: shown(np.where(zero, np.nan, values))})
+    counted = (data[style] == zeros_of).to_numpy() if zeros_of else np.ones(len(data), bool)
+    series = [hue, *([style] if style else [])]
     order = list(dict.fromkeys(data[hue]))  # first-seen order: layers.0.weight, layers.0.bias ...
+    # a new piece after every zero: (series, piece) is one unbroken stretch of the curve
+    piece = pd.Series(zero, index=data.index).groupby([data[c] for c in series]).cumsum()
+    data = data.assign(**{y: shown(np.where(zero, 1.0, values)), "_piece": piece})[~zero]
     palette = dict(zip(order, sns.color_palette(n_colors=len(order)), strict=True))
-    sns.lineplot(
-        data=data,
-        x="step",
-        y=y,
-        hue=hue,
-        hue_order=order,
-        palette=palette,
-        style=style,
-        style_order=style_order,
-        dashes=dashes,
-        errorbar=None,
-        ax=ax,
-    )
+    if len(data):    # (every value 0: the floor alone)
+        sns.lineplot(data=data, x="step", y=y, hue=hue, hue_order=order, palette=palette,
+                     style=style, style_order=style_order, dashes=dashes, units="_piece",
+                     estimator=None, ax=ax)
+    alone = data.groupby([*series, "_piece"])[y].transform("size") == 1
+    if alone.any():     # a piece of one point draws no line: a dot instead
+        ax.scatter(data.loc[alone, "step"], data.loc[alone, y], s=9,
+                   c=data.loc[alone, hue].map(palette).tolist(), zorder=3)
     scale = _log_scale(ax, positive)
     if not positive.size:  # one value on a log axis gives degenerate limits: set them
         ax.set_ylim(floor / 10, floor * 10)
-    n_zero = int(zero.sum())
-    if n_zero:
+    n_zero = int(zero[counted].sum())
+    if zero.any():
         _mark_zeros(ax, zeros, y, hue, palette, shown(floor))
-        title += (
-            f"\n{n_zero} of {len(values)} values exactly 0 (bit-identical), drawn at {floor:.0e}"
-        )
+        what = f"{zeros_of} values" if zeros_of else "values"
+        title += (f"\n{n_zero} of {int(counted.sum())} {what} exactly 0 (bit-identical), "
+                  f"drawn at {floor:.0e}")
     ax.set_title(title)
     _mark_nonfinite(ax, bad)
-    _legend_outside(ax, extra=_zero_handle(floor) if n_zero else None)
+    _legend_outside(ax, extra=_zero_handle(floor) if zero.any() else None)
     return scale
 
 
@@ -388,7 +397,7 @@ def _verdict_figure(grads: pd.DataFrame) -> Figure:
     scale = _log_lineplot(
         ax, long, y="value", hue="param", style="line",
         style_order=[v.strip() for v in lines.values()],
-        dashes={"rel_err": "", "rel_tol": (1, 2)},
+        dashes={"rel_err": "", "rel_tol": (1, 2)}, zeros_of="rel_err",
         title="Gradient relative error per parameter (solid) against each step's tolerance "
               "(dotted)\n‖g_manual − g_torch‖₂ / max(‖g_manual‖₂, ‖g_torch‖₂)"
               + ("; the manual code at the torch side's weights" if judged else ""))

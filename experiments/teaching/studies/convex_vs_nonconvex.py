@@ -47,7 +47,7 @@ from experiments.core.init import uniform_params
 from experiments.core.runner import run_experiment
 from experiments.core.schema import CV_INITS_COLUMNS, CV_PAIRS_COLUMNS
 from experiments.core.tolerance import gradient_tolerance, magnitude_gradients
-from experiments.output.style import figure, save, style
+from experiments.output.style import figure, save, style, title
 
 from .common import (
     ZERO_MARKER,
@@ -311,6 +311,8 @@ def _slices_figure(slices: pd.DataFrame, gd: pd.DataFrame, path: Path) -> str:
                 for t in (0, 1):
                     ax.axvline(t, color="0.6", linestyle=":", linewidth=1)
             ax.set_ylabel("F = bce + (λ/2)‖w‖²")
+        title(fig, "convex-vs-nonconvex: the objective along 1-D slices, and gradient "
+                   "descent on them")
         return save(fig, path)
 
 
@@ -329,6 +331,7 @@ def _planes_figure(planes: pd.DataFrame, path: Path) -> str:
             else:
                 ax.set_xlabel("a along d₁")
             ax.set_ylabel("b along d₂")
+        title(fig, "convex-vs-nonconvex: the objective on 2-D slices (log10 F; stars: minima)")
         return save(fig, path)
 
 
@@ -349,6 +352,7 @@ def _inits_figure(inits: pd.DataFrame, pairs: pd.DataFrame, path: Path) -> str:
         _strip_with_zeros(ax_d, dist, "value", "distance", dodge=True, size=6, jitter=0.15)
         ax_d.set(ylabel="‖w_a − w_b‖, final weights (log)")
         ax_d.set_title("pairs of inits: raw and permutation-aligned", fontsize=9)
+        title(fig, "convex-vs-nonconvex: where five inits end (one minimum or several)")
         return save(fig, path)
 
 

@@ -28,7 +28,7 @@ import seaborn as sns
 from experiments.core.config import RunConfig, replace
 from experiments.core.runner import run_experiment
 from experiments.core.schema import SPARSE_ARMS_COLUMNS, SPARSE_MOVE_COLUMNS, SPARSE_ZERO_COLUMNS
-from experiments.output.style import figure, save, style
+from experiments.output.style import figure, save, style, title
 
 from .common import Frames, Replay, agreement, agreement_line, essay, fmt, log_400
 
@@ -106,6 +106,7 @@ def figures(frames: Frames, folder: Path) -> list[str]:
                     palette="Set2", errorbar="sd")
         ax_b.set_ylabel("fraction exactly 0: mean over steps (bar: ± 1 sd)")
         ax_b.set_title("all steps, by batch size and lr", fontsize=9)
+        title(fig, "sparse-features: first-layer gradient entries that are exactly 0")
         names = [save(fig, folder / "zero_gradients.png")]
     steps = moves.groupby(["lr", "batch_size"])["steps_touched"].transform("max")
     data = moves.assign(touched_frac=moves["steps_touched"] / steps)
@@ -122,6 +123,7 @@ def figures(frames: Frames, folder: Path) -> list[str]:
                  ylabel="fraction of steps with a non-zero gradient (log)")
         ax_t.set_title("why: a column gets gradient only when its feature is in the batch",
                        fontsize=9)
+        title(fig, "sparse-features: rare features' weights move less")
         return [*names, save(fig, folder / "movement.png")]
 
 
