@@ -92,6 +92,18 @@ SHORTENED = {
     "diagnosed (exit 1)": "--steps 20",
     "handgrad check my_backprop.py xor --steps 200 --out checks/my_backprop-xor": "--steps 5",
     "handgrad explain --param w1 --steps 10000": "--steps 3",
+    "handgrad bugs                                   # six classic derivation bugs and their "
+    "signatures": "--steps 3",
+    "handgrad bugs --force          # (re)writes bugs/, as the README's tour did": "--steps 3",
+    "handgrad sweep seed --grid lr=0.5,1.0 --set epochs=100 --jobs 2": "--set epochs=5",
+    "handgrad sweep seed --grid lr=0.5,1.0 --grid dtype=float32,float64 --set epochs=100 "
+    "--jobs 2 --out sweeps/seed-dtype": "--set epochs=5",
+    "handgrad explain --format html --out runs/explain.html   # the same, clickable, in a "
+    "browser": "--steps 2",
+    "handgrad explain --format html --out explain.html                # the 2-2-2 worked "
+    "example": "--steps 2",
+    "handgrad explain digits --format html --out digits.html --param 'layers.1.weight[3,7]'":
+        "--steps 2",
 }
 #: comments after a shortened line would swallow the appended arguments: they go first
 _COMMENT = re.compile(r"\s+#[^'\"]*$")
@@ -190,8 +202,12 @@ def script(blocks: list[tuple[str, str]]) -> str:
         if run is None:
             continue
         want = EXIT.get(command, 0)
-        lines += [run, f"rc=$?; if [ $rc -ne {want} ]; then echo {shlex.quote(where)}: exit "
-                       f"\"$rc\" not {want}: {shlex.quote(command)} >&2; exit 1; fi"]
+        lines += ["t0=$EPOCHREALTIME", run,
+                  f"rc=$?; if [ $rc -ne {want} ]; then echo {shlex.quote(where)}: exit "
+                  f"\"$rc\" not {want}: {shlex.quote(command)} >&2; exit 1; fi",
+                  # how long each doc command took, for keeping this test within CI's time
+                  f'[ -z "$DOC_TIMES" ] || echo "$t0 $EPOCHREALTIME {shlex.quote(where)} "'
+                  f'{shlex.quote(command.splitlines()[0][:70])} >> "$DOC_TIMES"']
     return "\n".join(lines) + "\n"
 
 

@@ -305,7 +305,9 @@ def _slices_figure(slices: pd.DataFrame, gd: pd.DataFrame, path: Path) -> str:
                         linewidth=0.8, label=f"GD from t = {start:.2g}")
             if name == "random":
                 ax.set_xlabel("t along a random unit direction d")
-                ax.legend(fontsize=7)
+                # under the axes: inside, it covered the descent it labels
+                ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                          frameon=False)
             else:
                 ax.set_xlabel("t (0 = init 0's end point, 1 = the other)")
                 for t in (0, 1):
@@ -376,7 +378,9 @@ def _strip_with_zeros(ax, data: pd.DataFrame, y: str, hue: str, **strip) -> None
         handles.append(Line2D([], [], marker=ZERO_MARKER, linestyle="", color="0.5",
                               markeredgecolor="black", markeredgewidth=0.5))
         labels.append(f"exact 0 ({int(zero.sum())}), drawn at {floor:.0e}")
-    ax.legend(handles, labels, fontsize=7, title=hue, title_fontsize=7)
+    # under the axes: inside, it sat on the points
+    ax.legend(handles, labels, fontsize=7, title=hue, title_fontsize=7, loc="upper center",
+              bbox_to_anchor=(0.5, -0.3), frameon=False)
 
 
 def _curvature(v, t) -> np.ndarray:
