@@ -15,8 +15,10 @@ computes, and each child is a fresh copy that computes alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -88,6 +90,7 @@ def serve(path: str) -> None:
         sys.stdout.flush()
         pid = os.fork()
         if pid == 0:
+            os.setpgid(0, 0)        # the command and whatever it starts: one process group
             server.close()
             code = 1
             try:
@@ -96,11 +99,16 @@ def serve(path: str) -> None:
                 import traceback
                 traceback.print_exc()
             finally:
+                sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code & 0xFF)
         for fd in fds:
             os.close(fd)
         _, status = os.waitpid(pid, 0)
+        # os._exit skips atexit, where joblib's loky would stop its idle worker processes
+        # (sweep, grade): they would hold the output pipe open for minutes. End them.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
         conn.sendall(str(os.waitstatus_to_exitcode(status) & 0xFF).encode())
         conn.close()
 
