@@ -18,6 +18,9 @@ import sys
 import threading
 from pathlib import Path
 
+from experiments.core.interrupt import raise_interrupt
+from experiments.core.schema import GRAD_ENTRIES_MAX_ROWS
+
 EXIT_DIFFER, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 #: subcommand -> (the module whose ``register(subparsers, formatter_class, help)`` adds it
@@ -86,7 +89,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                      help="run directory (default: the config's `out`, else runs/NAME)")
     run.add_argument("--force", action="store_true", help="replace an existing run directory")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
-    run.add_argument("--quiet", action="store_true", help="no progress bar, no summary table")
+    run.add_argument("--grad-entries", action=argparse.BooleanOptionalAction, default=None,
+                     help="write grad_entries.csv (every gradient entry of both sides at "
+                          "every logged step) whatever its size; --no-grad-entries: never "
+                          f"(default: when it has at most {GRAD_ENTRIES_MAX_ROWS:,} rows, e.g. the "
+                          "seed case)")
+    shown = run.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true",
+                       help="no progress bar, table or lesson: the verdict and status lines")
+    shown.add_argument("--progress", action="store_true",
+                       help="draw the progress bar on stderr even when it is not a terminal "
+                            "(by default only a terminal gets one, so a log captured with "
+                            "2>&1 holds no bar)")
     run.add_argument("--quick", action="store_true",
                      help="studies only: a few-second version of the lesson")
     run.add_argument("--threads", type=_positive_int, default=None, metavar="N",
@@ -147,9 +161,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def raise_interrupt(signum, frame):
-    """Signal handler: SIGTERM ends a run the way Ctrl-C does."""
-    raise KeyboardInterrupt
+def _progress(args) -> bool:
+    """Draw tqdm's bar? On request (``--progress``), else only when stderr is a terminal:
+    the bar redraws its line with carriage returns, which a file or a notebook's captured
+    output keeps as clutter glued to the table on stdout."""
+    return args.progress or (not args.quiet and sys.stderr.isatty())
+
+
+def _verdict_line(result) -> str:
+    """The verdict in one line (what ``--quiet`` keeps): the ``all`` row of summary.csv
+    and the worst loss difference."""
+    s = result.summary
+    if s.empty or "all" not in set(s["param"]):
+        return "verdict: none (no step was logged)"
+    a = s[s["param"] == "all"].iloc[0]
+    loss = (f"; worst |E_manual - E_torch| {result.loss['abs_diff'].max():.3g}"
+            if not result.loss.empty else "")
+    return (f"verdict: {a['verdict']} over {len(result.loss)} logged steps (worst rel_err "
+            f"{a['rel_err']:.3g} = {a['worst_ratio']:.3g}·rel_tol at step "
+            f"{a['worst_step']}{loss})")
 
 
 def _print_verdict(result) -> None:
@@ -196,8 +226,11 @@ def cmd_run(args) -> int:
             raise ConfigError(f"{args.experiment} is a study (several runs); --set does not "
                               f"apply to it")
         out = args.out or Path("runs") / args.experiment
+        from experiments.teaching.studies import lesson
         path = run_study(args.experiment, out, quick=args.quick, force=args.force,
-                         progress=not args.quiet)
+                         progress=_progress(args))
+        if not args.quiet:
+            print(lesson(path))
         print(f"study written: {path / 'report.md'}")
         return 0
     close = difflib.get_close_matches(args.experiment, list(STUDIES), n=1, cutoff=0.8)
@@ -212,9 +245,12 @@ def cmd_run(args) -> int:
         cfg = replace(cfg, out=str(args.out))
     out = default_out(cfg)
     check_out(out, args.force)
-    result = run_experiment(cfg, progress=not args.quiet, threads=args.threads)
+    result = run_experiment(cfg, progress=_progress(args), threads=args.threads,
+                            grad_entries=args.grad_entries)
     write_run(result, out, force=args.force, plots=not args.no_plots)
-    if not args.quiet:
+    if args.quiet:
+        print(_verdict_line(result))
+    else:
         _print_verdict(result)
     print(f"{result.status}: {result.message}; run directory {out}")
     if result.status == "diverged":

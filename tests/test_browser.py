@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -193,3 +194,123 @@ def test_arrow_keys_move_the_selection(page):
     b.keys(ENTER, "\ue014", "\ue014")          # Enter on w1, then ArrowRight twice
     assert b.js(ACTIVE) == "w3|g"
     assert b.js("return document.getElementById('panel-title').textContent").startswith("w3")
+
+
+# -- ready to project: labels, size, large networks ------------------------------------------
+
+BOXES = """const r = (el) => { const b = el.getBoundingClientRect();
+  return [b.left, b.top, b.right, b.bottom]; };
+const shown = (el) => getComputedStyle(el).display !== 'none' && el.textContent;
+return {labels: Array.from(document.querySelectorAll('svg .tag'))
+          .filter((t) => getComputedStyle(t).display !== 'none')
+          .map((t) => [t.dataset.for, r(t.querySelector('.label'))]),
+        nodes: Array.from(document.querySelectorAll('svg .unit circle')).map(r),
+        texts: Array.from(document.querySelectorAll('svg .unit text[id]')).filter(shown)
+          .map(r)};"""
+
+
+def _overlap(a, b) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser2")
+    b = Browser(folder / "profile")
+    b.cmd("POST", "/window/rect", {"width": 1366, "height": 768})   # a projector's screen
+    yield b, folder
+    b.close()
+
+
+@pytest.mark.parametrize("name, args, edges", [("222", [], 8), ("341", ["seed"], 16)])
+def test_edge_labels_never_overlap_at_any_step(browser, name, args, edges):
+    """Every edge of the 2-2-2 and the 3-4-1 is labelled, and at every step of the page no
+    two labels' boxes overlap, nor a label a neuron or its net/out text."""
+    b, folder = browser
+    out = folder / f"{name}.html"
+    assert main(["explain", *args, "--format", "html", "--out", str(out)]) == 0
+    b.cmd("POST", "/url", {"url": out.as_uri()})
+    steps = int(b.js("return document.getElementById('step-range').max")) + 1
+    for k in range(steps):
+        b.js(f"const s = document.getElementById('step-range'); s.value = {k}; "
+             "s.dispatchEvent(new Event('input'));")
+        got = b.js(BOXES)
+        labels = got["labels"]
+        assert len(labels) == edges, (k, len(labels))
+        for i, (p, box) in enumerate(labels):
+            for q, other in labels[i + 1:]:
+                assert _overlap(box, other) < 1, f"step {k}: labels {p} and {q} overlap"
+            for other in got["nodes"] + got["texts"]:
+                assert _overlap(box, other) < 1, f"step {k}: label {p} covers a neuron's text"
+
+
+def test_the_341_drawing_fits_a_1366x768_screen(browser):
+    b, folder = browser
+    out = folder / "341.html"
+    if not out.exists():
+        assert main(["explain", "seed", "--format", "html", "--out", str(out)]) == 0
+    b.cmd("POST", "/url", {"url": out.as_uri()})
+    w, h, W, H = b.js("const r = document.querySelector('svg.net').getBoundingClientRect(); "
+                      "return [r.width, r.height, innerWidth, innerHeight];")
+    assert w <= W and h <= H, (w, h, W, H)
+
+
+def test_a_large_network_is_drawn_as_shaded_bundles(browser):
+    """digits (64-30-10): layer blocks and one bundle per weight matrix, each with its mean
+    |∂E/∂w| written on it and shaded by it (the larger mean darker)."""
+    b, folder = browser
+    out = folder / "digits.html"
+    assert main(["explain", "digits", "--format", "html", "--out", str(out), "--steps",
+                 "2"]) == 0
+    b.cmd("POST", "/url", {"url": out.as_uri()})
+    bundles = b.js("return Array.from(document.querySelectorAll('svg .bundle')).map((g) => "
+                   "[g.querySelector('.mean').textContent, "
+                   "Number(g.querySelector('polygon').style.fillOpacity)]);")
+    assert len(bundles) == 2
+    means = [float(text.rsplit(" ", 1)[1]) for text, _ in bundles]
+    assert all(text.startswith("mean |∂E/∂w| ") for text, _ in bundles)
+    shades = [shade for _, shade in bundles]
+    assert (means[0] < means[1]) == (shades[0] < shades[1]) and max(shades) > min(shades)
+
+
+def _pdf_text(pdf: bytes) -> str:
+    """The PDF's text, ligatures unfolded (ﬀ -> ff) and words broken after an underscore
+    (a wrapped table header) joined again."""
+    import unicodedata
+    pypdf = pytest.importorskip("pypdf", reason="pypdf (the [test] extra) reads the PDF")
+    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+    return re.sub(r"_\s*\n\s*", "_", unicodedata.normalize("NFKC", text))
+
+
+def test_report_html_prints_every_verdict_column_on_a4(browser):
+    """report.html printed to A4 keeps every column of the verdict table (it lost four), and
+    its Definitions are one list (they fell apart into paragraphs)."""
+    b, folder = browser
+    out = folder / "run"
+    assert main(["run", "seed", "--set", "epochs=20", "--out", str(out), "--quiet"]) == 0
+    b.cmd("POST", "/url", {"url": (out / "report.html").as_uri()})
+    items = b.js("const h = Array.from(document.querySelectorAll('h2'))"
+                 ".find((e) => e.textContent === 'Definitions'); const n = h.nextElementSibling;"
+                 " const after = n.nextElementSibling;"
+                 " return [n.tagName, n.children.length, after ? after.tagName : 'end'];")
+    assert items[0] == "UL" and items[1] >= 10 and items[2] in ("H2", "end"), items
+    pdf = base64.b64decode(b.cmd("POST", "/print", {"page": {"width": 21.0, "height": 29.7}}))
+    text = _pdf_text(pdf)
+    table = text[text.index("Verdict"):text.index("Diagnosis")]
+    header = pd.read_csv(out / "summary.csv", nrows=0).columns
+    missing = [c for c in header if c not in table]
+    assert not missing, f"printed verdict table lacks {missing}"
+
+
+def test_the_explain_page_prints_without_its_controls(browser):
+    b, folder = browser
+    out = folder / "222.html"
+    if not out.exists():
+        assert main(["explain", "--format", "html", "--out", str(out)]) == 0
+    b.cmd("POST", "/url", {"url": out.as_uri()})
+    text = _pdf_text(base64.b64decode(b.cmd("POST", "/print", {"page": {
+        "width": 21.0, "height": 29.7}})))
+    assert "next step" not in text and "previous step" not in text
+    assert "w1 0.15" in text                       # the drawing's labels are printed

@@ -57,12 +57,55 @@ def test_run_in_process(tmp_path, capsys):
     assert load_config(str(out / "config.toml")).epochs == 2    # the override was recorded
 
 
-def test_run_quiet_prints_one_line(tmp_path, capsys):
+def test_run_quiet_keeps_the_verdict(tmp_path, capsys):
+    """--quiet drops the bar, predictions and table; the verdict and status lines stay."""
     out = tmp_path / "q"
     assert handgrad("run", "seed", *TINY, "--out", out, "--no-plots", "--quiet") == 0
     captured = capsys.readouterr()
-    assert captured.out == f"completed: 2 steps completed; run directory {out}\n"
+    verdict, status = captured.out.splitlines()
+    assert re.fullmatch(r"verdict: (exact|agree) over 2 logged steps \(worst rel_err \S+ = "
+                        r"\S+·rel_tol at step \d+; worst \|E_manual - E_torch\| \S+\)",
+                        verdict), verdict
+    assert status == f"completed: 2 steps completed; run directory {out}"
     assert captured.err == ""                                   # no progress bar
+
+
+def test_progress_bar_only_on_a_terminal_or_on_request(tmp_path, capsys):
+    """pytest's captured stderr is not a terminal, as `2>&1 > log` or a notebook's `!` cell
+    is not: no bar, and stdout starts with the table's first line. --progress draws it."""
+    assert handgrad("run", "seed", *TINY, "--out", tmp_path / "a", "--no-plots") == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out.startswith("Last forward pass")
+    assert handgrad("run", "seed", *TINY, "--out", tmp_path / "b", "--no-plots",
+                    "--progress") == 0
+    assert "step" in capsys.readouterr().err                    # tqdm's "2/2 [... step/s]"
+    with pytest.raises(SystemExit) as exit_:
+        handgrad("run", "seed", "--quiet", "--progress")
+    assert exit_.value.code == EXIT_BAD_INPUT
+    assert "not allowed with argument" in one_error_line(capsys.readouterr().err)
+
+
+def test_a_study_prints_its_lesson(tmp_path, capsys, monkeypatch):
+    """`handgrad run STUDY` prints the report's "What one sees" findings, then where the
+    report is (the study itself is stubbed: tests/test_studies.py runs them)."""
+    import shutil
+
+    import experiments.teaching.studies as studies
+    committed = Path(__file__).parents[1] / "results" / "learning-rate"
+
+    def fake_run_study(name, out, **kwargs):
+        shutil.copytree(committed, out)
+        return Path(out)
+    monkeypatch.setattr(studies, "run_study", fake_run_study)
+    out = tmp_path / "lr"
+    assert handgrad("run", "learning-rate", "--quick", "--out", out) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("- Linear output: "), printed
+    assert printed[-1] == f"study written: {out / 'report.md'}"
+    assert all(len(line) <= 100 and line.startswith(("- ", "  ")) for line in printed[:-1])
+    assert handgrad("run", "learning-rate", "--quick", "--out", tmp_path / "q", "--quiet") == 0
+    assert capsys.readouterr().out == f"study written: {tmp_path / 'q' / 'report.md'}\n"
 
 
 def test_run_default_out_is_runs_name(tmp_path, capsys, monkeypatch):
@@ -88,8 +131,9 @@ def test_run_subprocess(tmp_path):
          "--out", str(out), "--quiet"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == f"completed: 2 steps completed; run directory {out}\n"
-    assert "Traceback" not in proc.stderr
+    assert proc.stdout.startswith("verdict: ")
+    assert proc.stdout.endswith(f"\ncompleted: 2 steps completed; run directory {out}\n")
+    assert proc.stderr == ""                  # a pipe is no terminal: no progress bar
     for name in ("loss.csv", "grads.csv", "summary.csv", "report.md", "loss.png"):
         assert (out / name).is_file(), name
     assert_png(out / "loss.png")
@@ -252,6 +296,28 @@ def test_help_and_list_start_without_torch():
     assert proc.stdout.strip() == "[]"
 
 
+def test_explain_and_plot_import_only_what_they_need(tmp_path):
+    """`explain` (text) needs torch for autograd but not matplotlib/seaborn (the diagram,
+    --figure, imports them); `plot` draws from CSVs and needs no torch (docs/performance.md
+    has both start-ups next to the import floor)."""
+    run = tmp_path / "r"
+    assert main(["run", "seed", *TINY, "--out", str(run), "--no-plots", "--quiet"]) == 0
+    proc = in_fresh_python(
+        "import sys, contextlib, io",
+        "from experiments.cli import main",
+        "with contextlib.redirect_stdout(io.StringIO()):",
+        "    assert main(['explain', '--param', 'w1']) == 0",
+        "print(sorted(m for m in ('matplotlib', 'seaborn', 'scipy') if m in sys.modules))")
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+    proc = in_fresh_python(
+        "import sys, contextlib, io",
+        "from experiments.cli import main",
+        "with contextlib.redirect_stdout(io.StringIO()):",
+        f"    assert main(['plot', {str(run)!r}]) == 0",
+        "print(sorted(m for m in ('torch', 'torch_impl') if m in sys.modules))")
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
 @pytest.mark.parametrize("argv, words", [
     (["explain", "--steps", "abc"], "--steps: invalid int value: 'abc'"),
     (["check", "x.py", "--steps", "abc"], "--steps: invalid int value"),
@@ -383,7 +449,9 @@ def test_divergence_exit_code(tmp_path, capsys):
     assert code == EXIT_DIVERGED
     captured = capsys.readouterr()
     assert re.fullmatch(r"handgrad: diverged at step \d+: .*\n", captured.err), captured.err
-    assert captured.out.startswith("diverged: diverged at step")
+    verdict, status = captured.out.splitlines()    # the logged steps before it agreed
+    assert verdict.startswith("verdict: agree over ")
+    assert status.startswith("diverged: diverged at step")
     assert (out / "loss.csv").is_file() and (out / "report.md").is_file()
 
 

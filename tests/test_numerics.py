@@ -288,6 +288,40 @@ def test_source_has_no_cross_imports():
         assert "experiments" not in _imported_modules(f), f
 
 
+#: experiments' layers, bottom first (docs/design.md, "Dependency direction"): a module may
+#: import its own layer and those below, never one above. tools may import teaching
+#: (regenerate runs the studies), so it sits one above it.
+LAYERS = {"core": 0, "output": 1, "teaching": 2, "tools": 3}
+
+
+def _layer(module: str) -> int | None:
+    """``experiments.core.x`` -> 0; the package's API (``experiments``), ``cli`` and
+    ``__main__`` -> the top (4); a module outside experiments -> None."""
+    parts = module.split(".")
+    if parts[0] != "experiments":
+        return None
+    return LAYERS.get(parts[1], 4) if len(parts) > 1 else 4
+
+
+def test_experiments_imports_only_run_downwards():
+    """Every import statement in experiments/, including those inside functions (the lazy
+    ones are where an upward import hides), names a layer at or below its own."""
+    upward = []
+    for f in sorted((ROOT / "experiments").rglob("*.py")):
+        module = ".".join(f.relative_to(ROOT).with_suffix("").parts)
+        own = _layer(module)
+        for node in ast.walk(ast.parse(f.read_text(), filename=str(f))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue                # relative imports stay inside one package
+            upward += [f"{module}:{node.lineno} imports {n}" for n in names
+                       if (_layer(n) or 0) > own]
+    assert not upward, "imports that run back up: " + "; ".join(upward)
+
+
 def test_bce_loss_of_small_outputs_matches_torch():
     A = np.array([[1e-4, 1e-8, 1e-10, 1e-13]])
     T = np.zeros_like(A)

@@ -12,7 +12,8 @@ from experiments.cli import main
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAKE = {   # kind -> the command that writes such a folder quickly, and the figures it has
     "run": (["run", "seed", "--set", "steps=3", "--quiet"],
-            ["grad_diff.png", "grad_heatmap.png", "loss.png", "weight_drift.png"]),
+            ["grad_diff.png", "grad_entry.png", "grad_heatmap.png", "loss.png",
+             "weight_drift.png"]),
     "study": (["run", "batch-modes", "--quick", "--quiet"], ["batch_modes.png"]),
     "bugs": (["bugs", "--steps", "2"], ["bugs.png"]),
     "sweep": (["sweep", "seed", "--grid", "lr=0.5,1.0", "--set", "epochs=2"], ["sweep.png"]),

@@ -316,11 +316,12 @@ def _wait_until_training(proc: subprocess.Popen, timeout: float = 90) -> bytes:
 
 def test_sigint_and_sigterm_mid_training_leave_a_marked_consistent_run(tmp_path):
     """Ctrl-C and SIGTERM, each sent to a real ``python -m experiments`` process once its
-    progress bar shows training steps (both processes run at once, to halve the wait)."""
+    progress bar shows training steps (``--progress``: stderr is a pipe here; both processes
+    run at once, to halve the wait)."""
     sigs = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
     procs = {name: subprocess.Popen(
         [sys.executable, "-m", "experiments", "run", "seed", "--set", "epochs=200000",
-         "--out", str(tmp_path / name), "--no-plots"], cwd=tmp_path,
+         "--out", str(tmp_path / name), "--no-plots", "--progress"], cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in sigs}
     outputs = {}
     try:
@@ -375,7 +376,8 @@ def test_interrupt_in_process_keeps_whole_steps(tmp_path, monkeypatch, capsys):
     code = handgrad("run", "seed", "--set", "steps=100", "--set", "log_every=5", "--out",
                     out, *FAST)
     assert code == EXIT_INTERRUPTED
-    assert capsys.readouterr().out.startswith("interrupted: interrupted during step 37")
+    status = capsys.readouterr().out.splitlines()[-1]       # after --quiet's verdict line
+    assert status.startswith("interrupted: interrupted during step 37")
     assert (out / "INTERRUPTED").is_file()
     assert check_run_csvs(out, n_params=2) == [0, 5, 10, 15, 20, 25, 30, 35]
     grads = pd.read_csv(out / "grads.csv")

@@ -39,8 +39,8 @@ def test_run_directory_contents(iris_run):
     r, out = iris_run
     assert sorted(p.name for p in out.iterdir()) == sorted([
         ".handgrad", "config.toml", "provenance.json", "loss.csv", "grads.csv", "summary.csv",
-        "final_grads.csv", "predictions.csv", "diagnosis.csv", "report.md",
-        "report.html"])  # plots=False
+        "final_grads.csv", "grad_entries.csv", "predictions.csv", "diagnosis.csv",
+        "report.md", "report.html"])  # plots=False; a small network: grad_entries.csv
     # the resolved config (sizes filled in from the data) re-loads to the same RunConfig
     assert load_config(str(out / "config.toml")) == r.config
     assert r.config.sizes == (4, 4, 3)
@@ -74,8 +74,8 @@ def test_same_config_gives_byte_identical_files(tmp_path):
     a = write_run(run("iris", *overrides), tmp_path / "a", plots=False)
     b = write_run(run("iris", *overrides), tmp_path / "b", plots=False)
     names = sorted(p.name for p in a.glob("*.csv"))
-    assert names == ["diagnosis.csv", "final_grads.csv", "grads.csv", "loss.csv",
-                     "predictions.csv", "summary.csv"]
+    assert names == ["diagnosis.csv", "final_grads.csv", "grad_entries.csv", "grads.csv",
+                     "loss.csv", "predictions.csv", "summary.csv"]
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     # config.toml's comment header names its own path ("Re-run with: handgrad run a/..."):
@@ -89,7 +89,7 @@ def test_plots_are_written_and_linked(small_result, tmp_path):
     out = write_run(small_result, tmp_path / "run")     # float32: every figure applies
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == sorted(["loss.png", "grad_diff.png", "weight_drift.png", "grad_heatmap.png",
-                           "float64_reference.png"])
+                           "grad_entry.png", "float64_reference.png"])
     report = (out / "report.md").read_text(encoding="utf-8")
     for name in pngs:
         data = (out / name).read_bytes()

@@ -255,6 +255,45 @@ def test_grads_are_long_form_one_row_per_step_and_parameter(iris_run):
     assert (grads["rel_err"] <= F64_REL).all()
 
 
+def test_grad_entries_hold_every_entry_of_every_logged_step(iris_run):
+    """grad_entries: one row per logged step × gradient entry; a step's rows are the two
+    sides' gradients entry by entry (the last step's equal final_grads), named in the
+    config's (out, in) index and in the course notebooks' W1b1 one (W1 = layers.0.weightᵀ)."""
+    r, _ = iris_run
+    e, final = r.grad_entries, r.final_grads
+    n_entries = 4 * 4 + 4 + 3 * 4 + 3                    # iris, hidden [4]: W0, b0, W1, b1
+    assert len(e) == len(r.loss) * n_entries
+    assert list(e["step"].unique()) == list(r.loss["step"])
+    last = e[e["step"] == r.loss["step"].iloc[-1]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(last[final.columns], final)
+    np.testing.assert_array_equal(e["abs_diff"], (e["grad_manual"] - e["grad_torch"]).abs())
+    names = dict(zip(zip(e["param"], e["row"], e["col"], strict=True), e["w1b1"],
+                     strict=True))
+    assert names[("layers.0.weight", 2, 3)] == "W1[3,2]"       # (out, in) -> (in, out)
+    assert names[("layers.1.bias", 1, 0)] == "b2[1]"
+    assert e["grad_manual"].notna().all() and e["grad_torch"].notna().all()
+
+
+def test_grad_entries_are_kept_for_small_networks_or_on_request(monkeypatch):
+    """By default only while entries × logged steps ≤ GRAD_ENTRIES_MAX_ROWS; True and
+    False override. The seed case (16 entries, 1,001 logged steps) is small."""
+    from experiments.core import runner
+    small = run("seed", "steps=3", "log_every=1")
+    assert len(small.grad_entries) == 3 * 16
+    # step 0, full batch: the hand gradient at the initial weights, entry by entry
+    cfg, data, params, _, _ = runner.initial_state(small.config)
+    g = manual.MLP(cfg.sizes, **cfg.spec(), params=params).gradients(data.X, data.Y)
+    step0 = small.grad_entries[small.grad_entries["step"] == 0]
+    np.testing.assert_array_equal(step0["grad_manual"],
+                                  np.concatenate([g[k].ravel() for k in g]))
+    monkeypatch.setattr(runner, "GRAD_ENTRIES_MAX_ROWS", 3 * 16 - 1)
+    assert run("seed", "steps=3", "log_every=1").grad_entries.empty
+    cfg = load_config("seed", ["steps=3", "log_every=1"])
+    assert len(run_experiment(cfg, grad_entries=True).grad_entries) == 3 * 16
+    monkeypatch.undo()
+    assert run_experiment(cfg, grad_entries=False).grad_entries.empty
+
+
 def test_summary_of_the_logged_steps(iris_run):
     r, _ = iris_run
     s = r.summary

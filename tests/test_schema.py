@@ -40,6 +40,8 @@ PINNED = {
     "LOSS_COLUMNS": LOSS,
     "GRAD_METRICS": GRAD_METRICS,
     "GRAD_COLUMNS": GRADS,
+    "GRAD_ENTRY_COLUMNS": ["step", "epoch", "param", "row", "col", "w1b1", "grad_manual",
+                           "grad_torch", "abs_diff"],
     "SUMMARY_COLUMNS": SUMMARY,
     "BUGS_COLUMNS": ["bug", "step", "param", "rel_err", "rel_tol", "max_abs_diff", "cosine",
                      "ratio", "ratio_residual", "verdict", "diagnosis", "detail"],
@@ -101,6 +103,8 @@ RUN_CSVS = {
     "grads.csv": GRADS,
     "summary.csv": [*SUMMARY, "diagnosis"],
     "final_grads.csv": ["param", "row", "col", "grad_manual", "grad_torch", "abs_diff"],
+    "grad_entries.csv": ["step", "epoch", "param", "row", "col", "w1b1", "grad_manual",
+                         "grad_torch", "abs_diff"],        # a small network: written
     "predictions.csv": ["sample", "output", "manual", "torch", "abs_diff"],
     "diagnosis.csv": ["kind", "params", "detail", "c", "residual", "rel_err", "layer",
                       "enters_at", "step"],

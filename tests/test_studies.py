@@ -532,3 +532,47 @@ def test_convex_inits_figure_draws_exact_zeros_below_every_non_zero(monkeypatch,
         assert below == zero_marked == int((values == 0).sum()), (below, zero_marked)
         labels = [t.get_text() for t in ax.get_legend().get_texts()]
         assert any("exact 0" in t for t in labels), labels
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_study_figure_has_a_title_and_no_legend_over_its_data(folders, name,
+                                                                    monkeypatch, tmp_path):
+    """Redrawn from the study's CSVs: each figure has an overall title naming the study,
+    and no legend box overlaps an axes that holds curves (issue 20: float32_drift.png's
+    legends covered its data)."""
+    module = importlib.import_module(f"experiments.teaching.studies.{REGISTRY[name][0]}")
+    figures = captured(monkeypatch, module)
+    frames = {stem: read(folders[name], f"{stem}.csv") for stem in module.CSVS}
+    module.figures(frames, tmp_path)
+    assert figures
+    for fig in figures:
+        assert fig._suptitle is not None and fig._suptitle.get_text().startswith(f"{name}: ")
+        renderer = drawn(fig)
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            if legend is None or not ax.get_lines():
+                continue
+            box = legend.get_window_extent(renderer)
+            inside = box.intersection(box, ax.get_window_extent(renderer))
+            assert inside is None or inside.width * inside.height < 1, \
+                (fig._suptitle.get_text(), ax.get_title())
+
+
+def test_learning_rate_overflow_marks_sit_where_the_lines_leave(lr_full, monkeypatch,
+                                                                tmp_path):
+    """The X for a diverged lr sits at the first step its loss passes the axes' top, not
+    at the (much later) step it overflowed; the label gives both."""
+    from experiments.teaching.studies import learning_rate
+    figures = captured(monkeypatch, learning_rate)
+    frames = {stem: read(lr_full, f"{stem}.csv") for stem in learning_rate.CSVS}
+    learning_rate.figures(frames, tmp_path)
+    ax = figures[0].axes[0]
+    curves, arms = frames["curves"], frames["arms"]
+    marks = sorted(float(x) for c in ax.collections for x in c.get_offsets()[:, 0])
+    leaves = []
+    for arm in arms[(arms["regime"] == "diverged")].itertuples():
+        c = curves[(curves["lr"] == arm.lr) & (curves["output_activation"] == "identity")]
+        leaves.append(float(c.loc[~(c["loss_manual"] <= learning_rate.LOSS_CAP), "step"].min()))
+        assert any(f"overflows at step {int(arm.diverged_step)}" in t.get_text()
+                   for t in ax.texts)
+    assert marks == sorted(leaves)

@@ -40,6 +40,8 @@ from experiments.core.engine import (
 from experiments.core.init import InitError, initial_params
 from experiments.core.metrics import TINY, Comparison, compare_many
 from experiments.core.schema import (
+    GRAD_ENTRIES_MAX_ROWS,
+    GRAD_ENTRY_COLUMNS,
     GRAD_INDEX,
     GRAD_METRICS,
     LOSS_COLUMNS,
@@ -63,6 +65,7 @@ class RunResult:
     loss: pd.DataFrame                # LOSS_COLUMNS, one row per logged step
     grads: pd.DataFrame               # GRAD_COLUMNS, one row per logged step × parameter
     final_grads: pd.DataFrame         # param, row, col, grad_manual, grad_torch, abs_diff
+    grad_entries: pd.DataFrame        # GRAD_ENTRY_COLUMNS; empty unless kept (see run_experiment)
     predictions: pd.DataFrame         # the last forward pass of both sides
     summary: pd.DataFrame             # SUMMARY_COLUMNS
     status: str                       # completed | diverged | interrupted
@@ -178,8 +181,12 @@ def initial_state(cfg: RunConfig):
 
 
 def run_experiment(cfg: RunConfig, *, progress: bool = False, side=None,
-                   threads: int | None = None) -> RunResult:
+                   threads: int | None = None, grad_entries: bool | None = None) -> RunResult:
     """Train both sides in lockstep as ``cfg`` says; never raises for divergence/interrupt.
+
+    ``grad_entries``: keep every gradient entry of both sides at every logged step
+    (``RunResult.grad_entries``, grad_entries.csv): True always, False never, None (the
+    default) when that is at most ``GRAD_ENTRIES_MAX_ROWS`` rows.
 
     ``side``, when given, is a callable ``(cfg, params) -> Side`` whose side takes the
     manual side's place (its columns are the ``*_manual`` ones): e.g. a learner's own
@@ -189,7 +196,7 @@ def run_experiment(cfg: RunConfig, *, progress: bool = False, side=None,
     gradient is detected and reported as divergence instead (status "diverged").
     """
     with np.errstate(all="ignore"):
-        return _run(cfg, progress, side, threads)
+        return _run(cfg, progress, side, threads, grad_entries)
 
 
 def standard_sides(cfg: RunConfig, params: dict) -> tuple[ManualSide, TorchSide]:
@@ -213,16 +220,18 @@ def auto_threads(sizes, batch: int) -> int:
     return 1 if work < 2**22 else (os.cpu_count() or 1)
 
 
-def _run(cfg: RunConfig, progress: bool, side, threads: int | None) -> RunResult:
+def _run(cfg: RunConfig, progress: bool, side, threads: int | None,
+         entries: bool | None) -> RunResult:
     t_start = time.perf_counter()
     cfg, data, params, order_rng, seeds = initial_state(cfg)
     N = data.X.shape[0]
     n = threads or auto_threads(cfg.sizes, N if cfg.batch_size == "full" else cfg.batch_size)
     with limited_threads(n):
-        return _train(cfg, data, params, order_rng, seeds, progress, side, t_start)
+        return _train(cfg, data, params, order_rng, seeds, progress, side, t_start, entries)
 
 
-def _train(cfg, data, params, order_rng, seeds, progress, side, t_start) -> RunResult:
+def _train(cfg, data, params, order_rng, seeds, progress, side, t_start,
+           entries: bool | None = None) -> RunResult:
     man, tor = standard_sides(cfg, params)
     if side is not None:
         man = side(cfg, params)
@@ -235,8 +244,10 @@ def _train(cfg, data, params, order_rng, seeds, progress, side, t_start) -> RunR
     B = N if cfg.batch_size == "full" else cfg.batch_size
     total = cfg.steps if cfg.steps else cfg.epochs * math.ceil(N / B)
     assert man.keys == tor.keys, (man.keys, tor.keys)
-    rec = Recorder(cfg, data, man, tor, _logged_steps(total, cfg.log_every, cfg.fd_every,
-                                                      len(man.keys)))
+    logged = _logged_steps(total, cfg.log_every, cfg.fd_every, len(man.keys))
+    n_entries = sum(int(np.prod(tor.arrays[k].shape)) for k in man.keys)
+    keep = entries if entries is not None else len(logged) * n_entries <= GRAD_ENTRIES_MAX_ROWS
+    rec = Recorder(cfg, data, man, tor, logged, entries=keep)
     engine = Lockstep([man], reference=tor, mode=cfg.mode)
     status, message = "completed", ""
     bar = _progress(total, cfg.name, progress)
@@ -257,11 +268,14 @@ def _train(cfg, data, params, order_rng, seeds, progress, side, t_start) -> RunR
     loss_df, grads_df = _frames(rec.loss_rows[:row], rec.grad_rows[:row], man.keys)
     summary = summarize(grads_df, man.keys, loss_df)
     final = _final_grads(rec.last_g, man.keys) if rec.last_g else pd.DataFrame()
+    every = (_grad_entries(rec.entries[:row], loss_df, rec.index) if rec.entries is not None
+             else pd.DataFrame())
     # After an interrupt the two sides' last forward passes may belong to different steps.
     preds = (_predictions(man, tor) if row and status != "interrupted"
              else pd.DataFrame())
     result = RunResult(config=cfg, dataset=data, loss=loss_df, grads=grads_df,
-                       final_grads=final, predictions=preds, summary=summary, status=status,
+                       final_grads=final, grad_entries=every, predictions=preds,
+                       summary=summary, status=status,
                        message=message or f"{steps_done} steps completed",
                        steps_done=steps_done, total_steps=total, seeds=seeds,
                        seconds=time.perf_counter() - t_start, side_name=man.name,
@@ -280,12 +294,16 @@ class Recorder(Observer):
     at any step, a non-finite gradient at a logged one) and raises ``Diverged``."""
 
     def __init__(self, cfg: RunConfig, data: Dataset, man: ManualSide, tor: TorchSide,
-                 logged: np.ndarray):
+                 logged: np.ndarray, entries: bool = False):
         self.cfg, self.data, self.man, self.tor, self.logged = cfg, data, man, tor, logged
         self.keys = man.keys
         P = len(self.keys)
         self.loss_rows = np.full((len(logged), len(LOSS_COLUMNS)), np.nan)
         self.grad_rows = np.full((len(logged), P, len(GRAD_METRICS)), np.nan)
+        #: every gradient entry, both sides: (logged steps, 2, entries), grad_entries.csv
+        self.index = _entry_index({k: tuple(tor.arrays[k].shape) for k in self.keys})
+        self.entries = (np.full((len(logged), 2, len(self.index)), np.nan) if entries
+                        else None)
         self.row, self.examples, self.last_g = 0, 0, {}
         self.w_starts = np.cumsum([0] + [int(np.prod(tor.arrays[k].shape))
                                          for k in self.keys[:-1]])
@@ -313,6 +331,10 @@ class Recorder(Observer):
         lrow[:LCOL["rel_tol"]] = (step, epoch, Em, Et, abs(Em - Et),
                                   abs(Em - Et) / max(abs(Em), abs(Et), TINY), self.examples)
         g_np = {k: (to_numpy(gm[k]), to_numpy(gt[k])) for k in self.keys}
+        if self.entries is not None:
+            for side in (0, 1):
+                self.entries[self.row, side] = np.concatenate([g[side].reshape(-1)
+                                                               for g in g_np.values()])
         metrics = compare_many([g[0] for g in g_np.values()], [g[1] for g in g_np.values()])
         for name in Comparison._fields:
             row[:, COL[name]] = [getattr(m, name) for m in metrics]
@@ -490,18 +512,46 @@ def _loss_row(loss: pd.DataFrame) -> list:
             loss["rel_diff"].max(), drift, math.nan]
 
 
+def _entry_index(shapes: dict[str, tuple]) -> pd.DataFrame:
+    """One row per gradient entry, in the order of the parameters' flattened arrays:
+    ``param``, ``row``, ``col`` ((out, in) for a weight, (out, 0) for a bias) and ``w1b1``,
+    the same entry in the course notebooks' naming, where W{i+1} = layers.{i}.weightᵀ
+    (so its index is (in, out)) and b{i+1} = layers.{i}.bias."""
+    parts = []
+    for k, shape in shapes.items():
+        r, c = np.indices((shape[0], int(np.prod(shape[1:]))))     # (out, in) or (out, 1)
+        r, c = r.ravel(), c.ravel()
+        layer, kind = k.split(".")[1:] if k.startswith("layers.") else ("", k)
+        if kind == "weight":
+            names = [f"W{int(layer) + 1}[{j},{i}]" for i, j in zip(r, c, strict=True)]
+        elif kind == "bias":
+            names = [f"b{int(layer) + 1}[{i}]" for i in r]
+        else:
+            names = [""] * r.size
+        parts.append(pd.DataFrame({"param": k, "row": r, "col": c, "w1b1": names}))
+    return pd.concat(parts, ignore_index=True)
+
+
 def _final_grads(g_np, keys) -> pd.DataFrame:
     """Element by element, the gradients of the last logged step where both were finite."""
-    parts = []
-    for k in keys:
-        a = g_np[k][0].astype(np.float64)
-        b = g_np[k][1].astype(np.float64)
-        a2, b2 = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
-        r, c = np.indices(a2.shape)
-        parts.append(pd.DataFrame({"param": k, "row": r.ravel(), "col": c.ravel(),
-                                   "grad_manual": a2.ravel(), "grad_torch": b2.ravel(),
-                                   "abs_diff": np.abs(a2 - b2).ravel()}))
-    return pd.concat(parts, ignore_index=True)
+    index = _entry_index({k: g_np[k][0].shape for k in keys})
+    a, b = (np.concatenate([g_np[k][side].astype(np.float64).reshape(-1) for k in keys])
+            for side in (0, 1))
+    return index.drop(columns="w1b1").assign(grad_manual=a, grad_torch=b,
+                                             abs_diff=np.abs(a - b))
+
+
+def _grad_entries(entries: np.ndarray, loss: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
+    """grad_entries.csv: ``entries`` (logged steps, 2, E) as one row per step × entry."""
+    n, _, E = entries.shape
+    frame = pd.DataFrame({"step": np.repeat(loss["step"].to_numpy(), E),
+                          "epoch": np.repeat(loss["epoch"].to_numpy(), E)})
+    for c in ("param", "row", "col", "w1b1"):
+        frame[c] = np.tile(index[c].to_numpy(), n)
+    frame["grad_manual"] = entries[:, 0].ravel()
+    frame["grad_torch"] = entries[:, 1].ravel()
+    frame["abs_diff"] = np.abs(frame["grad_manual"] - frame["grad_torch"])
+    return frame[GRAD_ENTRY_COLUMNS]
 
 
 def _predictions(man: Side, tor: TorchSide) -> pd.DataFrame:

@@ -33,6 +33,16 @@ SUMMARY_COLUMNS = ["param", "max_abs_diff", "rel_err", "worst_step", "min_cosine
                    "weight_max_abs_diff", "fd_rel_err", "tolerance", "verdict", "worst_ratio",
                    "max_rel_err", "drift_ratio", "update_ratio"]
 
+#: grad_entries.csv: every gradient entry of both sides at every logged step (small
+#: networks, or on request): the config's key and (row, col) index, and the course
+#: notebooks' name of the same entry (W{i+1} = layers.{i}.weightᵀ, b{i+1})
+GRAD_ENTRY_COLUMNS = ["step", "epoch", "param", "row", "col", "w1b1", "grad_manual",
+                      "grad_torch", "abs_diff"]
+#: grad_entries.csv is written by default when it has at most this many rows (gradient
+#: entries × logged steps): the seed case's 16 weights at all 10,001 steps fit (160,016
+#: rows, about 17 MB of CSV); the digits network's 2,260 entries at 229 steps do not
+GRAD_ENTRIES_MAX_ROWS = 200_000
+
 # bug gallery: bugs.csv
 BUGS_COLUMNS = ["bug", "step", "param", "rel_err", "rel_tol", "max_abs_diff", "cosine", "ratio",
                 "ratio_residual", "verdict", "diagnosis", "detail"]

@@ -31,6 +31,7 @@ th { background: var(--bg-alt); }
 tbody tr:nth-child(even) { background: #fafafa; }
 .table-wrap { overflow-x: auto; }
 td.num { white-space: nowrap; font-variant-numeric: tabular-nums; }
+table.wide { font-size: 13px; } table.wide th, table.wide td { padding: .15rem .3rem; }
 pre, code { font: 13px/1.4 ui-monospace, monospace; }
 pre { background: var(--bg-alt); padding: .6rem; overflow-x: auto; border: 1px solid var(--line); }
 img { max-width: 100%; height: auto; }
@@ -46,6 +47,7 @@ a:focus, button:focus, input:focus, [tabindex]:focus { outline: 3px solid var(--
   details { display: block; } details > * { display: block !important; }
   .no-print { display: none !important; }
   h2, h3 { break-after: avoid; } table, figure, img, svg { break-inside: avoid; }
+  table { width: 100%; font-size: 7pt; } th, td { padding: .05rem .2rem; }
   a { color: inherit; text-decoration: none; }
 }
 """
@@ -101,14 +103,20 @@ def image(path: Path, alt: str) -> str:
             f"<figcaption>{html.escape(alt)}</figcaption></figure>")
 
 
+WIDE_COLUMNS = 10   # a table with more columns gets a smaller type (the verdict has 14)
+
+
 def _table(lines: list[str]) -> str:
     rows = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", ln.strip()[1:-1])]
             for ln in lines]
     head, body = rows[0], [r for r in rows[1:] if not all(re.fullmatch(r":?-+:?", c) for c in r)]
-    th = "".join(f'<th scope="col">{inline(c)}</th>' for c in head)
+    # a header like weight_max_abs_diff may break after its underscores: a wide table then
+    # fits its column on screen and on A4 (numbers never break)
+    th = "".join(f'<th scope="col">{inline(c).replace("_", "_<wbr>")}</th>' for c in head)
     trs = "".join("<tr>" + "".join(f'<td class="num">{c}</td>' if _NUMBER.match(c) else
                                    f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body)
-    return (f'<div class="table-wrap"><table><thead><tr>{th}</tr></thead>'
+    wide = ' class="wide"' if len(head) > WIDE_COLUMNS else ""
+    return (f'<div class="table-wrap"><table{wide}><thead><tr>{th}</tr></thead>'
             f"<tbody>{trs}</tbody></table></div>")
 
 
@@ -140,13 +148,16 @@ def _block(lines: list[str], i: int, folder: Path) -> tuple[str, int]:
         return f"<h{n}>{inline(m.group(2))}</h{n}>", i + 1
     if m := _IMAGE.match(line):
         return image(folder / m.group(2), m.group(1)), i + 1
-    for test, render in ((lambda s: s.startswith("|"), _table),
-                         (lambda s: _BULLET.match(s), _list)):
-        if test(line):
-            j = i
-            while j < len(lines) and test(lines[j]):
-                j += 1
-            return render(lines[i:j]), j
+    if line.startswith("|"):
+        j = i
+        while j < len(lines) and lines[j].startswith("|"):
+            j += 1
+        return _table(lines[i:j]), j
+    if _BULLET.match(line):     # an item's indented continuation lines belong to it
+        j = i + 1
+        while j < len(lines) and (_BULLET.match(lines[j]) or _CONTINUED.match(lines[j])):
+            j += 1
+        return _list(lines[i:j]), j
     if not line.strip():
         return "", i + 1
     j = i
@@ -157,11 +168,17 @@ def _block(lines: list[str], i: int, folder: Path) -> tuple[str, int]:
 
 
 _BULLET = re.compile(r"^\s*[-*] ")
+_CONTINUED = re.compile(r"^\s+\S")     # an indented line under a bullet
 
 
 def _list(lines: list[str]) -> str:
-    items = (inline(_BULLET.sub("", ln)) for ln in lines)
-    return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+    items: list[str] = []
+    for ln in lines:
+        if _BULLET.match(ln):
+            items.append(_BULLET.sub("", ln))
+        else:
+            items[-1] += " " + ln.strip()
+    return "<ul>" + "".join(f"<li>{inline(item)}</li>" for item in items) + "</ul>"
 
 
 def page(title: str, body: str, extra_css: str = "", script: str = "") -> str:

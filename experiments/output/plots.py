@@ -5,6 +5,8 @@ Files read (schemas in docs/csv-schema.md; extra columns are ignored):
     grads.csv        step, param, max_abs_diff, rel_err, weight_max_abs_diff,
                      ref_rel_err_manual, ref_rel_err_torch, ...          one row per step x param
     final_grads.csv  param, row, col, grad_manual, grad_torch, abs_diff  one row per element
+    grad_entries.csv step, param, row, col, w1b1, grad_manual, grad_torch, abs_diff
+                                                                         step x element
 
 Exact zeros on a log axis. A difference of exactly 0 means the two sides were bit-identical;
 log axes cannot show it, and dropping those points would hide the best possible result. So
@@ -43,6 +45,8 @@ SIDE_DASHES = {"manual": "", "torch": (4, 2)}  # manual solid, torch dashed: ove
 LOSS_COLUMNS = ("step", "loss_manual", "loss_torch", "abs_diff")
 GRADS_COLUMNS = ("step", "param", "max_abs_diff", "rel_err")
 FINAL_COLUMNS = ("param", "row", "col", "abs_diff")
+ENTRY_COLUMNS = ("step", "param", "row", "col", "w1b1", "grad_manual", "grad_torch",
+                 "abs_diff")
 REF_COLUMNS = ("ref_rel_err_manual", "ref_rel_err_torch")
 
 
@@ -56,6 +60,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     grad_diff.png          rel_err per param over steps against each step's rel_tol (log y)
     weight_drift.png       max |W_manual − W_torch| per param over steps (log y)
     grad_heatmap.png       |g_manual − g_torch| per element at the final step, one panel/param
+    grad_entry.png         one weight's gradient on both sides over steps, and |difference|
+                           (the entry that differed most; needs grad_entries.csv)
     float64_reference.png  ratio of the two sides' errors against a float64 gradient (log y)
 
     A figure whose source is absent is skipped: no ``final_grads.csv`` -> no heatmap; an
@@ -89,6 +95,9 @@ def plot_run(run_dir: str | Path) -> list[Path]:
             )
         if final is not None and len(final):
             written.append(_save(_heatmap_figure(final), run_dir / "grad_heatmap.png"))
+        if (run_dir / "grad_entries.csv").is_file():
+            entries = _read_csv(run_dir, "grad_entries.csv", ENTRY_COLUMNS)
+            written.append(_save(_entry_figure(entries), run_dir / "grad_entry.png"))
         if all(c in grads.columns for c in REF_COLUMNS) and _has_values(grads, REF_COLUMNS[0]):
             written.append(_save(_reference_figure(grads), run_dir / "float64_reference.png"))
     return written
@@ -187,7 +196,9 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _loss_figure(loss: pd.DataFrame) -> Figure:
-    """Both sides' loss over steps, overlaid: manual solid, torch dashed on top."""
+    """Both sides' loss over steps, overlaid (manual solid, torch dashed on top), and below
+    it what the overlay cannot show: |E_manual − E_torch| per step on a log axis, exact
+    zeros on the floor (two curves that agree to 1e-16 look identical)."""
     long = loss.melt(
         id_vars="step",
         value_vars=["loss_manual", "loss_torch"],
@@ -197,8 +208,8 @@ def _loss_figure(loss: pd.DataFrame) -> Figure:
     long["side"] = long["side"].str.removeprefix("loss_")  # (2 * steps, 3): step, side, loss
     bad = _first_nonfinite(long, "loss")
     long = long[np.isfinite(long["loss"])]
-    fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(LINE_FIGSIZE[0], LINE_FIGSIZE[1] * 1.5), layout="constrained")
+    ax, diff_ax = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     if len(long) and (long["loss"] > 0).all() and _too_wide(long["loss"]):
         long = long.assign(loss=np.log10(long["loss"]))
     sns.lineplot(
@@ -215,14 +226,15 @@ def _loss_figure(loss: pd.DataFrame) -> Figure:
     )
     log = len(long) > 0 and bool((long["loss"] > 0).all())
     scale = _log_scale(ax, long["loss"]) if log else ""
-    worst = loss["abs_diff"][np.isfinite(loss["abs_diff"])].max()
-    ax.set_title(
-        f"Training loss per step, manual vs torch (max |loss_manual − loss_torch| = {worst:.3g})"
-    )
+    ax.set_title("Training loss per step, manual vs torch")
     _mark_nonfinite(ax, bad)
-    ax.set_xlabel(STEP_LABEL)
     ax.set_ylabel("loss (the run's loss function" + scale + ")")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    gap = loss.assign(pair="|E_manual − E_torch|")
+    diff_scale = _log_lineplot(diff_ax, gap, y="abs_diff", hue="pair",
+                               title="Their difference |E_manual − E_torch| per step")
+    diff_ax.set_xlabel(STEP_LABEL)
+    diff_ax.set_ylabel("|ΔE| (absolute" + diff_scale + ")")
     return fig
 
 
@@ -254,9 +266,16 @@ def _log_lineplot(
     style: str | None = None,
     dashes=True,
     style_order=None,
+    zeros_of: str | None = None,
 ) -> str:
     """Draw ``y`` against step on a log axis; exact zeros at a visible, labelled floor.
-    Returns the axis label's suffix (", log scale", or log10 for too wide a range)."""
+    Returns the axis label's suffix (", log scale", or log10 for too wide a range).
+
+    A curve is broken where its value is exactly 0: its pieces are drawn as separate
+    lines (seaborn would join the points either side of a gap, and a synced run's drift,
+    zero at almost every step, would read as a constant), and a non-zero value alone
+    between zeros as a dot. ``zeros_of``: count exact zeros in the title only among the
+    rows whose ``style`` is this (the measured line, not its tolerance)."""
     bad = _first_nonfinite(data, y)
     data = data[np.isfinite(data[y])].sort_values("step", kind="stable")
     if data.empty:  # say so on the figure rather than fail or write a blank axis
@@ -274,34 +293,33 @@ def _log_lineplot(
     wide = positive.size and _too_wide(positive)
     shown = np.log10 if wide else (lambda v: v)
     zeros = data[zero].assign(**{y: shown(floor)})
-    data = data.assign(**{y: shown(np.where(zero, np.nan, values))})
+    counted = (data[style] == zeros_of).to_numpy() if zeros_of else np.ones(len(data), bool)
+    series = [hue, *([style] if style else [])]
     order = list(dict.fromkeys(data[hue]))  # first-seen order: layers.0.weight, layers.0.bias ...
+    # a new piece after every zero: (series, piece) is one unbroken stretch of the curve
+    piece = pd.Series(zero, index=data.index).groupby([data[c] for c in series]).cumsum()
+    data = data.assign(**{y: shown(np.where(zero, 1.0, values)), "_piece": piece})[~zero]
     palette = dict(zip(order, sns.color_palette(n_colors=len(order)), strict=True))
-    sns.lineplot(
-        data=data,
-        x="step",
-        y=y,
-        hue=hue,
-        hue_order=order,
-        palette=palette,
-        style=style,
-        style_order=style_order,
-        dashes=dashes,
-        errorbar=None,
-        ax=ax,
-    )
+    if len(data):    # (every value 0: the floor alone)
+        sns.lineplot(data=data, x="step", y=y, hue=hue, hue_order=order, palette=palette,
+                     style=style, style_order=style_order, dashes=dashes, units="_piece",
+                     estimator=None, ax=ax)
+    alone = data.groupby([*series, "_piece"])[y].transform("size") == 1
+    if alone.any():     # a piece of one point draws no line: a dot instead
+        ax.scatter(data.loc[alone, "step"], data.loc[alone, y], s=9,
+                   c=data.loc[alone, hue].map(palette).tolist(), zorder=3)
     scale = _log_scale(ax, positive)
     if not positive.size:  # one value on a log axis gives degenerate limits: set them
         ax.set_ylim(floor / 10, floor * 10)
-    n_zero = int(zero.sum())
-    if n_zero:
+    n_zero = int(zero[counted].sum())
+    if zero.any():
         _mark_zeros(ax, zeros, y, hue, palette, shown(floor))
-        title += (
-            f"\n{n_zero} of {len(values)} values exactly 0 (bit-identical), drawn at {floor:.0e}"
-        )
+        what = f"{zeros_of} values" if zeros_of else "values"
+        title += (f"\n{n_zero} of {int(counted.sum())} {what} exactly 0 (bit-identical), "
+                  f"drawn at {floor:.0e}")
     ax.set_title(title)
     _mark_nonfinite(ax, bad)
-    _legend_outside(ax, extra=_zero_handle(floor) if n_zero else None)
+    _legend_outside(ax, extra=_zero_handle(floor) if zero.any() else None)
     return scale
 
 
@@ -379,12 +397,47 @@ def _verdict_figure(grads: pd.DataFrame) -> Figure:
     scale = _log_lineplot(
         ax, long, y="value", hue="param", style="line",
         style_order=[v.strip() for v in lines.values()],
-        dashes={"rel_err": "", "rel_tol": (1, 2)},
+        dashes={"rel_err": "", "rel_tol": (1, 2)}, zeros_of="rel_err",
         title="Gradient relative error per parameter (solid) against each step's tolerance "
               "(dotted)\n‖g_manual − g_torch‖₂ / max(‖g_manual‖₂, ‖g_torch‖₂)"
               + ("; the manual code at the torch side's weights" if judged else ""))
     ax.set_xlabel(STEP_LABEL)
     ax.set_ylabel("relative error (dimensionless)" + scale)
+    return fig
+
+
+def _entry_figure(entries: pd.DataFrame) -> Figure:
+    """One gradient entry followed over training: both sides' ∂E/∂w (manual solid, torch
+    dashed on top) and, below, |difference| on a log axis (exact zeros on the floor). The
+    entry is the one whose difference was largest at some step (the first when none
+    differed): where the sides agree least, they still agree."""
+    worst = entries.loc[entries["abs_diff"].fillna(np.inf).idxmax()]
+    key = (worst["param"], worst["row"], worst["col"])
+    one = entries[(entries["param"] == key[0]) & (entries["row"] == key[1])
+                  & (entries["col"] == key[2])]
+    name = f"{key[0]}[{key[1]},{key[2]}]" + (f" (= {worst['w1b1']})"
+                                               if isinstance(worst["w1b1"], str) else "")
+    long = one.melt(id_vars="step", value_vars=["grad_manual", "grad_torch"], var_name="side",
+                    value_name="gradient")
+    long["side"] = long["side"].str.removeprefix("grad_")      # (2 * steps, 3)
+    fig = Figure(figsize=(LINE_FIGSIZE[0], LINE_FIGSIZE[1] * 1.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    sns.lineplot(data=long[np.isfinite(long["gradient"])], x="step", y="gradient", hue="side",
+                 style="side", hue_order=list(SIDE_DASHES), style_order=list(SIDE_DASHES),
+                 dashes=SIDE_DASHES, errorbar=None, ax=top)
+    top.set_title(f"One weight over training: ∂E/∂{name}, manual vs torch\n(the entry whose "
+                  f"|∂E/∂w_manual − ∂E/∂w_torch| was largest, {worst['abs_diff']:.3g} at step "
+                  f"{worst['step']})")
+    size = one[["grad_manual", "grad_torch"]].abs().to_numpy()
+    size = size[np.isfinite(size) & (size > 0)]
+    if size.size and size.max() > 100 * size.min():   # a gradient that fades: keep it seen
+        top.set_yscale("symlog", linthresh=float(size.max()) * 1e-4)
+    top.set_ylabel("∂E/∂w" + (", symlog scale" if top.get_yscale() == "symlog" else ""))
+    _legend_outside(top)
+    scale = _log_lineplot(bottom, one.assign(entry=name), y="abs_diff", hue="entry",
+                          title="|∂E/∂w_manual − ∂E/∂w_torch| at each logged step")
+    bottom.set_xlabel(STEP_LABEL)
+    bottom.set_ylabel("|difference|" + scale)
     return fig
 
 

@@ -302,6 +302,8 @@ def write_run(result: RunResult, out: Path, *, force: bool = False, plots: bool 
         write_csv(result.summary, tmp / "summary.csv")
         if not result.final_grads.empty:
             write_csv(result.final_grads, tmp / "final_grads.csv")
+        if not result.grad_entries.empty:
+            write_csv(result.grad_entries, tmp / "grad_entries.csv")
         if not result.predictions.empty:
             write_csv(result.predictions, tmp / "predictions.csv")
         from experiments.core.diagnose import findings_frame

@@ -34,6 +34,12 @@ def figure(ncols: int = 1, width: float = 6.0, height: float = 4.0, nrows: int =
     return fig, axes
 
 
+def title(fig: Figure, text: str, note: str = "") -> None:
+    """The figure's overall title (every study figure has one, so a figure cut out of its
+    report still says what it shows), with an optional second line."""
+    fig.suptitle(text + (f"\n{note}" if note else ""), fontsize=11)
+
+
 def save(fig: Figure, path: Path, tight: bool = True) -> str:
     """Write ``fig`` as PNG at ``DPI``; return the file name (for report links)."""
     path = Path(path)

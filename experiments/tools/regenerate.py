@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from experiments.core.config import load_config, named_experiments, replace
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("names", nargs="*", metavar="NAME", help="experiments (default: all)")
     ap.add_argument("--out", type=Path, default=Path("results"), help="results folder")
     args = ap.parse_args(argv)
+    bar = sys.stderr.isatty()      # progress bars on a terminal only, as `handgrad run`
     unknown = [n for n in args.names if n not in named_experiments() and n not in STUDIES]
     if unknown:
         ap.error(f"unknown experiment or study {unknown}; see `handgrad list`")
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in names:
         cfg = replace(load_config(name), out=str(args.out / name))
-        result = run_experiment(cfg, progress=True)
+        result = run_experiment(cfg, progress=bar)
         write_run(result, args.out / name, force=True)
         rows_by = result.summary.set_index("param")
         worst, loss = rows_by.loc["all"], rows_by.loc["loss"]   # the run's verdict, the loss
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
               f"loss {loss['rel_err']:.3g} ({loss['worst_ratio']:.2g})")
     studies = [n for n in (args.names or STUDIES) if n in STUDIES]
     for name in studies:
-        run_study(name, args.out / name, force=True, progress=True)
+        run_study(name, args.out / name, force=True, progress=bar)
         print(f"{name:<22} study written")
     if not args.names:
         import pandas as pd

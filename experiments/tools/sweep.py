@@ -399,7 +399,7 @@ def _progress_line(row: dict, done: int, total: int) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from experiments.cli import raise_interrupt
+    from experiments.core.interrupt import raise_interrupt
     grid = parse_grid(args.grid)
     previous = signal.signal(signal.SIGTERM, raise_interrupt)  # SIGTERM ends it like Ctrl-C
     try:

@@ -63,8 +63,8 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
 
 
 def cmd_check(args) -> int:
-    from experiments.cli import raise_interrupt
     from experiments.core.config import ConfigError
+    from experiments.core.interrupt import raise_interrupt
     from experiments.teaching.check.api import check_file
 
     out = args.out or Path("checks") / args.file.stem

@@ -39,7 +39,6 @@ from pathlib import Path
 from experiments.core.config import ConfigError, load_config
 from experiments.core.schema import EXPLAIN_COLUMNS as CSV_COLUMNS
 
-from .diagram import draw_network
 from .html import MAX_PAGE_STEPS, default_params, explain_steps, render_html
 from .model import ORDERS, Explanation, explain, param_name, parse_param, plain, prepare
 from .render import FORMATS, explanation_rows, render
@@ -48,6 +47,15 @@ from .worked import PUBLISHED, update_order_notes, update_order_table
 __all__ = ["CSV_COLUMNS", "ORDERS", "PUBLISHED", "Explanation", "draw_network", "explain",
            "explanation_rows", "param_name", "parse_param", "prepare", "register", "render",
            "update_order_notes", "update_order_table"]
+
+def __getattr__(name: str):
+    """``draw_network``, imported on first use: the diagram needs matplotlib and seaborn
+    (seconds to import), which the text, markdown, csv and html outputs do without."""
+    if name == "draw_network":
+        from .diagram import draw_network
+        return draw_network
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 HTML_STEPS = 10   # the steps an html page holds unless --steps says otherwise
 
@@ -118,6 +126,7 @@ def cmd_explain(args) -> int:
                           f"{expl.config.momentum}, weight_decay = {expl.config.weight_decay})")
     text = render_html(runs, args.update_order, table) if html else render(expl, args.format, table)
     if args.figure is not None:
+        from .diagram import draw_network
         draw_network(expl, args.figure)
     if args.out is not None:
         args.out.write_text(text, encoding="utf-8")

@@ -27,13 +27,13 @@ from experiments.output.html import page
 
 from . import page as assets
 from . import render
-from .model import MAX_PARAMS, ORDERS, Explanation, explain, n_params, plain, prepare
+from .model import MAX_PARAMS, ORDERS, Explanation, explain, is_222, n_params, plain, prepare
 from .render import DISPLAY_SAMPLES, _d, _f, _gradient_text, _header, explanation_rows
 from .worked import update_order_notes
 
 BLOCK_UNITS = 60        # above this many neurons the layers are drawn as blocks
 MAX_PAGE_STEPS = 50     # steps the page holds (each is one full explanation)
-LABELLED_EDGES = 12     # up to this many edges carry their numbers on the drawing
+LABELLED_EDGES = 40     # up to this many edges carry their numbers on the drawing
 MID = 'text-anchor="middle"'
 
 
@@ -114,10 +114,21 @@ def _step(expl: Explanation) -> dict:
                       _num(r.value), _num(r.autograd)] for r in mine.itertuples(index=False)]}
     return {"E": render.e_line(expl)
                  + ("   (network values: sample 0)" if expl.n_samples > 1 else ""),
-            "units": [[["" if expl.net[l] is None else _f(expl.net[l][0, j]),
-                        _f(expl.out[l][0, j])] for j in range(n)]
+            # short on the drawing (4 digits); the panel's chain rule has all 9
+            "units": [[["" if expl.net[l] is None else f"{expl.net[l][0, j]:.4g}",
+                        f"{expl.out[l][0, j]:.4g}"] for j in range(n)]
                       for l, n in enumerate(expl.config.sizes)],
-            "edges": _edges(expl), "params": params}
+            "edges": _edges(expl), "bundles": _bundles(expl), "params": params}
+
+
+def _bundles(expl: Explanation) -> dict:
+    """Per weight matrix (a large network's drawing shows each as one bundle): the mean
+    |∂E/∂w| over its entries, as text and as a shade relative to the largest this step."""
+    means = {k: float(np.mean(np.abs(g))) for k, g in expl.grads_all.items()
+             if k.endswith("weight")}
+    top = max(means.values(), default=0.0) or 1.0
+    return {k: {"text": f"mean |∂E/∂w| {m:.3g}", "level": round(m / top, 3)}
+            for k, m in means.items()}
 
 
 def _edges(expl: Explanation) -> dict:
@@ -129,9 +140,11 @@ def _edges(expl: Explanation) -> dict:
     for g in weights:
         s = int(np.sign(g.value))
         sign, word = {1: ("+", "positive"), -1: ("−", "negative"), 0: ("±", "zero")}[s]
+        short = g.name if is_222(expl.config.sizes) else f"w[{g.index[0]},{g.index[1]}]"
         out[g.name] = {"sign": s,
                        "width": round(1 + 5 * abs(g.value) / top, 2),
-                       "label": f"{g.name} = {_f(w[g.name])}, ∂E/∂w {sign}{_f(abs(g.value))}",
+                       # short numbers on the drawing; the panel has every digit
+                       "label": f"{short} {w[g.name]:.3g} │ ∂ {sign}{abs(g.value):.3g}",
                        "aria": f"{g.name}, {g.edge}: w = {_f(w[g.name])}, ∂E/∂w = "
                                f"{_f(g.value)} ({word})"}
     return out
@@ -166,7 +179,8 @@ def _controls(runs: dict, order: str) -> str:
 
 def _legend(blocks: bool) -> str:
     if blocks:
-        return ""
+        return ('<p class="legend"><span>bundles: one per weight matrix, shaded by its mean '
+                '|∂E/∂w| at this step (darkest = the largest of the network)</span></p>')
     return ('<p class="legend"><span>edges: <strong>solid blue</strong> ∂E/∂w &gt; 0</span>'
             '<span><strong>dashed red</strong> ∂E/∂w &lt; 0</span>'
             '<span>thicker = larger |∂E/∂w|</span>'
@@ -220,27 +234,30 @@ def _order_section(table) -> str:
 def _network_svg(expl: Explanation) -> str:
     """Neurons as circles (name, net, out), weights as focusable edges (line + label)."""
     sizes, names = expl.config.sizes, expl.neurons
-    W, gap_y = 900, 150
+    W, gap_y = 1000, 110           # a 3-4-1 fits a 1366×768 screen (the CSS caps the height)
     H = max(sizes) * gap_y + 40
     xs = [160 + i * (W - 360) / (len(sizes) - 1) for i in range(len(sizes))]
 
     def pos(l, j):
         return xs[l], 40 + (H - 40) * (j + 0.5) / sizes[l]
 
-    edges, units = [], []
+    edges, units, tags = [], [], []
     labels = sum(1 for g in expl.gradients if g.key.endswith("weight")) <= LABELLED_EDGES
     for g in expl.gradients:
         if not g.key.endswith("weight"):
             continue
         (x1, y1), (x2, y2) = pos(g.layer - 1, g.index[1]), pos(g.layer, g.index[0])
-        t = 0.5 if sum(g.index) % 2 == 0 else 0.33   # labels of crossing edges apart
-        lx, ly = x1 + (x2 - x1) * t, y1 + (y2 - y1) * t - 6
+        # the script moves each label along its edge until it overlaps no other label
+        # and no neuron (page.py, placeLabels); it starts at the middle
+        lx, ly = (x1 + x2) / 2, (y1 + y2) / 2
         xy = f'x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}"'
-        edges.append(f'<g class="edge" tabindex="0" role="button" '
-                     f'data-param="{html.escape(g.name)}"><title></title>'
-                     f'<line class="vis" {xy}/><line class="hit" {xy}/>'
-                     f'<text class="label" x="{lx:.0f}" y="{ly:.0f}" {MID}>'
-                     f"{html.escape(g.name)}</text></g>")
+        name = html.escape(g.name)
+        edges.append(f'<g class="edge" tabindex="0" role="button" data-param="{name}">'
+                     f'<title></title><line class="vis" {xy}/><line class="hit" {xy}/></g>')
+        # labels in a layer of their own, above every line and neuron, on a background
+        tags.append(f'<g class="tag" data-for="{name}" data-line="{x1:.0f} {y1:.0f} '
+                    f'{x2:.0f} {y2:.0f}"><rect class="label-bg" rx="3"/><text class="label" '
+                    f'x="{lx:.0f}" y="{ly:.0f}" {MID}>{name}</text></g>')
     for l, n in enumerate(sizes):
         # net and out beside the neuron, clear of the edges: left of the inputs, right of
         # the outputs, above the hidden neurons (below the lowest)
@@ -259,24 +276,40 @@ def _network_svg(expl: Explanation) -> str:
             f"edges with w and ∂E/∂w (solid = positive gradient, dashed = negative).")
     return (f'<svg class="net{" labels" if labels else ""}" viewBox="0 0 {W} {H + 30}" '
             f'role="group" aria-label="{html.escape(desc)}"><desc>{html.escape(desc)}</desc>'
-            + "".join(edges) + "".join(units) + "</svg>")
+            + "".join(edges) + "".join(units) + '<g class="tags" aria-hidden="true">'
+            + "".join(tags) + "</g></svg>")
 
 
 def _blocks_svg(expl: Explanation) -> str:
-    """A big network: one block per layer (its width), one label per weight matrix."""
+    """A large network: one block per layer (its height grows with its width, on a log
+    scale) and, between two blocks, the weight matrix as one bundle shaded by its mean
+    |∂E/∂w| at the step (darker = larger; the number is written on it)."""
     sizes = expl.config.sizes
-    W, H = 900, 160
-    xs = [60 + i * (W - 160) / (len(sizes) - 1) for i in range(len(sizes))]
+    W, H, bw = 1000, 300, 110
+    xs = [40 + i * (W - 80 - bw) / (len(sizes) - 1) for i in range(len(sizes))]
+    top = math.log10(max(sizes)) or 1.0
+    hs = [70 + 150 * math.log10(n) / top for n in sizes]           # 70 … 220 px
+    ys = [(H - h) / 2 + 10 for h in hs]
     parts = []
+    for l in range(1, len(sizes)):
+        key = f"layers.{l - 1}.weight"
+        x0, x1 = xs[l - 1] + bw, xs[l]
+        poly = (f"{x0:.0f},{ys[l - 1]:.0f} {x1:.0f},{ys[l]:.0f} {x1:.0f},{ys[l] + hs[l]:.0f} "
+                f"{x0:.0f},{ys[l - 1] + hs[l - 1]:.0f}")
+        mid = (x0 + x1) / 2
+        parts.append(f'<g class="bundle" data-key="{key}"><polygon points="{poly}"/>'
+                     f'<text x="{mid:.0f}" y="{H / 2 + 4:.0f}" {MID}>{key} '
+                     f'({sizes[l]}×{sizes[l - 1]})</text>'
+                     f'<text class="mean" x="{mid:.0f}" y="{H / 2 + 22:.0f}" {MID}></text></g>')
     for l, n in enumerate(sizes):
-        parts.append(f'<g class="block"><rect x="{xs[l]:.0f}" y="30" width="100" height="90"/>'
-                     f'<text x="{xs[l] + 50:.0f}" y="70" text-anchor="middle">layer {l}</text>'
-                     f'<text x="{xs[l] + 50:.0f}" y="88" text-anchor="middle">{n} units</text></g>')
-        if l:
-            parts.append(f'<text x="{(xs[l - 1] + xs[l] + 100) / 2:.0f}" y="20" '
-                         f'text-anchor="middle" font-size="12">layers.{l - 1}.weight '
-                         f'({n}×{sizes[l - 1]})</text>')
+        cy = ys[l] + hs[l] / 2
+        parts.append(f'<g class="block"><rect x="{xs[l]:.0f}" y="{ys[l]:.0f}" width="{bw}" '
+                     f'height="{hs[l]:.0f}"/><text x="{xs[l] + bw / 2:.0f}" y="{cy - 4:.0f}" '
+                     f'{MID}>layer {l}</text><text x="{xs[l] + bw / 2:.0f}" y="{cy + 14:.0f}" '
+                     f'{MID}>{n} units</text></g>')
     desc = (f"The {'-'.join(map(str, sizes))} network as layer blocks ({sum(sizes)} neurons); "
+            f"each weight matrix is one bundle, darker where its mean |∂E/∂w| is larger; "
             f"find a parameter with the search box.")
-    return (f'<svg class="net" viewBox="0 0 {W} {H}" role="img" aria-label="{html.escape(desc)}">'
-            f"<desc>{html.escape(desc)}</desc>" + "".join(parts) + "</svg>")
+    return (f'<svg class="net blocks" viewBox="0 0 {W} {H + 20}" role="img" '
+            f'aria-label="{html.escape(desc)}"><desc>{html.escape(desc)}</desc>'
+            + "".join(parts) + "</svg>")

@@ -8,26 +8,35 @@ SVG and the panel. It computes no number.
 CSS = """
 .controls { display: flex; flex-wrap: wrap; gap: .75rem; align-items: center; margin: .5rem 0; }
 button { font: inherit; padding: .2rem .6rem; }
-svg.net { width: 100%; height: auto; border: 1px solid var(--line); background: #fff; }
+svg.net { display: block; width: 100%; height: auto; max-height: calc(100vh - 2rem);
+          border: 1px solid var(--line); background: #fff; }
 svg .unit circle { fill: #fff; stroke: #333; stroke-width: 1.5; }
 svg .unit text, svg .edge text, svg .block text { font: 12px ui-monospace, monospace; }
 svg .edge line.hit { stroke: transparent; stroke-width: 14; }
 svg .edge line.vis { stroke: #999; }
 svg .edge.pos line.vis { stroke: var(--pos); }
 svg .edge.neg line.vis { stroke: var(--neg); stroke-dasharray: 6 4; }
-svg .edge .label { display: none; paint-order: stroke; stroke: #fff; stroke-width: 4px; }
-svg.labels .edge .label, svg .edge.selected .label { display: inline; }
+svg .tag { display: none; pointer-events: none; }
+svg .tag text { font: 11px ui-monospace, monospace; }
+svg .tag .label-bg { fill: #fff; fill-opacity: .92; stroke: #bbb; stroke-width: .8; }
+svg.labels .tag, svg .tag.selected { display: inline; }
+svg .tag.selected .label-bg { stroke: var(--focus); stroke-width: 1.5; }
 svg .edge.selected line.vis { stroke: var(--focus) !important; }
 svg .edge:focus { outline: none; } svg .edge:focus line.hit { stroke: rgba(138,75,0,.25); }
 svg .block rect { fill: #f4f4f4; stroke: #333; }
+svg .bundle polygon { fill: var(--pos); stroke: #333; stroke-width: .5; }
+svg .bundle text { font: 12px ui-monospace, monospace; paint-order: stroke; stroke: #fff;
+                   stroke-width: 4px; }
 .legend span { margin-right: 1rem; }
 .params { display: flex; flex-wrap: wrap; gap: .25rem; list-style: none; padding: 0; }
 .params button[aria-pressed="true"] { outline: 2px solid var(--focus); font-weight: bold; }
 #panel { border: 2px solid var(--line); padding: .5rem 1rem; margin: 1rem 0; }
 .order-table td.on, .order-table th.on { background: #fff3d6; font-weight: bold; }
 .print-only { display: none; }
-@media print { .print-only { display: block; } svg .edge .label { display: inline; }
-               #panel { break-inside: avoid; } .print-only pre { break-inside: avoid; } }
+@media print {
+  .print-only { display: block; } .controls, .params, .legend span:last-child { display: none; }
+  svg.net { width: 100%; max-height: 24cm; border: 0; break-inside: avoid; }
+  #panel { break-inside: avoid; } .print-only pre { break-inside: avoid; } }
 """
 
 JS = r"""
@@ -52,9 +61,71 @@ JS = r"""
       g.classList.toggle('pos', e.sign > 0); g.classList.toggle('neg', e.sign < 0);
       g.classList.toggle('selected', g.dataset.param === sel);
       g.querySelector('line.vis').setAttribute('stroke-width', e.width);
-      g.querySelector('.label').textContent = e.label;
       g.setAttribute('aria-label', e.aria);
       g.querySelector('title').textContent = e.aria;
+    });
+    document.querySelectorAll('svg .tag').forEach((t) => {
+      const e = st.edges[t.dataset.for];
+      if (e) t.querySelector('.label').textContent = e.label;
+      t.classList.toggle('selected', t.dataset.for === sel);
+    });
+    placeLabels();
+  }
+  // Each shown label slides along its edge (and a little off it) to the first spot where
+  // its box overlaps no neuron, no net/out text and no label placed before it.
+  const T = [0.5, 0.4, 0.6, 0.3, 0.7, 0.35, 0.65, 0.25, 0.75, 0.45, 0.55, 0.2, 0.8, 0.15, 0.85];
+  const OFF = [0, -13, 13, -26, 26];
+  function overlap(a, b) {
+    const w = Math.min(a[2], b[2]) - Math.max(a[0], b[0]);
+    const h = Math.min(a[3], b[3]) - Math.max(a[1], b[1]);
+    return w > 0 && h > 0 ? w * h : 0;
+  }
+  function placeLabels() {
+    const svg = document.querySelector('svg.net');
+    if (!svg) return;
+    const vb = svg.viewBox.baseVal, taken = [];
+    svg.querySelectorAll('.unit circle').forEach((c) => {
+      const x = +c.getAttribute('cx'), y = +c.getAttribute('cy'), r = +c.getAttribute('r') + 3;
+      taken.push([x - r, y - r, x + r, y + r]);
+    });
+    svg.querySelectorAll('.unit text').forEach((t) => {
+      if (!t.textContent) return;
+      const b = t.getBBox();
+      taken.push([b.x - 2, b.y - 1, b.x + b.width + 2, b.y + b.height + 1]);
+    });
+    svg.querySelectorAll('.tag').forEach((tag) => {
+      if (getComputedStyle(tag).display === 'none') return;
+      const text = tag.querySelector('.label'), bg = tag.querySelector('.label-bg');
+      const [x1, y1, x2, y2] = tag.dataset.line.split(' ').map(Number);
+      text.setAttribute('x', 0); text.setAttribute('y', 0);
+      const b = text.getBBox(), w = b.width + 8, h = b.height + 2;
+      const len = Math.hypot(x2 - x1, y2 - y1) || 1, nx = -(y2 - y1) / len, ny = (x2 - x1) / len;
+      let best = null;
+      for (const off of OFF) {
+        for (const t of T) {
+          const cx = x1 + (x2 - x1) * t + nx * off, cy = y1 + (y2 - y1) * t + ny * off;
+          const box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2];
+          let cost = taken.reduce((sum, o) => sum + overlap(box, o), 0);
+          if (box[0] < vb.x || box[1] < vb.y || box[2] > vb.x + vb.width ||
+              box[3] > vb.y + vb.height) cost += 1e6;
+          if (!best || cost < best.cost) best = { cost, cx, cy, box };
+          if (cost === 0) break;
+        }
+        if (best.cost === 0) break;
+      }
+      text.setAttribute('x', best.cx.toFixed(1));
+      text.setAttribute('y', (best.cy - b.y - b.height / 2).toFixed(1));
+      bg.setAttribute('x', best.box[0].toFixed(1)); bg.setAttribute('y', best.box[1].toFixed(1));
+      bg.setAttribute('width', w.toFixed(1)); bg.setAttribute('height', h.toFixed(1));
+      taken.push(best.box);
+    });
+  }
+  function showBundles(st) {   // a large network: each weight matrix's mean |∂E/∂w|
+    document.querySelectorAll('svg .bundle').forEach((g) => {
+      const b = (st.bundles || {})[g.dataset.key];
+      if (!b) return;
+      g.querySelector('polygon').style.fillOpacity = (0.08 + 0.6 * b.level).toFixed(3);
+      g.querySelector('.mean').textContent = b.text;
     });
   }
   function row(r) {
@@ -94,7 +165,7 @@ JS = r"""
     $('step-range').value = k;
     document.querySelectorAll('.params button')
       .forEach((b) => b.setAttribute('aria-pressed', 'false'));
-    showUnits(st); showEdges(st); showPanel(st); showAll(st);
+    showUnits(st); showEdges(st); showBundles(st); showPanel(st); showAll(st);
     document.querySelectorAll('.order-table [data-order]').forEach((c) =>
       c.classList.toggle('on', c.dataset.order === order));
   }

@@ -27,7 +27,7 @@ from experiments.core.config import ConfigError, RunConfig, read_toml
 
 #: the shared pieces of ``common`` this package re-exports (imported on first use)
 _COMMON = ("Replay", "agreement", "flat", "hessian_eigenvalues", "unflat")
-__all__ = ["STUDIES", *_COMMON, "read_config", "redraw", "run_study"]
+__all__ = ["STUDIES", *_COMMON, "lesson", "read_config", "redraw", "run_study"]
 
 #: name -> (module in this package, one-line description). The modules (torch, pandas,
 #: seaborn) are imported only when a study runs or is redrawn: `handgrad list` reads this.
@@ -93,6 +93,17 @@ def run_study(name: str, out: str | Path, quick: bool = False, force: bool = Fal
 #: name -> (one-line description, fn(out, *, quick=False, force=False, progress=False))
 STUDIES = {name: (description, functools.partial(run_study, name))
            for name, (_, description) in REGISTRY.items()}
+
+
+def lesson(folder: str | Path, width: int = 100) -> str:
+    """A study's lesson in brief, for the terminal: the "What one sees" section of its
+    report.md, each finding wrapped to ``width`` columns under its bullet."""
+    import textwrap
+
+    report = (Path(folder) / "report.md").read_text(encoding="utf-8")
+    sees = report.split("\n## What one sees\n", 1)[-1].split("\n## ", 1)[0]
+    return "\n".join(textwrap.fill(line, width, subsequent_indent="  ")
+                     for line in sees.strip().splitlines() if line.strip())
 
 
 def read_config(folder: str | Path) -> tuple[str, bool, RunConfig]:

@@ -24,7 +24,7 @@ import seaborn as sns
 from experiments.core.config import RunConfig, replace
 from experiments.core.runner import run_experiment
 from experiments.core.schema import BATCH_ARMS_COLUMNS, CURVE_COLUMNS
-from experiments.output.style import figure, save, style
+from experiments.output.style import figure, save, style, title
 
 from .common import Frames, Replay, agreement, agreement_line, essay, fmt, log_400, pct
 
@@ -100,7 +100,11 @@ def figures(frames: Frames, folder: Path) -> list[str]:
         ax_s.set(xlabel="updates made (symlog scale)", title="against updates")
         ax_e.set(xlabel="examples used by those updates (gradient cost)",
                  title="against examples seen")
-        fig.suptitle("thick: loss on all 200 points; faint: loss on the step's own batch")
+        # one legend for both panels, right of them: inside, it sat on the early curves
+        ax_s.get_legend().remove()
+        sns.move_legend(ax_e, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        title(fig, "batch-modes: full batch, mini-batch and batch 1 from one init",
+              "thick: loss on all 200 points; faint: loss on the step's own batch")
         return [save(fig, folder / "batch_modes.png")]
 
 

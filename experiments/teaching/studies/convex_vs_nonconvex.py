@@ -47,7 +47,7 @@ from experiments.core.init import uniform_params
 from experiments.core.runner import run_experiment
 from experiments.core.schema import CV_INITS_COLUMNS, CV_PAIRS_COLUMNS
 from experiments.core.tolerance import gradient_tolerance, magnitude_gradients
-from experiments.output.style import figure, save, style
+from experiments.output.style import figure, save, style, title
 
 from .common import (
     ZERO_MARKER,
@@ -305,12 +305,16 @@ def _slices_figure(slices: pd.DataFrame, gd: pd.DataFrame, path: Path) -> str:
                         linewidth=0.8, label=f"GD from t = {start:.2g}")
             if name == "random":
                 ax.set_xlabel("t along a random unit direction d")
-                ax.legend(fontsize=7)
+                # under the axes: inside, it covered the descent it labels
+                ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                          frameon=False)
             else:
                 ax.set_xlabel("t (0 = init 0's end point, 1 = the other)")
                 for t in (0, 1):
                     ax.axvline(t, color="0.6", linestyle=":", linewidth=1)
             ax.set_ylabel("F = bce + (λ/2)‖w‖²")
+        title(fig, "convex-vs-nonconvex: the objective along 1-D slices, and gradient "
+                   "descent on them")
         return save(fig, path)
 
 
@@ -329,6 +333,7 @@ def _planes_figure(planes: pd.DataFrame, path: Path) -> str:
             else:
                 ax.set_xlabel("a along d₁")
             ax.set_ylabel("b along d₂")
+        title(fig, "convex-vs-nonconvex: the objective on 2-D slices (log10 F; stars: minima)")
         return save(fig, path)
 
 
@@ -349,6 +354,7 @@ def _inits_figure(inits: pd.DataFrame, pairs: pd.DataFrame, path: Path) -> str:
         _strip_with_zeros(ax_d, dist, "value", "distance", dodge=True, size=6, jitter=0.15)
         ax_d.set(ylabel="‖w_a − w_b‖, final weights (log)")
         ax_d.set_title("pairs of inits: raw and permutation-aligned", fontsize=9)
+        title(fig, "convex-vs-nonconvex: where five inits end (one minimum or several)")
         return save(fig, path)
 
 
@@ -372,7 +378,9 @@ def _strip_with_zeros(ax, data: pd.DataFrame, y: str, hue: str, **strip) -> None
         handles.append(Line2D([], [], marker=ZERO_MARKER, linestyle="", color="0.5",
                               markeredgecolor="black", markeredgewidth=0.5))
         labels.append(f"exact 0 ({int(zero.sum())}), drawn at {floor:.0e}")
-    ax.legend(handles, labels, fontsize=7, title=hue, title_fontsize=7)
+    # under the axes: inside, it sat on the points
+    ax.legend(handles, labels, fontsize=7, title=hue, title_fontsize=7, loc="upper center",
+              bbox_to_anchor=(0.5, -0.3), frameon=False)
 
 
 def _curvature(v, t) -> np.ndarray:

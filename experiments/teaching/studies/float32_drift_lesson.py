@@ -30,7 +30,7 @@ from experiments.core.config import RunConfig, load_config, replace
 from experiments.core.runner import run_experiment
 from experiments.core.schema import DRIFT_ARMS_COLUMNS, DRIFT_COLUMNS
 from experiments.core.tolerance import unit_roundoff
-from experiments.output.style import figure, save, style
+from experiments.output.style import figure, save, style, title
 
 from .common import ZERO_FLOOR, Frames, Replay, agreement, essay, fmt
 
@@ -103,12 +103,16 @@ def figures(frames: Frames, folder: Path) -> list[str]:
          "the per-step bound rel_tol: vacuous once it passes 1", ("0.4", ":"))]
     with style():
         fig, axes = figure(2, 4.5, 3.0, nrows=2)
-        for ax, (data, y, hue, dash, ylabel, title, line) in zip(axes, panels, strict=True):
+        for ax, (data, y, hue, dash, ylabel, name, line) in zip(axes, panels, strict=True):
             sns.lineplot(data=data, x="step", y=y, hue=hue, style=dash, ax=ax, errorbar=None)
             if line:
                 ax.axhline(1.0, color=line[0], linestyle=line[1], linewidth=1)
             ax.set(yscale="log", xlabel="step", ylabel=ylabel)
-            ax.set_title(title, fontsize=9)
+            ax.set_title(name, fontsize=9)
+            # right of the axes: inside, the legend sat on the curves
+            sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False,
+                            fontsize=7, title_fontsize=7)
+        title(fig, "float32-drift-lesson: free vs synced float32, each side against float64")
         return [save(fig, folder / "float32_drift.png")]
 
 

@@ -26,7 +26,7 @@ from matplotlib import colormaps
 from experiments.core.config import RunConfig, replace
 from experiments.core.runner import run_experiment
 from experiments.core.schema import LR_ARMS_COLUMNS, LR_CURVE_COLUMNS
-from experiments.output.style import figure, save, style
+from experiments.output.style import figure, save, style, title
 
 from .common import (
     Frames,
@@ -149,26 +149,36 @@ def figures(frames: Frames, folder: Path) -> list[str]:
             sns.lineplot(data=part, x="step", y="loss", hue="label", hue_order=labels,
                          palette=palette, ax=ax, errorbar=None, linewidth=1.2)
             ax.set_yscale("log")
-            _mark_divergence(ax, arms[arms["output_activation"] == output], colour)
+            _mark_divergence(ax, arms[arms["output_activation"] == output], curves, colour)
             ax.set(xlabel="step (full-batch updates)", ylabel="½·SSE loss, log scale")
             # outside, right of the axes: inside it covered the curves
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                       borderaxespad=0)
-        axes[0].set_title("linear output; X on the top edge = the step each diverging lr "
-                          f"overflowed (lines leave at {LOSS_CAP:.0e})", fontsize=8, pad=10)
+        axes[0].set_title(f"linear output; X where a diverging lr's line leaves the axes "
+                          f"(loss > {LOSS_CAP:.0e}), labelled with the step it overflowed",
+                          fontsize=8, pad=10)
         axes[1].set_title("sigmoid output (the seed case)", fontsize=8)
+        title(fig, "learning-rate: the loss per step, from too small a step to divergence")
         return [save(fig, folder / "learning_rate.png")]
 
 
-def _mark_divergence(ax, arms: pd.DataFrame, colour: dict) -> None:
-    """An X on the top edge at the step each diverged arm stopped, labelled with its lr."""
-    diverged = arms[arms["regime"] == "diverged"]
-    for arm in diverged.itertuples():
-        ax.scatter([arm.diverged_step], [LOSS_CAP], marker="X", s=80, color=colour[arm.lr],
+def _mark_divergence(ax, arms: pd.DataFrame, curves: pd.DataFrame, colour: dict) -> None:
+    """An X on the top edge where each diverged arm's line leaves the axes (its first step
+    above LOSS_CAP, or its last logged one), labelled with its lr and the step the runner
+    stopped it: the loss runs far beyond the axes before it overflows."""
+    diverged = arms[arms["regime"] == "diverged"].sort_values("lr")
+    for i, arm in enumerate(diverged.itertuples()):
+        c = curves[(curves["output_activation"] == arm.output_activation)
+                   & (curves["lr"] == arm.lr)]
+        off = c.loc[~(c["loss_manual"] <= LOSS_CAP), "step"]     # above the cap, inf, NaN
+        leaves = off.min() if len(off) else c["step"].max()
+        ax.scatter([leaves], [LOSS_CAP], marker="X", s=80, color=colour[arm.lr],
                    edgecolor="black", zorder=5, clip_on=False)
-        ax.annotate(f"lr {arm.lr:g}", (arm.diverged_step, LOSS_CAP), fontsize=6,
-                    xytext=(0, -13 - 8 * (arm.Index % 2)), textcoords="offset points",
-                    ha="center")
+        # the lines leave within a few steps of each other: one label per line, stacked
+        ax.annotate(f"lr {arm.lr:g}: leaves at step {leaves:g}, overflows at step "
+                    f"{int(arm.diverged_step)}", (leaves, LOSS_CAP), fontsize=6,
+                    xytext=(10, -10 - 9 * i), textcoords="offset points", ha="left",
+                    color=colour[arm.lr], fontweight="bold")
     if not diverged.empty:
         ax.set_ylim(top=LOSS_CAP)
 

@@ -28,7 +28,7 @@ import seaborn as sns
 from experiments.core.config import RunConfig, replace
 from experiments.core.runner import run_experiment
 from experiments.core.schema import SPARSE_ARMS_COLUMNS, SPARSE_MOVE_COLUMNS, SPARSE_ZERO_COLUMNS
-from experiments.output.style import figure, save, style
+from experiments.output.style import figure, save, style, title
 
 from .common import Frames, Replay, agreement, agreement_line, essay, fmt, log_400
 
@@ -100,12 +100,17 @@ def figures(frames: Frames, folder: Path) -> list[str]:
         first = lr0[lr0["step"] < 200]   # the first 200 steps: one epoch of batch 1
         sns.lineplot(data=first, x="step", y="zero_frac", hue="batch_size", ax=ax_t,
                      palette="tab10", errorbar=None, linewidth=0.8, drawstyle="steps-post")
-        ax_t.set(ylabel="fraction of first-layer gradient entries exactly 0", xlabel="step")
+        ax_t.set(ylabel="fraction of entries exactly 0", xlabel="step")
         ax_t.set_title(f"per step (lr {lr0['lr'].iloc[0]:g}, first 200 steps)", fontsize=9)
+        # under the axes: inside, it covered the steps it describes
+        sns.move_legend(ax_t, "upper center", bbox_to_anchor=(0.5, -0.18), frameon=False,
+                        ncols=3, fontsize=7, title_fontsize=7)
         sns.barplot(data=data, x="batch_size", y="zero_frac", hue="lr", ax=ax_b,
                     palette="Set2", errorbar="sd")
-        ax_b.set_ylabel("fraction exactly 0: mean over steps (bar: ± 1 sd)")
+        ax_b.set_ylabel("mean fraction exactly 0 (bar: ± 1 sd)")
         ax_b.set_title("all steps, by batch size and lr", fontsize=9)
+        sns.move_legend(ax_b, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        title(fig, "sparse-features: first-layer gradient entries that are exactly 0")
         names = [save(fig, folder / "zero_gradients.png")]
     steps = moves.groupby(["lr", "batch_size"])["steps_touched"].transform("max")
     data = moves.assign(touched_frac=moves["steps_touched"] / steps)
@@ -122,6 +127,12 @@ def figures(frames: Frames, folder: Path) -> list[str]:
                  ylabel="fraction of steps with a non-zero gradient (log)")
         ax_t.set_title("why: a column gets gradient only when its feature is in the batch",
                        fontsize=9)
+        # legends beside the panels: inside, they sat on the points
+        sns.move_legend(ax_m, "upper left", bbox_to_anchor=(1.01, 1), frameon=False,
+                        fontsize=7, title_fontsize=7)
+        sns.move_legend(ax_t, "upper left", bbox_to_anchor=(1.01, 1), frameon=False,
+                        fontsize=7, title_fontsize=7)
+        title(fig, "sparse-features: rare features' weights move less")
         return [*names, save(fig, folder / "movement.png")]
 
 
