@@ -82,12 +82,13 @@ SHORTENED = {
     "handgrad explain seed --format html --out seed.html --steps 20": "--steps 2",
     "handgrad run digits                             # 64-30-10 sigmoid net, mini-batch SGD":
         "--set epochs=2",
-    "handgrad grade submissions/ seed --out grades.csv --timeout 20 --steps 200 --jobs 2 "
+    "handgrad grade submissions/ seed --out grades/week3 --timeout 20 --steps 200 --jobs 2 "
     "--force":
         "--steps 5",
     "handgrad check my_backprop.py seed                          # exit 0 agree, 1 differ":
         "--steps 20",
-    "handgrad grade submissions/ seed --out grades.csv --jobs 2  # a class: one row per file":
+    "handgrad grade submissions/ seed --out grades/week3 --jobs 2  # a class: one row per "
+    "file":
         "--steps 5",
     "handgrad check examples/learners/correct_w1b1.py                 # the seed case "
     "(default)": "--steps 20",
