@@ -1,0 +1,178 @@
+"""What a reference check says and writes: the diagnosis in the learner's names, the text
+``handgrad check`` prints, and the check folder.
+
+    check.md            the explanation, as printed
+    initial.csv         the initial point: one row per call and parameter or intermediate
+                        (``check.COLUMNS``)
+    steps.csv           training: one row per step and parameter (``check.STEP_COLUMNS``)
+    intermediates.csv   the intermediates at the point diagnosed (``intermediates.COLUMNS``)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from experiments.core.diagnose import param_kinds
+from experiments.core.reference import FLOOR_ULPS, SAFETY, Reference
+from experiments.output.rundir import atomic_folder, write_csv
+from experiments.teaching.reference import intermediates as inter_report
+
+
+def _names(ref: Reference, keys) -> str:
+    names = [ref.learner_name(k) for k in keys]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _factor(c: float, N: int) -> str:
+    """The usual cause of a gradient c times autograd's."""
+    named = {-1.0: "the sign is flipped (a residual written the wrong way round, or a "
+                   "minus lost)",
+             2.0: "an extra factor 2", 0.5: "a factor 2 missing (the 2 of a square's "
+                                             "derivative)"}
+    if N > 1:
+        named[float(N)] = (f"the 1/N of the loss's mean over the batch is missing (N = {N}: "
+                           f"summed where it averages)")
+        named[1.0 / N] = f"an extra 1/N (N = {N}: averaged where the loss sums, or twice)"
+        named[-float(N)] = f"the sign is flipped and the 1/N of the mean missing (N = {N})"
+        named[-1.0 / N] = f"the sign is flipped and an extra 1/N (N = {N})"
+    for value, why in named.items():
+        if math.isfinite(c) and abs(c / value - 1) <= 1e-6:
+            return why
+    return "a constant factor: look for a scale written by hand (a learning rate, a 1/N)"
+
+
+def sentences(ref: Reference, j) -> list[str]:
+    """The diagnosis of one point ``j`` (``check.Judged``), most telling first."""
+    keys = list(j.autograd)
+    N = _batch(ref, j)
+    out, unexplained = [], False
+    if j.call == "update":
+        for f in j.findings:
+            if f.kind == "constant_ratio":
+                out.append(f"your update(params, grads, lr) moves {_names(ref, f.params)} "
+                           f"{f.numbers['c']:.6g} times as far as SGD's w − lr·g "
+                           f"(lr = {ref.lr:g}): apply lr exactly once, and subtract")
+        return out or ["your update(params, grads, lr) differs from SGD's w − lr·g "
+                       f"(lr = {ref.lr:g}) on {_names(ref, j.differ)}"]
+    for f in j.findings:
+        if f.kind in ("agree",) or not set(f.params) & set(j.differ):
+            continue
+        ks = [k for k in f.params if k in j.differ]
+        if f.kind == "constant_ratio":
+            c = f.numbers["c"]
+            scope = "every parameter" if len(ks) == len(keys) else _names(ref, ks)
+            out.append(f"your gradients are {c:.6g} times autograd's on {scope}: "
+                       f"{_factor(c, N)}")
+        elif f.kind == "transposed":
+            out.append(f"your {_names(ref, ks)} gradient is autograd's transposed: a matrix "
+                       f"product taken in the other order (it has {_names(ref, ks)}'s shape "
+                       f"only because the matrix is square)")
+        elif f.kind == "accumulated":
+            out.append(f"your gradients keep growing from call to call: the 2nd call returned "
+                       f"autograd's gradient plus the 1st call's on {_names(ref, ks)} (assign, "
+                       f"do not +=, each call: nothing may carry over)")
+        elif f.kind == "rounding":
+            out.append(f"your {_names(ref, ks)} gradient is off by rel_err "
+                       f"{f.numbers['rel_err']:.2g}: small, but beyond rounding (tolerance "
+                       f"{max(j.tols[k] for k in ks):.2g}): a constant slightly off, an "
+                       f"epsilon in the wrong place, or float32 somewhere")
+        else:
+            unexplained = True
+            worst = max(_rel(j, k) for k in ks)
+            zero = [k for k in ks if not j.yours[k].any() and j.autograd[k].any()]
+            out.append(f"your gradient of {_names(ref, ks)} differs from autograd's (rel_err "
+                       f"up to {worst:.2g}); no constant factor, sign or transpose explains it"
+                       + (f" ({_names(ref, zero)} all zeros)" if zero else ""))
+    first = inter_report.first_wrong(j.inter)
+    if first:
+        c = float(j.inter.loc[j.inter["name"] == first, "ratio"].iloc[0])
+        how = f" ({c:.6g} times autograd's: {_factor(c, N)})" if math.isfinite(c) else ""
+        said = (f"the first wrong intermediate on the way back from the loss is {first}: "
+                f"your ∂E/∂{first} differs from autograd's{how} "
+                + ("(the ones after it in the forward pass agree), so the mistake enters "
+                   f"there — in the step that computes ∂E/∂{first}" if _after_ok(j, first)
+                   else "") )
+        out.insert(0 if unexplained or not out else 1, said.rstrip())
+    elif unexplained and not j.inter.empty:
+        out.append("every intermediate you returned agrees: the mistake is in the parameters' "
+                   "own formulas (∂E/∂param from the intermediate's gradient)")
+    return out or [f"your gradients differ from autograd's on {_names(ref, j.differ)}"]
+
+
+def _after_ok(j, first: str) -> bool:
+    names = list(j.inter["name"])
+    return names.index(first) == len(names) - 1 or all(
+        v != "wrong" for v in j.inter["verdict"].iloc[names.index(first) + 1:])
+
+
+def _rel(j, k) -> float:
+    from experiments.core.metrics import rel_err
+    return rel_err(j.yours[k], j.autograd[k])
+
+
+def _batch(ref: Reference, j) -> int:
+    return ref.N if ref.batch_size is None else ref.batch_size
+
+
+def describe(ref: Reference) -> str:
+    shapes = ", ".join(f"{ref.learner_name(k)} {tuple(v.shape)}" for k, v in ref.params.items())
+    batch = "full batch" if ref.batch_size is None else f"batches of {ref.batch_size}"
+    return (f"reference {ref.name} ({ref.source}): params {shapes}; N = {ref.N}, {batch}, "
+            f"lr {ref.lr:g}, {ref.steps} steps (synced), {ref.dtype}")
+
+
+def tolerance_line(ref: Reference) -> str:
+    if not ref.row_invariant:
+        return (f"tolerance: {FLOOR_ULPS}·u (the loss is not a function of its rows alone, "
+                f"so no reordered estimate)")
+    return (f"tolerance: max({FLOOR_ULPS}·u, {SAFETY} × autograd against autograd with the "
+            f"batch's rows reversed), per parameter and step")
+
+
+def explanation(result, mc) -> str:
+    """Everything ``handgrad check FILE reference.py`` prints."""
+    ref = mc.ref
+    out = [f"{result.file}: {result.status} — {result.message}", describe(ref),
+           tolerance_line(ref)]
+    t = mc.table
+    if not t.empty:
+        out += ["", "initial point (the first batch):",
+                "  call                 name             rel_err   rel_tol  fd_rel_err  verdict"]
+        for r in t[t["kind"] != "intermediate"].itertuples():
+            out.append(f"  {r.call:<20} {r.name:<15} {r.rel_err:9.2g} {r.rel_tol:9.2g} "
+                       f"{r.fd_rel_err:11.2g}  {r.verdict}")
+    if mc.judged is not None and not mc.judged.inter.empty:
+        out += ["", f"intermediates at {mc.judged.call} (forward order):",
+                *inter_report.lines(mc.judged.inter)]
+    elif not t.empty and (t["kind"] == "intermediate").any():
+        first = t[(t["kind"] == "intermediate") & (t["call"] == "gradients")]
+        out += ["", "intermediates at the initial point (forward order): "
+                + ", ".join(f"{r.name} {'exact' if r.verdict == 'exact' else 'close'}"
+                            for r in first.itertuples())]
+    if not mc.steps.empty:
+        s = mc.steps
+        bad = s[s["verdict"] == "differ"]
+        out += ["", f"training: {s['step'].nunique()} steps in lockstep; worst rel_err "
+                    f"{s['rel_err'].max():.2g} ({(s['rel_err'] / s['rel_tol']).max():.2g} of "
+                    f"the tolerance)"
+                + (f"; first differs at step {int(bad['step'].iloc[0])}" if len(bad) else "")]
+    if result.sentences:
+        out += ["", "diagnosis:", *(f"  - {s}" for s in result.sentences)]
+    if result.details:
+        out += ["", result.details]
+    return "\n".join(out)
+
+
+def kinds(j) -> dict:
+    return param_kinds(j.findings, list(j.autograd))
+
+
+def write_check(result, mc, out: Path, *, force: bool = False) -> None:
+    """The check folder (module docstring), written whole or not at all."""
+    with atomic_folder(Path(out), force, "check", legacy=False) as tmp:
+        (tmp / "check.md").write_text(result.explanation + "\n", encoding="utf-8")
+        write_csv(mc.table, tmp / "initial.csv")
+        write_csv(mc.steps, tmp / "steps.csv")
+        if mc.judged is not None:
+            write_csv(mc.judged.inter, tmp / "intermediates.csv")
