@@ -18,20 +18,29 @@ intermediates' gradients kept with ``retain_grad``) and ``torch.optim.SGD``. It 
 same kind of side as ``engine.TorchSide`` for the MLP; ``from_config`` builds the MLP of a
 RunConfig as a Reference, whose gradients are TorchSide's (tests/test_reference.py).
 
-The tolerance (``tolerances``). A general model has no closed-form rounding bound like the
-MLP's (experiments.core.tolerance), so each step measures one: autograd's gradient is
-computed a second time on the same batch with its rows in reverse order, which reorders
-every sum over the batch (and every reduction torch makes over it) while leaving the
-exact gradient unchanged. The two differ by rounding only, with the cancellation of the
-model at that point in it. A parameter's rel_tol is
+The tolerance (``noise`` and ``allowed``). A general model has no closed-form rounding
+bound like the MLP's (experiments.core.tolerance), so each step measures one. Autograd's
+gradient g is computed again twice at the same point, in ways that change its rounding and
+not its exact value (to first order):
 
-    rel_tol = max(FLOOR_ULPS · u, SAFETY · rel_err(g, g_reversed))
+* with the batch's rows in reverse order, which reorders every sum over the batch and
+  every reduction torch makes over it (for a loss that is a function of its rows alone:
+  its value unchanged when they are reversed, checked at load);
+* at the weights perturbed by ±2u relative, entry by entry (a fixed random sign): the
+  gradient moves by its condition times u, as any other rounding of the inputs would
+  move it; this also reaches reductions within a row (a softmax's sum, a max).
 
-with u the unit roundoff: FLOOR_ULPS = 1000 (about 1.1e-13 in float64: a chain of a
-thousand rounded operations, for points where the reordering happens to round alike) and
-SAFETY = 100 (a learner's code rounds in its own order, not torch's). A loss that is not a
-function of its rows alone (its value changes when they are reversed) gets the floor only,
-and the check says so.
+The noise of a gradient (a parameter's or an intermediate's) is the largest distance
+‖g − g'‖ between g and these recomputations; a learner's gradient a is then allowed
+
+    ‖a − g‖ ≤ max(FLOOR_ULPS · u · ‖g‖, SAFETY · noise)
+
+FLOOR_ULPS = 1000 (about 1.1e-13 relative in float64: a chain of a thousand rounded
+operations, for points where the recomputations happen to round alike) and SAFETY = 100
+(a learner's code rounds in its own order, not torch's). As a relative tolerance,
+rel_tol = that bound / max(‖a‖, ‖g‖). The absolute form keeps a gradient that is zero in
+exact arithmetic (a bias before a batchnorm, a max's input in a stable softmax) honest:
+autograd's is rounding noise there, and so may the learner's be, but nothing larger.
 """
 
 from __future__ import annotations
@@ -44,7 +53,6 @@ import numpy as np
 import torch
 
 from experiments.core.config import ConfigError
-from experiments.core.metrics import rel_err
 from experiments.core.tolerance import unit_roundoff
 
 FLOOR_ULPS = 1000
@@ -201,19 +209,41 @@ class ReferenceSide:
                           *self.batch(idx))
         return E
 
-    def tolerances(self, idx, grads: Mapping) -> dict[str, float]:
-        """Each parameter's rel_tol at the current weights on rows ``idx`` (module
-        docstring), from ``grads`` (numpy, autograd's in row order)."""
-        floor = FLOOR_ULPS * unit_roundoff(self.ref.dtype)
-        if not self.ref.row_invariant:
-            return dict.fromkeys(grads, floor)
+    def noise(self, idx) -> dict[str, float]:
+        """The rounding noise of each parameter's and intermediate's gradient at the
+        current weights on rows ``idx`` (module docstring), from the last ``evaluate``
+        there; the state ``update`` uses is kept."""
         kept = ({k: p.grad for k, p in self.tensors.items()}, self.intermediate_grads,
                 self.last_grads)
-        _, rev, _ = self.gradients_at(idx, reverse=True)
-        for k, p in self.tensors.items():   # the update still takes the row-order gradients
+        g = {k: v.detach().numpy().copy() for k, v in self.last_grads.items()}
+        inter = dict(self.intermediate_grads)
+        n = self.ref.N if idx is None else len(idx)
+        out = dict.fromkeys([*g, *inter], 0.0)
+        samples = []
+        if self.ref.row_invariant:
+            _, rg, ri = self.gradients_at(idx, reverse=True)
+            samples.append((rg, {k: v[::-1] if v.ndim and v.shape[0] == n else v
+                                 for k, v in ri.items()}))
+        w = {k: p.detach().clone() for k, p in self.tensors.items()}
+        rng = np.random.default_rng(0)
+        u = unit_roundoff(self.ref.dtype)
+        with torch.no_grad():
+            for p in self.tensors.values():
+                sign = torch.as_tensor(rng.choice([-1.0, 1.0], size=tuple(p.shape)))
+                p.mul_(1 + 2 * u * sign.to(p.dtype))
+        samples.append(self.gradients_at(idx)[1:])
+        with torch.no_grad():
+            for k, p in self.tensors.items():
+                p.copy_(w[k])
+        for pg, pi in samples:
+            for k in g:
+                out[k] = max(out[k], float(np.linalg.norm(g[k] - pg[k])))
+            for k in inter:
+                out[k] = max(out[k], float(np.linalg.norm(inter[k] - pi[k])))
+        for k, p in self.tensors.items():   # the update still takes this point's gradients
             p.grad = kept[0][k]
         self.intermediate_grads, self.last_grads = kept[1], kept[2]
-        return {k: max(floor, SAFETY * rel_err(grads[k], rev[k])) for k in grads}
+        return out
 
     def update(self, grads: Mapping) -> None:
         self.opt.step()   # autograd left the gradients in each parameter's .grad
@@ -236,6 +266,14 @@ def _plain(ref: Reference, params, X, Y) -> tuple[float, dict]:
     if isinstance(out, tuple):
         out = out[0]
     return float(out), {}
+
+
+def allowed(yours: np.ndarray, autograd: np.ndarray, noise: float, dtype: str) -> float:
+    """rel_tol for ``yours`` against ``autograd`` (module docstring):
+    max(FLOOR_ULPS·u·‖g‖, SAFETY·noise) / max(‖a‖, ‖g‖)."""
+    ng, na = float(np.linalg.norm(autograd)), float(np.linalg.norm(yours))
+    bound = max(FLOOR_ULPS * unit_roundoff(dtype) * ng, SAFETY * noise)
+    return bound / max(na, ng, 1e-300) if bound else FLOOR_ULPS * unit_roundoff(dtype)
 
 
 def row_invariant(ref: Reference) -> bool:

@@ -30,7 +30,7 @@ import pandas as pd
 from experiments.core.diagnose import diagnose, fit_ratio, param_kinds
 from experiments.core.engine import Lockstep, Observer, batches
 from experiments.core.metrics import TINY, compare_many, verdict
-from experiments.core.reference import Reference, ReferenceSide, finite_differences
+from experiments.core.reference import Reference, ReferenceSide, allowed, finite_differences
 from experiments.core.tolerance import unit_roundoff
 from experiments.teaching.boundary.learner import BadLearner, LearnerError
 from experiments.teaching.check.api import CheckResult, failed
@@ -75,14 +75,14 @@ def order(ref: Reference):
 
 def _judge(call, ref, auto: ReferenceSide, learner_grads, learner_inter, idx, previous=None):
     g_t = {k: v.detach().numpy().copy() for k, v in auto.last_grads.items()}
-    tols = auto.tolerances(idx, g_t)
+    noise = auto.noise(idx)
+    tols = {k: allowed(learner_grads[k], g_t[k], noise[k], ref.dtype) for k in g_t}
     N = ref.N if idx is None else len(idx)
     findings = diagnose(learner_grads, g_t, rel_tol=tols, batch=N, previous=previous)
     metrics = compare_many([learner_grads[k] for k in g_t], [g_t[k] for k in g_t])
     differ = [k for k, m in zip(g_t, metrics, strict=True)
               if verdict(m.max_abs_diff, m.rel_err, tols[k]) == "differ"]
-    inter = inter_report.compare(ref, learner_inter, auto.intermediate_grads,
-                                 max(tols.values()))
+    inter = inter_report.compare(ref, learner_inter, auto.intermediate_grads, noise)
     return Judged(call, learner_grads, g_t, tols, findings, inter, differ)
 
 
@@ -197,7 +197,7 @@ def _check_update(learner, ref, w0, g0, w1):
             / max(float(np.linalg.norm(w1[k])), TINY) for k in w0}
     findings = diagnose({k: new[k] - w0[k] for k in w0}, {k: w1[k] - w0[k] for k in w0},
                         rel_tol=tols)
-    j = Judged("update", new, w1, tols, findings, inter_report.compare(ref, {}, {}, 0.0))
+    j = Judged("update", new, w1, tols, findings, inter_report.compare(ref, {}, {}, {}))
     rows = []
     for k in w0:
         m = compare_many([new[k]], [w1[k]])[0]

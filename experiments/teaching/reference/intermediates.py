@@ -6,7 +6,8 @@ way back, and may return them next to the parameters' gradients. Each returned o
 compared with autograd's (kept with ``retain_grad``), as makemore part 4's ``cmp`` does:
 
     exact   bit-identical
-    close   rel_err within the tolerance (the largest of the parameters' at that point)
+    close   rel_err within the tolerance (``experiments.core.reference``'s, measured for
+            each intermediate as for each parameter)
     wrong   beyond it
 
 in forward order. Backpropagation visits them in reverse, so the *first wrong
@@ -22,14 +23,15 @@ import pandas as pd
 
 from experiments.core.diagnose import fit_ratio
 from experiments.core.metrics import compare_many
-from experiments.core.reference import Reference
+from experiments.core.reference import Reference, allowed
 from experiments.teaching.boundary.learner import BadLearner
 
 COLUMNS = ["name", "key", "verdict", "max_abs_diff", "rel_err", "rel_tol", "ratio"]
 
 
-def compare(ref: Reference, yours: dict, autograd: dict, tol: float) -> pd.DataFrame:
-    """One row per intermediate the learner returned, in forward order (``COLUMNS``)."""
+def compare(ref: Reference, yours: dict, autograd: dict, noise: dict) -> pd.DataFrame:
+    """One row per intermediate the learner returned, in forward order (``COLUMNS``), each
+    held to ``reference.allowed`` with its ``noise``."""
     rows = []
     for k in ref.intermediates:
         if k not in yours:
@@ -41,6 +43,7 @@ def compare(ref: Reference, yours: dict, autograd: dict, tol: float) -> pd.DataF
                              f"expected {t.shape}, the shape of {name} on this batch",
                              output=True)
         m = compare_many([a], [t])[0]
+        tol = allowed(a, t, noise[k], ref.dtype)
         v = ("exact" if m.max_abs_diff == 0 else "close" if m.rel_err <= tol else "wrong")
         c, residual = fit_ratio(a, t)
         rows.append([ref.learner_name(k), k, v, m.max_abs_diff, m.rel_err, tol,

@@ -123,11 +123,10 @@ def describe(ref: Reference) -> str:
 
 
 def tolerance_line(ref: Reference) -> str:
-    if not ref.row_invariant:
-        return (f"tolerance: {FLOOR_ULPS}·u (the loss is not a function of its rows alone, "
-                f"so no reordered estimate)")
-    return (f"tolerance: max({FLOOR_ULPS}·u, {SAFETY} × autograd against autograd with the "
-            f"batch's rows reversed), per parameter and step")
+    how = ("the batch's rows reversed and the weights moved by 2u" if ref.row_invariant else
+           "the weights moved by 2u (the loss is not a function of its rows alone)")
+    return (f"tolerance: ‖yours − autograd‖ ≤ max({FLOOR_ULPS}·u·‖autograd‖, {SAFETY} × the "
+            f"rounding noise of autograd recomputed with {how}), per gradient and step")
 
 
 def explanation(result, mc) -> str:
