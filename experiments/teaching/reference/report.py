@@ -17,6 +17,7 @@ from experiments.core.diagnose import param_kinds
 from experiments.core.reference import FLOOR_ULPS, SAFETY, Reference
 from experiments.output.rundir import atomic_folder, write_csv
 from experiments.teaching.reference import intermediates as inter_report
+from experiments.teaching.reference.check import NOISE_TOL
 
 
 def _names(ref: Reference, keys) -> str:
@@ -36,6 +37,11 @@ def _factor(c: float, N: int) -> str:
         named[1.0 / N] = f"an extra 1/N (N = {N}: averaged where the loss sums, or twice)"
         named[-float(N)] = f"the sign is flipped and the 1/N of the mean missing (N = {N})"
         named[-1.0 / N] = f"the sign is flipped and an extra 1/N (N = {N})"
+    if N > 2:
+        named[(N - 1) / N] = (f"(N − 1)/N with N = {N}: a 1/N where the forward pass divides by "
+                              f"N − 1 (Bessel's correction of a variance)")
+        named[N / (N - 1)] = (f"N/(N − 1) with N = {N}: a 1/(N − 1) where the forward pass "
+                              f"divides by N (a biased variance)")
     for value, why in named.items():
         if math.isfinite(c) and abs(c / value - 1) <= 1e-6:
             return why
@@ -87,23 +93,20 @@ def sentences(ref: Reference, j) -> list[str]:
     first = inter_report.first_wrong(j.inter)
     if first:
         c = float(j.inter.loc[j.inter["name"] == first, "ratio"].iloc[0])
-        how = f" ({c:.6g} times autograd's: {_factor(c, N)})" if math.isfinite(c) else ""
+        ratio_said = any(f.kind == "constant_ratio" for f in j.findings)
+        how = (f" ({c:.6g} times autograd's: {_factor(c, N)})"
+               if math.isfinite(c) and not ratio_said else "")
+        names = list(j.inter["name"])
+        later = ("" if names.index(first) == len(names) - 1 else
+                 " (every one after it in the forward pass agrees)")
         said = (f"the first wrong intermediate on the way back from the loss is {first}: "
-                f"your ∂E/∂{first} differs from autograd's{how} "
-                + ("(the ones after it in the forward pass agree), so the mistake enters "
-                   f"there — in the step that computes ∂E/∂{first}" if _after_ok(j, first)
-                   else "") )
-        out.insert(0 if unexplained or not out else 1, said.rstrip())
+                f"your ∂E/∂{first} differs from autograd's{how}{later}, so the mistake enters "
+                f"in the step that computes ∂E/∂{first}")
+        out.insert(0 if unexplained or not out else 1, said)
     elif unexplained and not j.inter.empty:
         out.append("every intermediate you returned agrees: the mistake is in the parameters' "
                    "own formulas (∂E/∂param from the intermediate's gradient)")
     return out or [f"your gradients differ from autograd's on {_names(ref, j.differ)}"]
-
-
-def _after_ok(j, first: str) -> bool:
-    names = list(j.inter["name"])
-    return names.index(first) == len(names) - 1 or all(
-        v != "wrong" for v in j.inter["verdict"].iloc[names.index(first) + 1:])
 
 
 def _rel(j, k) -> float:
@@ -139,22 +142,22 @@ def explanation(result, mc) -> str:
         out += ["", "initial point (the first batch):",
                 "  call                 name             rel_err   rel_tol  fd_rel_err  verdict"]
         for r in t[t["kind"] != "intermediate"].itertuples():
+            noise = ("  (rounding noise: zero in exact arithmetic)"
+                     if r.rel_tol > NOISE_TOL and r.verdict != "differ" else "")
             out.append(f"  {r.call:<20} {r.name:<15} {r.rel_err:9.2g} {r.rel_tol:9.2g} "
-                       f"{r.fd_rel_err:11.2g}  {r.verdict}")
-    if mc.judged is not None and not mc.judged.inter.empty:
-        out += ["", f"intermediates at {mc.judged.call} (forward order):",
-                *inter_report.lines(mc.judged.inter)]
-    elif not t.empty and (t["kind"] == "intermediate").any():
-        first = t[(t["kind"] == "intermediate") & (t["call"] == "gradients")]
-        out += ["", "intermediates at the initial point (forward order): "
-                + ", ".join(f"{r.name} {'exact' if r.verdict == 'exact' else 'close'}"
-                            for r in first.itertuples())]
+                       f"{r.fd_rel_err:11.2g}  {r.verdict}{noise}")
+    shown = mc.judged if mc.judged is not None else mc.first
+    if shown is not None and not shown.inter.empty:
+        where = "the initial point" if shown.call == "gradients" else shown.call
+        out += ["", f"intermediates at {where} (forward order, makemore's cmp):",
+                *inter_report.lines(shown.inter)]
     if not mc.steps.empty:
         s = mc.steps
         bad = s[s["verdict"] == "differ"]
+        real = s[s["rel_tol"] <= NOISE_TOL]
+        worst = f"{real['rel_err'].max():.2g}" if not real.empty else "n/a"
         out += ["", f"training: {s['step'].nunique()} steps in lockstep; worst rel_err "
-                    f"{s['rel_err'].max():.2g} ({(s['rel_err'] / s['rel_tol']).max():.2g} of "
-                    f"the tolerance)"
+                    f"{worst} ({(s['rel_err'] / s['rel_tol']).max():.2g} of the tolerance)"
                 + (f"; first differs at step {int(bad['step'].iloc[0])}" if len(bad) else "")]
     if result.sentences:
         out += ["", "diagnosis:", *(f"  - {s}" for s in result.sentences)]
