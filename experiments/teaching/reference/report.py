@@ -10,10 +10,14 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
+import numpy as np
+
 from experiments.core.diagnose import param_kinds
+from experiments.core.metrics import rel_err
 from experiments.core.reference import FLOOR_ULPS, SAFETY, Reference
 from experiments.output.rundir import atomic_folder, write_csv
 from experiments.teaching.reference import intermediates as inter_report
@@ -45,7 +49,27 @@ def _factor(c: float, N: int) -> str:
     for value, why in named.items():
         if math.isfinite(c) and abs(c / value - 1) <= 1e-6:
             return why
+    if c == 0:
+        return "all zeros: never computed, or nothing propagated back to it"
+    for m in (abs(c), 1 / abs(c) if c else math.inf):
+        if 1.5 < m < 1e6 and abs(m - round(m)) <= 1e-6 * m:
+            sign = "the sign flipped and " if c < 0 else ""
+            return (f"{sign}a factor {round(m)} too large: {round(m)} terms summed where the "
+                    f"loss averages them" if m == abs(c) else
+                    f"{sign}an extra 1/{round(m)}: a mean over {round(m)} terms where the "
+                    f"gradient sums them (a sum over samples and positions, say)")
     return "a constant factor: look for a scale written by hand (a learning rate, a 1/N)"
+
+
+def flipped_axes(yours: np.ndarray, autograd: np.ndarray) -> tuple[int, ...]:
+    """The axes along which ``yours`` is autograd's reversed (() if none): a kernel flipped,
+    a sequence taken backwards."""
+    for r in range(1, yours.ndim + 1):
+        for axes in itertools.combinations(range(yours.ndim), r):
+            flipped = np.flip(autograd, axis=axes)
+            if not np.array_equal(flipped, autograd) and rel_err(yours, flipped) <= 1e-8:
+                return axes
+    return ()
 
 
 def sentences(ref: Reference, j) -> list[str]:
@@ -84,6 +108,17 @@ def sentences(ref: Reference, j) -> list[str]:
                        f"{max(j.tols[k] for k in ks):.2g}): a constant slightly off, an "
                        f"epsilon in the wrong place, or float32 somewhere")
         else:
+            flips = {k: flipped_axes(j.yours[k], j.autograd[k]) for k in ks}
+            for k in [k for k in ks if flips[k]]:
+                axes = " and ".join(map(str, flips[k]))
+                kernel = (" (a kernel flipped: the derivative of a true convolution, where the "
+                          "forward pass is a cross-correlation, as in torch)"
+                          if j.yours[k].ndim == 4 and flips[k] == (2, 3) else "")
+                out.append(f"your {ref.learner_name(k)} gradient is autograd's reversed along "
+                           f"{'axes' if len(flips[k]) > 1 else 'axis'} {axes}{kernel}")
+            ks = [k for k in ks if not flips[k]]
+            if not ks:
+                continue
             unexplained = True
             worst = max(_rel(j, k) for k in ks)
             zero = [k for k in ks if not j.yours[k].any() and j.autograd[k].any()]
@@ -110,7 +145,6 @@ def sentences(ref: Reference, j) -> list[str]:
 
 
 def _rel(j, k) -> float:
-    from experiments.core.metrics import rel_err
     return rel_err(j.yours[k], j.autograd[k])
 
 
