@@ -132,11 +132,17 @@ class Reference:
 
 
 def from_config(cfg) -> Reference:
-    """The MLP a resolved RunConfig describes, as a Reference: its data, its initial
-    weights and torch_impl's network and loss (through ``torch.func.functional_call``)."""
+    """The MLP a RunConfig describes, as a Reference: its data, its initial weights, its lr
+    and length, and torch_impl's network and loss (through ``torch.func.functional_call``).
+    Plain SGD only (a config with momentum or weight decay is refused); mini-batches are
+    drawn in the reference's own order (``teaching.reference.check.order``)."""
     import torch_impl
     from experiments.core.runner import initial_state
 
+    extra = [k for k in ("momentum", "weight_decay", "dampening", "nesterov") if getattr(cfg, k)]
+    if extra:
+        raise ConfigError(f"{cfg.name}: {extra[0]} = {getattr(cfg, extra[0])}; a reference "
+                          f"trains with plain SGD (--set {extra[0]}=0)")
     cfg, data, params, _, _ = initial_state(cfg)
     tor = torch_impl.MLP(cfg.sizes, **cfg.spec(), params=params)
     keys = list(tor.trainable)
@@ -149,8 +155,9 @@ def from_config(cfg) -> Reference:
     X = data.X.astype(cfg.dtype)
     Y = data.Y if data.Y.dtype.kind == "i" else data.Y.astype(cfg.dtype)
     B = None if cfg.batch_size == "full" else int(cfg.batch_size)
+    steps = cfg.steps or cfg.epochs * math.ceil(len(X) / (B or len(X)))
     return Reference(cfg.name, {k: np.array(params[k]) for k in keys}, X, Y, loss,
-                     cfg.lr, cfg.steps, B, dtype=cfg.dtype, source=cfg.name)
+                     cfg.lr, steps, B, dtype=cfg.dtype, source=cfg.name)
 
 
 class ReferenceSide:

@@ -43,6 +43,7 @@ from experiments.core.reference import (
     ReferenceSide,
     row_invariant,
 )
+from experiments.core.threads import limited_threads
 
 
 def is_reference(spec) -> bool:
@@ -52,7 +53,11 @@ def is_reference(spec) -> bool:
 
 def load_reference(path: str | Path, steps: int | None = None) -> Reference:
     """The Reference a file defines, vetted (module docstring); ``steps`` replaces STEPS."""
-    path = Path(path)
+    with limited_threads(1):   # small tensors: a second thread only contends
+        return _load(Path(path), steps)
+
+
+def _load(path: Path, steps: int | None) -> Reference:
     if not path.is_file():
         raise ReferenceError(f"{path}: no such reference file (a .py file defining params, "
                              f"data, loss, LR and STEPS)")
