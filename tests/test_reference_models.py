@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -34,6 +35,7 @@ ASSIGNMENTS = ROOT / "examples" / "assignments"
 
 BASE = '''
 import numpy as np
+import pandas as pd
 import torch
 
 LR, STEPS = 0.5, 3
@@ -288,3 +290,28 @@ def test_handgrad_check_with_a_reference_file_end_to_end(tmp_path, capsys):
                  str(ASSIGNMENTS / "rnn" / "reference.py"), "--out", str(tmp_path / "c3")])
     assert code == 0 and "rnn/correct.py" not in capsys.readouterr().err
     assert torch.get_num_threads() >= 1
+
+
+@pytest.mark.slow   # three learner processes: about 7 s on 2 busy cores
+def test_handgrad_grade_with_a_reference_file(tmp_path, capsys):
+    """grade DIR reference.py: a row per submission with the check's status, diagnosis
+    and first parameter; grades.md names the reference; --set is refused in one line."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("correct.py", "transposed_dW.py"):
+        (subs / name).write_bytes((ASSIGNMENTS / "softmax" / name).read_bytes())
+    write(subs, "partial.py", 'def gradients(params, X, Y):\n    return {"W": params["W"]}\n')
+    ref = str(ASSIGNMENTS / "softmax" / "reference.py")
+    out = tmp_path / "grades"
+    assert main(["grade", str(subs), ref, "--steps", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    table = pd.read_csv(out / "grades.csv")
+    assert table[["file", "status", "diagnosis", "first_param"]].fillna("").values.tolist() == [
+        ["correct.py", "agree", "agree", ""], ["partial.py", "bad_output", "", ""],
+        ["transposed_dW.py", "differ", "transposed", "W"]]
+    md = (out / "grades.md").read_text(encoding="utf-8")
+    assert "reference `softmax` (reference.py: W (3, 3), b (3,); N = 24, lr 0.5, float64), " \
+           "2 training steps" in md
+    assert main(["grade", str(subs), ref, "--set", "lr=1", "--out", str(tmp_path / "g2")]) == 2
+    assert "--set changes a config" in capsys.readouterr().err
+    assert not (tmp_path / "g2").exists()

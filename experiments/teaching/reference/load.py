@@ -27,10 +27,13 @@ does not use, an intermediate it does not return, two names for one thing.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import math
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -241,3 +244,42 @@ def _names(names, known: list[str], src: str) -> dict[str, str]:
         raise ReferenceError(f"{src}: NAMES gives two things the name {twice!r}: each "
                              f"parameter and intermediate needs a name of its own")
     return dict(names)
+
+
+@dataclass(frozen=True)
+class ReferenceFile:
+    """A reference file as grading passes it around: its path, the steps and the SHA-256
+    of its bytes, picklable (a grading worker loads it once: ``load``). ``summary`` is
+    what grades.md and settings.json say of it; ``--resume`` compares ``to_dict``."""
+
+    path: str
+    steps: int
+    sha256: str
+    summary: str
+
+    @classmethod
+    def vetted(cls, path, steps: int | None = None) -> ReferenceFile:
+        """Load and vet the file once, here: a broken reference fails before any grading."""
+        ref = load_reference(path, steps)
+        data = Path(path).read_bytes()
+        shapes = ", ".join(f"{ref.learner_name(k)} {tuple(v.shape)}"
+                           for k, v in ref.params.items())
+        summary = (f"reference `{ref.name}` ({Path(path).name}: {shapes}; N = {ref.N}, "
+                   f"lr {ref.lr:g}, {ref.dtype})")
+        return cls(str(Path(path).resolve()), ref.steps, hashlib.sha256(data).hexdigest(),
+                   summary)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    def load(self) -> Reference:
+        return _cached(self.path, self.steps, self.sha256)
+
+    def to_dict(self) -> dict:
+        return {"reference": self.path, "sha256": self.sha256, "steps": self.steps}
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(path: str, steps: int, sha256: str) -> Reference:
+    return load_reference(path, steps)
