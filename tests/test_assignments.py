@@ -119,3 +119,11 @@ def test_each_mistake_is_detected_and_named(refs, rel):
     said = " ".join(result.sentences)
     for w in words:
         assert w in said, (w, said)
+
+
+def test_the_docs_show_the_logistic_reference_as_it_is():
+    """docs/references.md's 'about 20 lines' are examples/assignments/logistic/reference.py."""
+    doc = (ROOT.parents[1] / "docs" / "references.md").read_text(encoding="utf-8")
+    shown = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    assert shown == (ROOT / "logistic" / "reference.py").read_text(encoding="utf-8")
+    assert len(shown.splitlines()) <= 30
