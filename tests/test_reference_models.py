@@ -315,3 +315,12 @@ def test_handgrad_grade_with_a_reference_file(tmp_path, capsys):
     assert main(["grade", str(subs), ref, "--set", "lr=1", "--out", str(tmp_path / "g2")]) == 2
     assert "--set changes a config" in capsys.readouterr().err
     assert not (tmp_path / "g2").exists()
+
+
+def test_a_reference_that_diverges_in_training_is_diverged_exit_3(tmp_path):
+    ref = load_reference(write(tmp_path, "reference.py", BASE.replace(
+        "LR, STEPS = 0.5, 3", "LR, STEPS = 1e3, 40")))
+    learner = _module(write(tmp_path, "learner.py", LEARNER))
+    result = check_reference(learner.gradients, ref)
+    assert (result.status, result.exit_code) == ("diverged", 3), result.explanation
+    assert "the reference's training diverged (LR = 1000 too large" in result.message

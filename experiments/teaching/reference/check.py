@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.core.diagnose import diagnose, fit_ratio, param_kinds
-from experiments.core.engine import Lockstep, Observer, batches
+from experiments.core.engine import Lockstep, Observer, batches, finite
 from experiments.core.metrics import TINY, compare_many, verdict
 from experiments.core.reference import (
     Reference,
@@ -37,6 +37,7 @@ from experiments.core.reference import (
     fd_rel_err,
     finite_differences,
 )
+from experiments.core.runner import Diverged
 from experiments.core.threads import limited_threads
 from experiments.core.tolerance import unit_roundoff
 from experiments.teaching.boundary.learner import BadLearner, LearnerError
@@ -119,6 +120,10 @@ class _Recorder(Observer):
         self.rows, self.first = [], None
 
     def compare(self, step, epoch, idx, r, evals) -> None:
+        if not (math.isfinite(r[0]) and finite(r[1])):
+            raise Diverged(f"autograd's loss or gradients are not finite at step {step} (E = "
+                           f"{r[0]:.6g}): the reference's training diverged (LR = "
+                           f"{self.ref.lr:g} too large for this model?)")
         j = _judge(f"step {step}", self.ref, self.auto, evals[0][1], self.side.intermediates,
                    idx)
         for k in j.autograd:
@@ -181,7 +186,12 @@ def _check(learner, ref: Reference, mc: ModelCheck) -> CheckResult:
     side = ModelSide(ref, learner, ReferenceSide(ref))
     auto = ReferenceSide(ref)
     rec = _Recorder(ref, side, auto)
-    Lockstep([side], reference=auto, mode="synced").run(runs, rec)
+    engine = Lockstep([side], reference=auto, mode="synced")
+    try:
+        engine.run(runs, rec)
+    except Diverged as err:
+        mc.steps = pd.DataFrame(rec.rows, columns=STEP_COLUMNS)
+        return CheckResult(learner.name, "diverged", 3, str(err), **_worst(mc))
     mc.steps = pd.DataFrame(rec.rows, columns=STEP_COLUMNS)
     if rec.first is not None:
         mc.judged = rec.first

@@ -102,7 +102,7 @@ def _load(path: Path, steps: int | None) -> Reference:
     ref = Reference(getattr(mod, "NAME", shown), params, X, Y, _guarded(loss, src),
                     float(lr), steps, batch, [], {}, dtype, src)
     side = ReferenceSide(ref)
-    ref.forward(side.tensors, side.X, side.Y)                    # a finite scalar
+    ref.forward(side.tensors, side.X, side.Y, finite=True)       # a finite scalar
     out = ref.loss(side.tensors, side.X, side.Y)
     returned = out[1] if isinstance(out, tuple) and len(out) == 2 and isinstance(
         out[1], dict) else {}

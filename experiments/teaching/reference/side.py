@@ -31,11 +31,11 @@ def to_learner(ref: Reference, arrays) -> dict[str, np.ndarray]:
 
 
 def from_learner(ref: Reference, value: dict, what: str, inter_shapes: dict | None = None,
-                 params_only: bool = False) -> tuple[dict, dict]:
+                 params_only: bool = False, finite: bool = True) -> tuple[dict, dict]:
     """``(param grads, intermediate grads)`` under the reference's keys from the learner's
     vetted dict, or ``BadLearner`` (one line) for a missing or unknown key, a wrong or
-    transposed shape, or NaN/inf. ``inter_shapes``: the intermediates' shapes on this
-    batch (None: not checked here)."""
+    transposed shape, or (with ``finite``) NaN/inf. ``inter_shapes``: the intermediates'
+    shapes on this batch (None: not checked here)."""
     keys = list(ref.params)
     inter = [] if params_only else list(ref.intermediates)
     back = {ref.learner_name(k): k for k in keys + inter}
@@ -59,7 +59,7 @@ def from_learner(ref: Reference, value: dict, what: str, inter_shapes: dict | No
                    if a.ndim == 2 and a.shape == want[::-1] else "")
             raise BadLearner(f"{what}[{name!r}] has shape {a.shape}; expected {want}{why}",
                              output=True)
-        if not np.all(np.isfinite(a)):
+        if finite and not np.all(np.isfinite(a)):
             raise BadLearner(f"{what}[{name!r}] holds NaN or inf in "
                              f"{int(np.sum(~np.isfinite(a)))} of {a.size} entries (autograd's "
                              f"are finite)", output=True)
@@ -83,7 +83,8 @@ class ModelSide:
 
     def evaluate(self, idx) -> tuple[float, dict]:
         raw = self.learner.gradients(to_learner(self.ref, self.w), idx)
-        grads, self.intermediates = from_learner(self.ref, raw, GRADIENTS)
+        # training: a non-finite gradient is judged (diverged, or differ), not refused
+        grads, self.intermediates = from_learner(self.ref, raw, GRADIENTS, finite=False)
         return self.evaluator.loss_at(self.w, idx), grads
 
     def update(self, grads) -> None:
