@@ -6,6 +6,7 @@
                         (``check.COLUMNS``)
     steps.csv           training: one row per step and parameter (``check.STEP_COLUMNS``)
     intermediates.csv   the intermediates at the point diagnosed (``intermediates.COLUMNS``)
+    learner_output.txt  what the learner's code printed, if anything
 """
 
 from __future__ import annotations
@@ -212,3 +213,5 @@ def write_check(result, mc, out: Path, *, force: bool = False) -> None:
         write_csv(mc.steps, tmp / "steps.csv")
         if mc.judged is not None:
             write_csv(mc.judged.inter, tmp / "intermediates.csv")
+        if result.output:
+            (tmp / "learner_output.txt").write_text(result.output, encoding="utf-8")
