@@ -324,3 +324,20 @@ def test_a_reference_that_diverges_in_training_is_diverged_exit_3(tmp_path):
     result = check_reference(learner.gradients, ref)
     assert (result.status, result.exit_code) == ("diverged", 3), result.explanation
     assert "the reference's training diverged (LR = 1000 too large" in result.message
+
+
+def test_gradients_that_accumulate_across_calls_are_named(tmp_path):
+    """The second call (after one SGD step) returns autograd's gradient plus the first
+    call's: accumulation, said in the learner's names."""
+    ref = load_reference(write(tmp_path, "reference.py", BASE))
+    good = _module(write(tmp_path, "learner.py", LEARNER)).gradients
+    total = {}
+
+    def accumulating(params, X, Y):
+        for k, v in good(params, X, Y).items():
+            total[k] = total.get(k, 0) + v
+        return {k: v.copy() for k, v in total.items()}
+
+    result = check_reference(accumulating, ref)
+    assert (result.status, result.kind) == ("differ", "accumulated"), result.explanation
+    assert result.message.startswith("your gradients keep growing from call to call")
