@@ -64,7 +64,7 @@ def encode(msg) -> list:
 
     def plain(v):
         if isinstance(v, np.ndarray):
-            a = np.ascontiguousarray(v)
+            a = v if v.flags.c_contiguous else np.ascontiguousarray(v)   # 0-d stays 0-d
             if a.dtype.str not in DTYPES:
                 raise TypeError(f"arrays of dtype {a.dtype} cannot be sent")
             arrays.append(a)

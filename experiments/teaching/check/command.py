@@ -33,8 +33,10 @@ exit codes: 0 agree, 1 differ, 2 bad input, 3 diverged, 4 the learner's code fai
 
 def add_limits(p: argparse.ArgumentParser) -> None:
     """The options ``check`` and ``grade`` share."""
-    p.add_argument("experiment", nargs="?", default="seed", metavar="NAME|CONFIG.toml",
-                   help="a named experiment (see `handgrad list`) or a TOML config")
+    p.add_argument("experiment", nargs="?", default="seed",
+                   metavar="NAME|CONFIG.toml|REFERENCE.py",
+                   help="a named experiment (see `handgrad list`), a TOML config, or a "
+                        "reference file: a model in torch (docs/references.md)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--steps", type=int, default=None, metavar="N",
@@ -66,13 +68,24 @@ def cmd_check(args) -> int:
     from experiments.core.config import ConfigError
     from experiments.core.interrupt import raise_interrupt
     from experiments.teaching.check.api import check_file
+    from experiments.teaching.reference.check import check_reference_file
+    from experiments.teaching.reference.load import is_reference
 
     out = args.out or Path("checks") / args.file.stem
     signal.signal(signal.SIGTERM, raise_interrupt)
-    result = check_file(args.file, args.experiment, overrides=args.overrides,
-                        steps=args.steps, timeout=args.timeout, memory_mb=args.memory,
-                        out=out, force=args.force, plots=not args.no_plots,
-                        definitions_only=args.definitions_only)
+    if is_reference(args.experiment):   # a teacher's model in torch
+        if args.overrides:
+            raise ConfigError(f"--set {args.overrides[0]}: --set changes a config; a "
+                              f"reference file sets LR, STEPS and BATCH_SIZE itself")
+        result = check_reference_file(args.file, args.experiment, steps=args.steps,
+                                      timeout=args.timeout, memory_mb=args.memory, out=out,
+                                      force=args.force,
+                                      definitions_only=args.definitions_only)
+    else:
+        result = check_file(args.file, args.experiment, overrides=args.overrides,
+                            steps=args.steps, timeout=args.timeout, memory_mb=args.memory,
+                            out=out, force=args.force, plots=not args.no_plots,
+                            definitions_only=args.definitions_only)
     if result.exit_code == 2:
         raise ConfigError(result.message)          # one line on stderr, nothing written
     print(result.explanation)

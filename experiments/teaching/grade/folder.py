@@ -54,15 +54,22 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
     """One submission's row; handgrad's own failures become ``grader_error`` rows."""
     from experiments.core.threads import limited_threads
     from experiments.teaching.check.api import CheckResult, check_file
+    from experiments.teaching.reference.check import check_reference_file
+    from experiments.teaching.reference.load import ReferenceFile
 
     t0 = time.perf_counter()
     try:
         with limited_threads(1):
             # no helpers: in a flat folder every other file is a classmate's; never a link
             # (a file swapped for one after discovery)
-            r = check_file(sub.path, cfg, timeout=timeout, memory_mb=memory_mb, out=out,
-                           plots=False, helpers=(), follow=False,
-                           definitions_only=definitions_only)
+            if isinstance(cfg, ReferenceFile):   # a teacher's model in torch
+                r = check_reference_file(sub.path, cfg.load(), timeout=timeout,
+                                         memory_mb=memory_mb, out=out, helpers=(),
+                                         follow=False, definitions_only=definitions_only)
+            else:
+                r = check_file(sub.path, cfg, timeout=timeout, memory_mb=memory_mb, out=out,
+                               plots=False, helpers=(), follow=False,
+                               definitions_only=definitions_only)
     except Exception as err:   # one submission never stops the grading
         r = CheckResult(sub.path.name, "grader_error", 4, f"handgrad failed on this file "
                         f"(not the learner's fault): {type(err).__name__}: {err}",
@@ -201,6 +208,7 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
     from experiments.teaching.boundary.process import check_limits
     from experiments.teaching.check.api import resolve_config
     from experiments.teaching.grade.report import grades_markdown
+    from experiments.teaching.reference.load import ReferenceFile, is_reference
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -220,7 +228,13 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
         raise ConfigError(f"{folder} holds no .py files to grade" + (
             f" ({len(skipped)} other entries, e.g. {shown(skipped[0].name)}: "
             f"{skipped[0].why})" if skipped else ""))
-    cfg = resolve_config(config, overrides, steps)
+    if is_reference(config):   # a teacher's model in torch: loaded and vetted once, here
+        if overrides:
+            raise ConfigError(f"--set {overrides[0]}: --set changes a config; a reference "
+                              f"file sets LR, STEPS and BATCH_SIZE itself")
+        cfg = ReferenceFile.vetted(config, steps)
+    else:
+        cfg = resolve_config(config, overrides, steps)
     check_out(out, force or resume, "grade", legacy=False)
     check_own_files(out)
     recorded = grading_settings(cfg, timeout, memory_mb, definitions_only)

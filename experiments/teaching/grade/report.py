@@ -21,6 +21,12 @@ def md_text(text: str) -> str:
 def settings_line(settings: dict) -> str:
     from experiments.core.runner import resolve
 
+    if hasattr(settings["config"], "summary"):   # a reference file (teaching.reference)
+        return (f"{settings['config'].summary}, {settings['steps']} training steps (synced), "
+                f"--timeout {settings['timeout']:g} s, --memory {settings['memory_mb']} MiB, "
+                f"--jobs {settings['jobs']}, "
+                f"{'definitions only' if settings.get('definitions_only') else 'whole files run'}"
+                f", handgrad {version()}")
     cfg = resolve(settings["config"])[0]   # sizes filled in from the data
     sizes = "-".join(map(str, cfg.sizes)) if cfg.sizes else "from the data"
     act = f"{cfg.activation}/{cfg.resolved_output_activation}"
