@@ -128,10 +128,11 @@ def grades(out: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def local_grade(tmp_path_factory):
-    """The class graded on this machine (loky, 2 jobs)."""
+    """The class graded on this machine (loky; one job: this process starts the learners'
+    processes)."""
     root = tmp_path_factory.mktemp("local")
     folder = a_class(root / "class")
-    assert main(["grade", str(folder), "seed", *LIMITS, "--jobs", "2",
+    assert main(["grade", str(folder), "seed", *LIMITS, "--jobs", "1",
                  "--out", str(root / "grades")]) == 0
     table = grades(root / "grades")
     assert list(table["status"]) == [status for _, status in CLASS.values()], table
@@ -246,24 +247,22 @@ def test_lost_points_are_named_in_one_line_and_nothing_is_written(client, tmp_pa
 
 
 def test_lost_submissions_are_rows_that_say_so(client, local_grade, tmp_path, monkeypatch):
-    """Submissions lost beyond the scheduler's retries are ``grader_error`` rows that say
-    so; the others are graded; every file has its row."""
-    real = backends.run_on_dask
-
-    def first_lost(client, fn, tasks, names, **kwargs):
-        return [0, *real(client, fn, tasks[1:], names[1:], **{
-            **kwargs, "on_result": lambda i, r: kwargs["on_result"](i + 1, r)})]
+    """Submissions lost beyond the scheduler's retries (as ``run_on_dask`` reports them:
+    tested above) are ``grader_error`` rows that say so, with the file's sha256, so that
+    ``--resume`` grades them again: every file has its row."""
+    def all_lost(client, fn, tasks, names, **kwargs):
+        return list(range(len(tasks)))
 
     folder, here = local_grade
-    monkeypatch.setattr(backends, "run_on_dask", first_lost)
+    monkeypatch.setattr(backends, "run_on_dask", all_lost)
     assert main(["grade", str(folder), "seed", *LIMITS, "--backend", "dask",
                  "--out", str(tmp_path / "g")]) == 0
-    table, want = grades(tmp_path / "g"), grades(here)
+    table = grades(tmp_path / "g")
     assert list(table["file"]) == list(CLASS)
-    assert table.loc[0, "status"] == "grader_error"
-    assert "Dask workers checking this file died on every try" in table.loc[0, "message"]
-    pd.testing.assert_frame_equal(table.drop(columns=TIMING).iloc[1:],
-                                  want.drop(columns=TIMING).iloc[1:])
+    assert set(table["status"]) == {"grader_error"}
+    assert table["message"].str.startswith("the Dask workers checking this file died on "
+                                           "every try").all(), table["message"]
+    assert list(table["sha256"]) == list(grades(here)["sha256"])
 
 
 # --- choosing the cluster ----------------------------------------------------------------
