@@ -21,6 +21,7 @@ Nothing here knows what a task does; handgrad runs the same code in a task as lo
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -86,7 +87,8 @@ def dask_client(scheduler: str | None = None, workers: int = 1) -> Iterator:
     if workers < 1:
         workers = os.cpu_count() or 1
     with (distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None) as cluster,
+                                   dashboard_address=None, silence_logs=logging.CRITICAL)
+          as cluster,
           distributed.Client(cluster) as client):
         yield client
 
