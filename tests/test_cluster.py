@@ -163,6 +163,23 @@ def test_grade_on_the_cluster_equals_local(client, local_grade, tmp_path, capsys
     assert csvs and [n for n in csvs if a[n] != b[n]] == []
 
 
+# --- choosing the cluster ----------------------------------------------------------------
+
+def test_sweep_joins_the_scheduler_named_by_address(client, tmp_path, capsys):
+    """``--scheduler ADDRESS``: handgrad makes its own Client to that scheduler (as on a
+    cluster of machines), the points run on its workers, and that Client is closed after."""
+    address = client.scheduler.address
+    with distributed.get_task_stream(client) as stream:
+        code = main(["sweep", "seed", "--grid", "lr=0.5,1.0", "--set", "epochs=1",
+                     "--backend", "dask", "--scheduler", address, "--out", str(tmp_path / "sw"),
+                     "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert len(ran_on_workers(client, stream, "handgrad-sweep-lr=")) == 2
+    assert len(pd.read_csv(tmp_path / "sw" / "sweep.csv")) == 2
+    clients = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.clients))
+    assert len([c for c in clients if c != "fire-and-forget"]) == 1, clients   # ours only
+
+
 def kill_a_worker_when_busy(client, prefix: str) -> tuple[threading.Thread, list]:
     """A thread that SIGKILLs the worker process that holds the first task named
     ``prefix...`` (as the OOM killer would); the list gets the killed pid."""
@@ -253,8 +270,6 @@ def test_lost_submissions_are_rows_that_say_so(client, local_grade, tmp_path, mo
                                            "every try").all(), table["message"]
     assert list(table["sha256"]) == list(grades(here)["sha256"])
 
-
-# --- choosing the cluster ----------------------------------------------------------------
 
 def test_unreachable_scheduler_is_one_line_and_nothing_is_written(tmp_path, monkeypatch,
                                                                    capsys):
