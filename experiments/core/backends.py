@@ -36,12 +36,12 @@ INSTALL = "pip install 'handgrad[dask]' (or: pip install dask distributed)"
 
 
 class TasksLost(RuntimeError):
-    """Tasks whose workers died more often than the scheduler retries them."""
+    """Tasks whose workers died more often than they are retried."""
 
-    def __init__(self, what: str, names: Sequence[str]):
+    def __init__(self, what: str, names: Sequence[str], workers: str = "Dask workers"):
         self.names = list(names)
         shown = ", ".join(self.names[:5]) + (" ..." if len(self.names) > 5 else "")
-        super().__init__(f"{len(self.names)} {what} lost: their Dask workers died on every "
+        super().__init__(f"{len(self.names)} {what} lost: their {workers} died on every "
                          f"try ({shown}); nothing was written: run again")
 
 

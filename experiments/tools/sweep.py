@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import itertools
 import re
+import shutil
 import signal
 import sys
 import time
@@ -46,6 +47,7 @@ BACKENDS = ("loky", "threading", "dask")
 NOT_SWEEPABLE = ("name", "description", "out")   # the sweep sets these for every point
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _MAX_NAME = 200  # bytes; file systems allow 255 per name
+WORKER_DEATHS = 2   # pools broken by a dying worker before the points left are lost
 
 
 def _split_values(text: str) -> list[str]:
@@ -256,14 +258,37 @@ def run_sweep(config_source: str, grid: dict[str, list[str]], *, jobs: int = 1,
 
 def _run_points(points: list, jobs: int, root: Path, plots: bool, rows: dict,
                 on_point) -> None:
-    """Run every point with joblib, filling ``rows`` (index -> sweep.csv row) as they finish."""
+    """Run every point with joblib, filling ``rows`` (index -> sweep.csv row) as they finish.
+    A worker process that dies (killed, out of memory) is replaced and the points not done
+    run again; after ``WORKER_DEATHS`` such failures the points still missing are
+    ``backends.TasksLost``."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    for _ in range(WORKER_DEATHS):
+        todo = [i for i in range(len(points)) if i not in rows]
+        for i in todo:   # what a dead worker may have left of its point (our own folder)
+            shutil.rmtree(root / points[i][0], ignore_errors=True)
+        try:
+            _run_batch(points, todo, jobs, root, plots, rows, on_point)
+            return
+        except (TerminatedWorkerError, BrokenProcessPool):
+            continue
+    raise backends.TasksLost("grid points", [points[i][0] for i in range(len(points))
+                                             if i not in rows], workers="worker processes")
+
+
+def _run_batch(points: list, todo: list[int], jobs: int, root: Path, plots: bool, rows: dict,
+               on_point) -> None:
+    """``_run_points`` for the points ``todo``."""
     import joblib
     try:   # results as points finish where the backend can (rows are sorted afterwards)
         parallel = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")
-    except ValueError:   # else all at the end (ray's backend, built on multiprocessing.Pool)
+    except ValueError:   # else all at the end (a backend without unordered results)
         parallel = joblib.Parallel(n_jobs=jobs)
-    results = parallel(joblib.delayed(_run_point)(i, cfg, str(root / name), plots)
-                       for i, (name, _, cfg) in enumerate(points))
+    results = parallel(joblib.delayed(_run_point)(i, points[i][2], str(root / points[i][0]),
+                                                  plots) for i in todo)
     try:
         for summary in results:
             i = summary.pop("index")
