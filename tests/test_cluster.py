@@ -282,12 +282,14 @@ def test_unreachable_scheduler_is_one_line_and_nothing_is_written(tmp_path, monk
             "cannot reach the Dask scheduler at tcp://127.0.0.1:9")), \
             backends.dask_client("tcp://127.0.0.1:9"):
         pass
-    code = main(["sweep", "seed", "--grid", "lr=0.5", "--backend", "dask",
-                 "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "sw")])
-    err = capsys.readouterr().err
-    assert code == 2 and len(err.splitlines()) == 1, err
-    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
-    assert list(tmp_path.iterdir()) == []
+    folder = a_class(tmp_path / "class")
+    for cmd in (["sweep", "seed", "--grid", "lr=0.5"], ["grade", str(folder)]):
+        code = main([*cmd, "--backend", "dask", "--scheduler", "tcp://127.0.0.1:9",
+                     "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["class"]
 
 
 def test_scheduler_without_dask_backend_is_refused(tmp_path, capsys):
