@@ -101,6 +101,10 @@ SHORTENED = {
     "signatures": "--steps 3",
     "handgrad bugs --force          # (re)writes bugs/, as the README's tour did": "--steps 3",
     "handgrad sweep seed --grid lr=0.5,1.0 --set epochs=100 --jobs 2": "--set epochs=5",
+    "handgrad sweep seed --grid lr=0.5,1.0 --set epochs=100 --backend dask --jobs 2 --out "
+    "sweeps/seed-dask": "--set epochs=5",
+    "handgrad grade submissions/ seed --out grades/week3-dask --backend dask --jobs 2":
+        "--steps 5",
     "handgrad sweep seed --grid lr=0.5,1.0 --grid dtype=float32,float64 --set epochs=100 "
     "--jobs 2 --out sweeps/seed-dtype": "--set epochs=5",
     "handgrad explain --format html --out runs/explain.html   # the same, clickable, in a "

@@ -24,7 +24,9 @@ import contextlib
 import hashlib
 import itertools
 import re
+import shutil
 import signal
+import sys
 import time
 import tomllib
 from collections.abc import Callable
@@ -34,16 +36,18 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
+from experiments.core import backends
 from experiments.core.config import ConfigError, RunConfig, load_config, parse_override, replace
 from experiments.core.runner import initial_state, run_experiment
 from experiments.core.schema import SWEEP_COLUMNS
 from experiments.core.threads import limited_threads
 from experiments.output.rundir import atomic_folder, check_out, write_csv, write_run
 
-BACKENDS = ("loky", "threading", "dask", "ray")
+BACKENDS = ("loky", "threading", "dask")
 NOT_SWEEPABLE = ("name", "description", "out")   # the sweep sets these for every point
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _MAX_NAME = 200  # bytes; file systems allow 255 per name
+WORKER_DEATHS = 2   # pools broken by a dying worker before the points left are lost
 
 
 def _split_values(text: str) -> list[str]:
@@ -144,42 +148,34 @@ def _run_point(index: int, cfg: RunConfig, run_dir: str, plots: bool) -> dict:
             "loss_worst_ratio": float(summary.reindex(["loss"]).iloc[0]["worst_ratio"])}
 
 
+def _run_point_packed(index: int, cfg: RunConfig, plots: bool) -> tuple[dict, list]:
+    """``_run_point`` on a Dask worker: the run directory is written to the worker's own
+    disk and comes back as data (``backends.pack``) for this process to write."""
+    with backends.scratch_folder() as tmp:
+        summary = _run_point(index, cfg, str(tmp / "point"), plots)
+        return summary, backends.pack(tmp / "point")
+
+
 def default_sweep_out(cfg: RunConfig) -> Path:
     return Path("sweeps") / cfg.name
 
 
 @contextlib.contextmanager
-def _parallel_backend(name: str | None):
-    """joblib's backend for the sweep; None keeps whatever ``joblib.parallel_config`` the
-    caller has active (loky when none). dask uses the caller's Client, else ``Client()``
-    ($DASK_SCHEDULER_ADDRESS if set, else a local cluster); ray joins $RAY_ADDRESS if set,
-    else starts locally."""
+def _parallel_backend(name: str | None, scheduler: str | None, jobs: int):
+    """Where the points run; yields a Dask Client for ``dask`` (``backends.dask_client``:
+    the caller's, else ``scheduler`` / $DASK_SCHEDULER_ADDRESS, else a local cluster of
+    ``jobs`` workers), else None: joblib's ``name`` backend on this machine, and None keeps
+    whatever ``joblib.parallel_config`` the caller has active (loky when none)."""
     import joblib
 
-    if name is None:
-        yield
-        return
-    client = None
-    try:
-        if name == "dask":
-            from distributed import Client, get_client
-            try:
-                get_client()                 # a Client the caller already made
-            except ValueError:
-                client = Client()
-        elif name == "ray":
-            from ray.util.joblib import register_ray
-            register_ray()
-    except ImportError:
-        raise ConfigError(f"--backend {name} needs " + (
-            "the dask and distributed packages: pip install 'dask[distributed]'"
-            if name == "dask" else "ray: pip install 'ray[default]'")) from None
-    try:
+    if name == "dask":
+        with backends.dask_client(scheduler, jobs) as client:
+            yield client
+    elif name is None:
+        yield None
+    else:
         with joblib.parallel_config(backend=name):
-            yield
-    finally:
-        if client is not None:
-            client.close()
+            yield None
 
 
 def _points(config_source: str, overrides, grid: dict, parsed: dict, base_name: str,
@@ -204,12 +200,15 @@ def _points(config_source: str, overrides, grid: dict, parsed: dict, base_name: 
 def run_sweep(config_source: str, grid: dict[str, list[str]], *, jobs: int = 1,
               overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None,
               force: bool = False, backend: str | None = None, plots: bool = False,
-              hue: str | None = None,
+              hue: str | None = None, scheduler: str | None = None,
               on_point: Callable[[dict, int, int], None] | None = None) -> pd.DataFrame:
     """Run every point of ``grid`` (key -> values as on the command line); return sweep.csv's
-    table. ``overrides``: ``key=value`` for every point; ``jobs``: joblib's ``n_jobs``;
-    ``backend``: one of BACKENDS, or None for the caller's ``joblib.parallel_config``;
-    ``plots``: each point's figures; ``on_point(row, done, total)`` as points finish."""
+    table. ``overrides``: ``key=value`` for every point; ``jobs``: joblib's ``n_jobs`` (on
+    dask: the local cluster's workers); ``backend``: one of BACKENDS, or None for the
+    caller's ``joblib.parallel_config``; ``scheduler``: the Dask scheduler's address
+    (``backends.dask_client``); ``plots``: each point's figures; ``on_point(row, done,
+    total)`` as points finish. Points lost to dying Dask workers raise
+    ``backends.TasksLost`` and nothing is written."""
     # -- validate everything before anything runs or is written (points: _points)
     if jobs == 0 or isinstance(jobs, bool) or not isinstance(jobs, int):
         raise ConfigError(f"--jobs {jobs!r}: use a number of parallel jobs >= 1 (or -1: all "
@@ -222,6 +221,9 @@ def run_sweep(config_source: str, grid: dict[str, list[str]], *, jobs: int = 1,
         raise ConfigError(f"--hue {hue!r} is not a grid key; choose one of {keys}")
     if backend is not None and backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r}: choose one of {list(BACKENDS)}")
+    if scheduler is not None and backend != "dask":
+        raise ConfigError(f"--scheduler {scheduler}: a Dask scheduler's address goes with "
+                          f"--backend dask")
     out = Path(out) if out is not None else default_sweep_out(base)
     check_out(out, force, "sweep")
     points = _points(config_source, overrides, grid, parsed, base.name, out)
@@ -232,12 +234,15 @@ def run_sweep(config_source: str, grid: dict[str, list[str]], *, jobs: int = 1,
     rows: dict[int, dict] = {}
     # Points also run in this process (jobs=1, threading): one torch and one BLAS thread here
     # too, so that the workers' own limits restore to 1 while other points still run.
-    with (_parallel_backend(backend), limited_threads(1),
+    with (_parallel_backend(backend, scheduler, jobs) as client, limited_threads(1),
           atomic_folder(out, force, kind="sweep", keep=(KeyboardInterrupt,)) as tmp):
         (tmp / "config.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
         root = tmp.resolve()   # workers (maybe on other hosts) get absolute paths
         try:
-            _run_points(points, jobs, root, plots, rows, on_point)
+            if client is not None:
+                _run_points_dask(client, points, root, plots, rows, on_point)
+            else:
+                _run_points(points, jobs, root, plots, rows, on_point)
         except KeyboardInterrupt:
             (tmp / "INTERRUPTED").write_text(
                 f"interrupted after {len(rows)} of {len(points)} points; sweep.csv lists "
@@ -253,14 +258,37 @@ def run_sweep(config_source: str, grid: dict[str, list[str]], *, jobs: int = 1,
 
 def _run_points(points: list, jobs: int, root: Path, plots: bool, rows: dict,
                 on_point) -> None:
-    """Run every point with joblib, filling ``rows`` (index -> sweep.csv row) as they finish."""
+    """Run every point with joblib, filling ``rows`` (index -> sweep.csv row) as they finish.
+    A worker process that dies (killed, out of memory) is replaced and the points not done
+    run again; after ``WORKER_DEATHS`` such failures the points still missing are
+    ``backends.TasksLost``."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    for _ in range(WORKER_DEATHS):
+        todo = [i for i in range(len(points)) if i not in rows]
+        for i in todo:   # what a dead worker may have left of its point (our own folder)
+            shutil.rmtree(root / points[i][0], ignore_errors=True)
+        try:
+            _run_batch(points, todo, jobs, root, plots, rows, on_point)
+            return
+        except (TerminatedWorkerError, BrokenProcessPool):
+            continue
+    raise backends.TasksLost("grid points", [points[i][0] for i in range(len(points))
+                                             if i not in rows], workers="worker processes")
+
+
+def _run_batch(points: list, todo: list[int], jobs: int, root: Path, plots: bool, rows: dict,
+               on_point) -> None:
+    """``_run_points`` for the points ``todo``."""
     import joblib
     try:   # results as points finish where the backend can (rows are sorted afterwards)
         parallel = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")
-    except ValueError:   # else all at the end (ray's backend, built on multiprocessing.Pool)
+    except ValueError:   # else all at the end (a backend without unordered results)
         parallel = joblib.Parallel(n_jobs=jobs)
-    results = parallel(joblib.delayed(_run_point)(i, cfg, str(root / name), plots)
-                       for i, (name, _, cfg) in enumerate(points))
+    results = parallel(joblib.delayed(_run_point)(i, points[i][2], str(root / points[i][0]),
+                                                  plots) for i in todo)
     try:
         for summary in results:
             i = summary.pop("index")
@@ -271,6 +299,26 @@ def _run_points(points: list, jobs: int, root: Path, plots: bool, rows: dict,
         close = getattr(results, "close", None)
         if close is not None:      # a generator: stops the workers still running
             close()
+
+
+def _run_points_dask(client, points: list, root: Path, plots: bool, rows: dict,
+                     on_point) -> None:
+    """``_run_points`` on a Dask cluster: each point one task, its run directory sent back
+    as data and written here under ``root``."""
+    def done(i: int, result) -> None:
+        summary, files = result
+        summary.pop("index")
+        backends.unpack(files, root / points[i][0])
+        rows[i] = {"point": points[i][0], **points[i][1], **summary}
+        if on_point is not None:
+            on_point(rows[i], len(rows), len(points))
+
+    lost = backends.run_on_dask(client, _run_point_packed,
+                                [(i, cfg, plots) for i, (_, _, cfg) in enumerate(points)],
+                                [name for name, _, _ in points], on_result=done,
+                                prefix="handgrad-sweep")
+    if lost:
+        raise backends.TasksLost("grid points", [points[i][0] for i in lost])
 
 
 PANELS = (("worst_rel_err", "worst rel_err over the run\n‖g_m − g_t‖₂ / max(‖g_m‖₂, ‖g_t‖₂)"),
@@ -381,8 +429,12 @@ def register(subparsers, formatter_class, help: str = "") -> None:
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="points run in parallel (joblib n_jobs; -1 = all cores)")
     p.add_argument("--backend", choices=BACKENDS, default="loky",
-                   help="joblib backend; dask uses the scheduler at $DASK_SCHEDULER_ADDRESS "
-                        "(else a local cluster), ray the cluster at $RAY_ADDRESS (else local)")
+                   help="loky and threading: joblib on this machine; dask: a Dask cluster "
+                        "(--scheduler, else $DASK_SCHEDULER_ADDRESS, else a local cluster "
+                        "of --jobs worker processes)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="the Dask scheduler to use with --backend dask, e.g. "
+                        "tcp://10.0.0.5:8786")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="sweep directory (default: sweeps/NAME)")
     p.add_argument("--force", action="store_true", help="replace an existing sweep directory")
@@ -405,8 +457,11 @@ def cmd_sweep(args) -> int:
     try:
         table = run_sweep(args.experiment, grid, jobs=args.jobs, overrides=args.overrides,
                           out=args.out, force=args.force, backend=args.backend,
-                          plots=args.plots, hue=args.hue,
+                          plots=args.plots, hue=args.hue, scheduler=args.scheduler,
                           on_point=None if args.quiet else _progress_line)
+    except backends.TasksLost as err:
+        print(f"handgrad: error: {err}", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
     out = args.out or default_sweep_out(load_config(args.experiment, args.overrides))

@@ -29,7 +29,14 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
     p.add_argument("--out", type=Path, default=None, metavar="FOLDER",
                    help="the grade folder (default: grades/DIR's name)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="submissions checked at once")
+                   help="submissions checked at once (on dask: the local cluster's workers)")
+    p.add_argument("--backend", choices=("loky", "dask"), default="loky",
+                   help="loky: worker processes on this machine; dask: one task per "
+                        "submission on a Dask cluster (--scheduler, else "
+                        "$DASK_SCHEDULER_ADDRESS, else a local cluster of --jobs workers)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="the Dask scheduler to use with --backend dask, e.g. "
+                        "tcp://10.0.0.5:8786")
     p.add_argument("--resume", action="store_true",
                    help="keep the rows of the grade folder at --out whose file is unchanged "
                         "(after an interrupt) and grade the rest")
@@ -53,7 +60,7 @@ def cmd_grade(args) -> int:
                           overrides=args.overrides, steps=args.steps, timeout=args.timeout,
                           memory_mb=args.memory, jobs=args.jobs, force=args.force,
                           resume=args.resume, definitions_only=args.definitions_only,
-                          progress=_line)
+                          progress=_line, backend=args.backend, scheduler=args.scheduler)
     for s in grades.skipped:
         print(f"not graded: {shown(s.name)}: {s.why}")
     if grades.sandbox_missing:

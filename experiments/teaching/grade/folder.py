@@ -39,6 +39,7 @@ from experiments.teaching.grade.discover import NotGraded, Submission, discover,
 OWN_FILES = frozenset({".handgrad", "grades.csv", "grades.md", "not_graded.csv", "checks",
                        "settings.json", "INTERRUPTED"})
 WORKER_DEATHS = 2     # deaths of the worker checking one submission before it is a row
+BACKENDS = ("loky", "dask")   # where the submissions are checked (``_grade_all``)
 
 
 def sha256(path: Path) -> str:
@@ -90,8 +91,12 @@ def _died(sub: Submission) -> dict:
 
 
 def _grade_all(pending: list[Submission], run, jobs: int, rows: dict, progress,
-               total: int) -> None:
-    """Fill ``rows`` (name -> row) for ``pending``, replacing workers that die."""
+               total: int, backend: str = "loky", scheduler: str | None = None) -> None:
+    """Fill ``rows`` (name -> row) for ``pending``, replacing workers that die; on
+    ``backend="dask"``, one task per submission on a Dask cluster (``remote``)."""
+    if backend == "dask":
+        from experiments.teaching.grade.remote import grade_on_dask
+        return grade_on_dask(pending, run.keywords, jobs, rows, progress, total, scheduler)
     import joblib
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
@@ -195,9 +200,11 @@ def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[str, di
 def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overrides=(),
                  steps=None, timeout: float = 60.0, memory_mb: int = 1024, jobs: int = 1,
                  force: bool = False, resume: bool = False, definitions_only: bool = False,
-                 progress=None):
+                 progress=None, backend: str = "loky", scheduler: str | None = None):
     """Grade every submission in ``folder`` (module docstring); return ``Grades``.
-    ``progress(row, done, total)`` is called as rows are done. Bad arguments raise
+    ``progress(row, done, total)`` is called as rows are done. ``backend``: ``loky``
+    (this machine) or ``dask`` (``remote``: the cluster at ``scheduler``, else at
+    $DASK_SCHEDULER_ADDRESS, else a local one of ``jobs`` workers). Bad arguments raise
     ``ConfigError`` before anything runs or is written."""
     import functools
 
@@ -223,6 +230,11 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
     check_limits(timeout, memory_mb)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"--jobs {jobs}: give a number of submissions checked at once >= 1")
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r}: choose one of {list(BACKENDS)}")
+    if scheduler is not None and backend != "dask":
+        raise ConfigError(f"--scheduler {scheduler}: a Dask scheduler's address goes with "
+                          f"--backend dask")
     subs, skipped = discover(folder)
     if not subs:
         raise ConfigError(f"{folder} holds no .py files to grade" + (
@@ -254,7 +266,7 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
                                 timeout=timeout, memory_mb=memory_mb,
                                 definitions_only=definitions_only)
         try:
-            _grade_all(pending, run, jobs, rows, progress, len(subs))
+            _grade_all(pending, run, jobs, rows, progress, len(subs), backend, scheduler)
         except KeyboardInterrupt:
             interrupted = True
             (tmp / "INTERRUPTED").write_text(
