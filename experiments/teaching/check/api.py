@@ -67,6 +67,7 @@ class CheckResult:
     sha256: str = ""                  # of the file's bytes that ran (check_file)
     mode: str = ""                    # "the whole file" or "definitions only" (check_file)
     notes: list[str] = field(default_factory=list)   # what of the file was left out
+    has_update: bool = False          # the learner defines update(params, grads, lr)
     explanation: str = ""             # everything, as `handgrad check` prints it
 
     @property
@@ -123,6 +124,7 @@ def run_check(learner, cfg: RunConfig, notes=(), mode: str = "") -> CheckResult:
         result.message = (said.rstrip() + hint if hint else said) + at
     result.config = init.config if init is not None else cfg
     result.convention = learner.convention
+    result.has_update = bool(learner.has_update)
     result.seconds = time.perf_counter() - t0
     result.notes, result.mode = list(notes), mode
     result.explanation = explanation(result)

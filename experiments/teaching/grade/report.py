@@ -29,7 +29,8 @@ def settings_line(settings: dict) -> str:
             f"--timeout {settings['timeout']:g} s, --memory {settings['memory_mb']} MiB, "
             f"--jobs {settings['jobs']}, "
             f"{'definitions only' if settings.get('definitions_only') else 'whole files run'}"
-            f", handgrad {version()}")
+            f", handgrad {version()}" + (f"; {settings['rubric'].describe()}"
+                                         if settings.get("rubric") else ""))
 
 
 def version() -> str:
@@ -46,9 +47,12 @@ def grades_markdown(table, skipped, folder: Path, settings: dict) -> str:
 
     counts = table.groupby(["status", "diagnosis"], dropna=False).size().reset_index(
         name="submissions")
-    shown_table = table.drop(columns=["sha256"]).assign(
+    from experiments.teaching.grade.summary import rounded, summary_lines
+
+    shown_table = rounded(table).drop(columns=["sha256", "grad_sha256"]).assign(
         file=table["file"].map(lambda f: md_text(shown(f))),
-        message=table["message"].map(md_text))
+        message=table["message"].map(md_text), mistake=table["mistake"].map(md_text),
+        flags=table["flags"].map(md_text))
     lines = [f"# handgrad grade: {shown(str(folder))}", "",
              f"{len(table)} submissions checked against autograd; "
              f"{settings_line(settings)}. Each one's check folder is under `checks/`."]
@@ -61,7 +65,9 @@ def grades_markdown(table, skipped, folder: Path, settings: dict) -> str:
     if settings["sandbox_missing"]:
         lines.append(f"**{UNSANDBOXED}{'; '.join(settings['sandbox_missing'])}** "
                      f"(docs/check.md, 'The learner's process').")
-    lines += ["", "## Counts", "", markdown_table(counts), "",
+    lines += ["", *(summary_lines(table, settings["rubric"]) if settings.get("rubric")
+                    and not table.empty else []),
+              "## Counts", "", markdown_table(counts), "",
               "## Submissions", "", markdown_table(shown_table), ""]
     if skipped:
         lines += ["## Not graded", "",
