@@ -21,19 +21,26 @@ FORMATS = ("csv", "gradescope")
 
 def extras(result, out: Path, rubric=None, fmt: str = "csv") -> dict:
     """The row's extra columns; feedback.md (and results.json) written into ``out``."""
+    rubric = rubric or rubrics.DEFAULT
+    try:
+        return _extras(result, Path(out), rubric, fmt)
+    except Exception as err:   # handgrad's own failure: the row stays, unscored, and says so
+        return {**failed_extras(rubric), "mistake": f"(handgrad could not score this row: "
+                f"{type(err).__name__}: {err})"}
+
+
+def _extras(result, out: Path, rubric, fmt: str) -> dict:
     from experiments.teaching.check.in_words import mistake_words
     from experiments.teaching.check.integrity import gradients_fingerprint
     from experiments.teaching.grade.feedback import feedback_markdown
     from experiments.teaching.grade.gradescope import write_results
 
-    rubric = rubric or rubrics.DEFAULT
     parts = rubrics.score(result, rubric)
     score, max_score = rubrics.total(parts)
     init = result.initial
     wrong = (gradients_fingerprint(init.yours) if result.status == "differ" and init
              is not None and init.call.startswith("gradients") else "")
     text = feedback_markdown(result, parts, score, max_score)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "feedback.md").write_text(text, encoding="utf-8")
     if fmt == "gradescope":
