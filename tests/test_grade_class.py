@@ -118,7 +118,7 @@ def graded(tmp_path_factory) -> Path:
         (subs / name).write_text(text, encoding="utf-8")
     (base / "rubric.toml").write_text(RUBRIC, encoding="utf-8")
     out = base / "grades"
-    assert main(["grade", str(subs), "seed", "--steps", "2", "--out", str(out), "--jobs", "2",
+    assert main(["grade", str(subs), "seed", "--steps", "2", "--out", str(out), "--jobs", "1",
                  "--timeout", "20", "--rubric", str(base / "rubric.toml"),
                  "--format", "gradescope"]) == 0
     return out
