@@ -25,12 +25,26 @@ def settings_line(settings: dict) -> str:
     sizes = "-".join(map(str, cfg.sizes)) if cfg.sizes else "from the data"
     act = f"{cfg.activation}/{cfg.resolved_output_activation}"
     return (f"config `{cfg.name}` (sizes {sizes}, {act}, "
-            f"loss {cfg.loss}, mode {cfg.mode}), {settings['steps']} training steps, "
+            f"loss {cfg.loss} {reduction(cfg.loss)}, mode {cfg.mode}), "
+            f"{settings['steps']} training steps, "
             f"--timeout {settings['timeout']:g} s, --memory {settings['memory_mb']} MiB, "
             f"--jobs {settings['jobs']}, "
             f"{'definitions only' if settings.get('definitions_only') else 'whole files run'}"
             f", handgrad {version()}" + (f"; {settings['rubric'].describe()}"
                                          if settings.get("rubric") else ""))
+
+
+def reduction(loss: str) -> str:
+    """How ``loss`` reduces over the batch, read from ``manual.losses.ELEMENTS``."""
+    from manual.losses import ELEMENTS
+
+    if loss not in ELEMENTS:
+        return ""
+    N, K = 7, 3                       # distinct primes: d names its own reduction
+    c, d = ELEMENTS[loss][1](N, K)
+    return {1: f"(summed over the batch{', times ½' if c == 0.5 else ''})",
+            N: "(mean over the N samples)",
+            N * K: "(mean over the N·K entries)"}.get(d, "")
 
 
 def version() -> str:
