@@ -3,10 +3,11 @@ words, integrity flags, feedback.md, the class summary and Gradescope's results.
 
 One small class is graded once (``graded``) with planted submissions: a correct file with
 ``update``, a correct file without, a copy of the first with its names changed, a
-transposed W2 (partial credit), two different files that average over the batch (the
-same wrong numbers), σ′ of the activation, a torch autograd user and a syntax error. An
-autograd user who hides it from the syntax tree is checked in this process. Expected points
-are worked out by hand from the rubric below, never read back from the code.
+transposed W2 (partial credit), two different files that average over the batch (a named
+slip), two different files with the same odd slip, σ′ of the activation, a torch autograd
+user and a syntax error. An autograd user who hides it from the syntax tree is checked in
+this process. Expected points are worked out by hand from the rubric below, never read
+back from the code.
 """
 
 from __future__ import annotations
@@ -61,6 +62,36 @@ HIDDEN_AUTOGRAD = TORCH_AUTOGRAD.replace(
     "torch.tensor(v, requires_grad=True)",
     'getattr(torch.tensor(v), "requires" + "_grad_")()').replace(
     "loss.backward()", 'getattr(loss, "back" + "ward")()')
+#: a mistake handgrad cannot name (hidden σ′ as a instead of a(1 − a)), written twice
+ODD_SLIP = """\
+import numpy as np
+CONVENTION = "W1b1"
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def gradients(params, X, Y):
+    W1, W2 = params["W1"], params["W2"]
+    hidden = sigmoid(X @ W1)                                   # (N, 4)
+    out = sigmoid(hidden @ W2)                                 # (N, 1)
+    d2 = (out - Y) * out * (1 - out)                           # (N, 1)
+    d1 = (d2 @ W2.T) * hidden                                  # MISTAKE: (1 - hidden) lost
+    return {"W1": X.T @ d1, "W2": hidden.T @ d2}
+"""
+ODD_SLIP_REWRITTEN = """\
+import numpy as np
+CONVENTION = "W1b1"
+
+def gradients(params, X, Y):
+    h = 1 / (1 + np.exp(-(X @ params["W1"])))
+    o = 1 / (1 + np.exp(-(h @ params["W2"])))
+    e2 = (o - Y) * o * (1 - o)
+    gw2 = h.T @ e2
+    e1 = (e2 @ params["W2"].T) * h
+    return {"W2": gw2, "W1": X.T @ e1}
+"""
 MEAN_REWRITTEN = """\
 import numpy as np
 CONVENTION = "W1b1"
@@ -89,11 +120,15 @@ def renamed(text: str) -> str:
 #: file -> (status, score, mistake words, flags that must appear)
 EXPECTED = {
     "alice.py": ("agree", 10, "", ["same_code: gina.py"]),
-    "bob.py": ("differ", 0, "averaged over the batch", ["same_mistake: erin.py"]),
+    # a named classic slip, from different code: equal digits, and no flag
+    "bob.py": ("differ", 0, "averaged over the batch", []),
     "carol.py": ("differ", 0, "σ′ taken of the activation, at every layer", []),
     # W1 agrees (3 of 6 gradient points), then nothing more is reached
     "dan.py": ("differ", 3, "the W2 gradient transposed", []),
-    "erin.py": ("differ", 0, "averaged over the batch", ["same_mistake: bob.py"]),
+    "erin.py": ("differ", 0, "averaged over the batch", []),
+    # an odd slip handgrad can only locate, from different code: same_mistake, both ways
+    "kate.py": ("differ", 3, "a mistake entering at W1's layer (its δ)", ["same_mistake: liam.py"]),
+    "liam.py": ("differ", 3, "a mistake entering at W1's layer (its δ)", ["same_mistake: kate.py"]),
     # correct, no update() where the rubric requires one: 10 − 1
     "frank.py": ("agree", 9, "", ["autograd: requires_grad= (line 4), .backward( (line 9)"]),
     "gina.py": ("agree", 10, "", ["same_code: alice.py"]),
@@ -112,7 +147,7 @@ def graded(tmp_path_factory) -> Path:
              "erin.py": MEAN_REWRITTEN,
              "carol.py": (EXAMPLES / "sigma_prime_of_activation.py").read_text("utf-8"),
              "dan.py": (EXAMPLES / "transposed_weight_gradient.py").read_text("utf-8"),
-             "frank.py": TORCH_AUTOGRAD,
+             "frank.py": TORCH_AUTOGRAD, "kate.py": ODD_SLIP, "liam.py": ODD_SLIP_REWRITTEN,
              "hank.py": "def gradients(params, X, Y)\n    return {}\n"}
     for name, text in files.items():
         (subs / name).write_text(text, encoding="utf-8")
@@ -135,7 +170,9 @@ def test_rows_scores_mistakes_flags(graded):
             assert flag in row["flags"], (file, row["flags"])
     # a copy is flagged both ways and only as a copy; different code with the same wrong
     # numbers is same_mistake, not same_code; correct, original files carry no flag
-    assert "same_code" not in table.loc["bob.py", "flags"]
+    assert table.loc["bob.py", "flags"] == table.loc["erin.py", "flags"] == ""
+    assert table.loc["bob.py", "grad_sha256"] == ""             # named: not compared
+    assert "same_code" not in table.loc["kate.py", "flags"]
     assert table.loc["carol.py", "flags"] == table.loc["dan.py", "flags"] == ""
     assert "autograd" not in table.loc["alice.py", "flags"]
     # figures to 3 significant digits: 0.75 stays, 1.59e+13-like ratios are short
@@ -170,7 +207,7 @@ def test_grades_md_and_class_page(graded):
     assert "| the W2 gradient transposed | 1 |" in md
     assert "| σ′ taken of the activation, at every layer | 1 |" in md
     assert "- frank.py: autograd: requires\\_grad= (line 4)" in md
-    assert "2 of 8 with full points" in md          # alice, gina; frank lacks update()
+    assert "2 of 10 with full points" in md         # alice, gina; frank lacks update()
     for png in ("mistakes.png", "scores.png"):
         assert (graded / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (graded / "report.html").read_text(encoding="utf-8")

@@ -9,7 +9,9 @@
                   order of appearance, docstrings dropped; comments and layout are not in
                   the tree) equals another submission's
     same_mistake  its wrong gradients equal another submission's to all digits
-                  (``gradients_fingerprint``: a hash of the arrays' bytes)
+                  (``gradients_fingerprint``: a hash of the arrays' bytes), for a mistake
+                  handgrad cannot name: a named classic slip (1/N, a transpose, σ′ of the
+                  activation) comes out to the same digits from different code
 
 The source is read in the grader's process as text and parsed with ``ast.parse`` only:
 never imported, compiled or run. A file too large, not UTF-8, not valid Python or

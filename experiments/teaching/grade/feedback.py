@@ -13,6 +13,7 @@ flags are the teacher's and never appear here.
 
 from __future__ import annotations
 
+from experiments.teaching.grade.report import md_text
 from experiments.teaching.grade.rubric import Part
 
 _KEPT = ("∂E/∂w =", "Σ_n =", ">>> yours:", "w⁺ =", "w - lr", "w − lr")
@@ -71,7 +72,7 @@ def feedback_markdown(result, parts: list[Part], score: float, max_score: float)
         if chain:
             lines += [chain[0], "", *chain[1:], ""]
     elif result.status != "agree":
-        lines += [f"**Fix this first** ({result.status}): {result.message}", ""]
+        lines += [f"**Fix this first** ({result.status}): {md_text(result.message)}", ""]
     lines += ["**Points:**", ""]
     lines += [f"- {p.name.replace('_', ' ')}: {p.score:.3g} of {p.max_score:g} ({p.output})"
               for p in parts]

@@ -2,7 +2,8 @@
 grading worker, which holds the ``CheckResult``):
 
     row columns   score, max_score (``rubric``), mistake (``check.in_words``), grad_sha256
-                  (the wrong gradients' fingerprint, for the same_mistake flag)
+                  (the wrong gradients' fingerprint, for the same_mistake flag; only for a
+                  mistake handgrad cannot name, ``in_words.is_named``)
     feedback.md   in its check folder (``feedback``)
     results.json  in its check folder, with ``--format gradescope`` (``gradescope``)
 
@@ -30,7 +31,7 @@ def extras(result, out: Path, rubric=None, fmt: str = "csv") -> dict:
 
 
 def _extras(result, out: Path, rubric, fmt: str) -> dict:
-    from experiments.teaching.check.in_words import mistake_words
+    from experiments.teaching.check.in_words import is_named, mistake_words
     from experiments.teaching.check.integrity import gradients_fingerprint
     from experiments.teaching.grade.feedback import feedback_markdown
     from experiments.teaching.grade.gradescope import write_results
@@ -38,8 +39,11 @@ def _extras(result, out: Path, rubric, fmt: str) -> dict:
     parts = rubrics.score(result, rubric)
     score, max_score = rubrics.total(parts)
     init = result.initial
+    # same_mistake is for a mistake handgrad cannot name: a named classic slip (1/N, a
+    # transpose, σ′ of the activation) comes out to the same digits from different code
     wrong = (gradients_fingerprint(init.yours) if result.status == "differ" and init
-             is not None and init.call.startswith("gradients") else "")
+             is not None and init.call.startswith("gradients") and not is_named(result)
+             else "")
     text = feedback_markdown(result, parts, score, max_score)
     out.mkdir(parents=True, exist_ok=True)
     (out / "feedback.md").write_text(text, encoding="utf-8")
