@@ -82,9 +82,13 @@ def _scores_png(table, max_score: float, path: Path) -> None:
     with style():
         fig, (ax,) = figure(width=6.0, height=3.2)
         top = max(max_score, 1.0)
-        bins = np.linspace(0, top, min(int(top), 20) + 1) if top >= 1 else 10
-        sns.histplot(x=scores, bins=bins, ax=ax, color="C0")
-        ax.set_xlim(0, top)
+        if (scores == scores.round()).all() and top <= 40:   # whole points: a bar each
+            sns.histplot(x=scores, discrete=True, ax=ax, color="C0")
+            ax.set_xlim(-0.6, top + 0.6)
+        else:
+            sns.histplot(x=scores, bins=np.linspace(0, top, min(int(top), 20) + 1), ax=ax,
+                         color="C0")
+            ax.set_xlim(0, top)
         ax.set_xlabel(f"score (of {max_score:g})")
         ax.set_ylabel("submissions")
         ax.yaxis.get_major_locator().set_params(integer=True)
