@@ -16,7 +16,10 @@ from pathlib import Path
 
 #: grades.csv's figures written to 3 significant digits
 ROUNDED = ("worst_rel_err", "worst_ratio", "seconds", "score", "max_score")
-A4_CSS = "@page { size: A4; margin: 15mm; } @media print { body { max-width: none; } }"
+A4_CSS = ("@page { size: A4; margin: 12mm; } @media print { body { max-width: none; "
+          "margin: 0; } .table-wrap { overflow: visible; } table { font-size: 8pt; } "
+          "td { overflow-wrap: anywhere; } img { max-height: 120mm; } "
+          "h2, h3 { break-after: avoid; } tr, figure { break-inside: avoid; } }")
 
 
 def add_flags(table, paths: dict):
