@@ -8,12 +8,12 @@
 
 Everything is taken from the check (``api.CheckResult``): the diagnosis's sentences, and
 the chain rule ``check.report.chain_rule`` quotes from ``handgrad explain``. Integrity
-flags are the teacher's and never appear here.
+flags are the teacher's and never appear here. The text is for the learner alone: their
+own messages are left as they are, not escaped, to paste as plain text.
 """
 
 from __future__ import annotations
 
-from experiments.teaching.grade.report import md_text
 from experiments.teaching.grade.rubric import Part
 
 _KEPT = ("∂E/∂w =", "Σ_n =", ">>> yours:", "w⁺ =", "w - lr", "w − lr")
@@ -72,7 +72,7 @@ def feedback_markdown(result, parts: list[Part], score: float, max_score: float)
         if chain:
             lines += [chain[0], "", *chain[1:], ""]
     elif result.status != "agree":
-        lines += [f"**Fix this first** ({result.status}): {md_text(result.message)}", ""]
+        lines += [f"**Fix this first** ({result.status}): {result.message}", ""]
     lines += ["**Points:**", ""]
     lines += [f"- {p.name.replace('_', ' ')}: {p.score:.3g} of {p.max_score:g} ({p.output})"
               for p in parts]
