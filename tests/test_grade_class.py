@@ -30,6 +30,7 @@ from experiments.teaching.check.integrity import (
     class_flags,
     code_fingerprint,
     parse_source,
+    read_source,
 )
 from experiments.teaching.grade import rubric as rubrics
 
@@ -415,3 +416,21 @@ def _hand_written():
     ns: dict = {}
     exec((EXAMPLES / "correct_w1b1.py").read_text(encoding="utf-8"), ns)
     return ns["gradients"]
+
+
+def test_a_notebook_is_read_cell_by_cell_without_running(tmp_path):
+    """A notebook's code cells are read with nbformat, IPython's lines left out: the flags
+    see the code a check runs."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# HW 3"),
+        nbformat.v4.new_code_cell("%matplotlib inline\nimport torch"),
+        nbformat.v4.new_code_cell("def gradients(params, X, Y):\n    loss.backward()\n")])
+    path = tmp_path / "hw3.ipynb"
+    nbformat.write(nb, path)
+    assert autograd_uses(read_source(path)) == [".backward( (cell 3, line 2)"]
+    # the magic line became `pass`, the cells joined in order
+    assert code_fingerprint(parse_source(b"pass\nimport torch\ndef gradients(params, X, Y):"
+                                         b"\n    loss.backward()\n")) \
+        == code_fingerprint(read_source(path))

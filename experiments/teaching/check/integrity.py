@@ -49,6 +49,13 @@ def parse_source(data: bytes, notebook: bool = False, name: str = "") -> ast.Mod
             from experiments.teaching.boundary.notebook import notebook_cells
             cells, _ = notebook_cells(text, name or "notebook")
             text = "\n".join(code for _, code in cells)
+            starts, line = [], 1
+            for cell, code in cells:
+                starts.append((line, cell.rsplit(", ", 1)[-1]))
+                line += code.count("\n") + 1
+            tree = ast.parse(text)
+            tree.cells = starts   # (first line, "cell N"): where autograd_uses points
+            return tree
         return ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError, UnicodeDecodeError):
         return None
@@ -134,7 +141,16 @@ def autograd_uses(tree: ast.Module | None) -> list[str]:
             if not any(o != w and o.startswith(w) and m == n for o, m in found)]
     seen: set[str] = set()
     kept = [(w, n) for w, n in kept if not (w in seen or seen.add(w))]
-    return [f"{w} (line {n})" for w, n in kept]
+    return [f"{w} ({_where(tree, n)})" for w, n in kept]
+
+
+def _where(tree: ast.Module, line: int) -> str:
+    """``line 7``, or in a notebook ``cell 3, line 2``."""
+    cells = getattr(tree, "cells", None)
+    if not cells:
+        return f"line {line}"
+    first, cell = max((c for c in cells if c[0] <= line), default=cells[0])
+    return f"{cell}, line {line - first + 1}"
 
 
 _RENAMED = {ast.Name: "id", ast.arg: "arg", ast.FunctionDef: "name",
