@@ -216,6 +216,7 @@ def test_grades_md_and_class_page(graded):
     assert "averaged over the batch" in html
     # no network request: no external source, stylesheet or script
     assert 'src="http' not in html and "<link" not in html and "<script src" not in html
+    assert "url(" not in html and "@import" not in html
 
 
 # Gradescope's "Output format" (https://gradescope-autograders.readthedocs.io/en/latest/
