@@ -134,6 +134,8 @@ EXPECTED = {
     "frank.py": ("agree", 9, "", ["autograd: requires_grad= (line 4), .backward( (line 9)"]),
     "gina.py": ("agree", 10, "", ["same_code: alice.py"]),
     "hank.py": ("error", 0, "", []),
+    # right gradients (both calls: 6 + 2), then update() returns None: the check stops
+    "mia.py": ("bad_output", 8, "", []),
 }
 
 
@@ -149,7 +151,8 @@ def graded(tmp_path_factory) -> Path:
              "carol.py": (EXAMPLES / "sigma_prime_of_activation.py").read_text("utf-8"),
              "dan.py": (EXAMPLES / "transposed_weight_gradient.py").read_text("utf-8"),
              "frank.py": TORCH_AUTOGRAD, "kate.py": ODD_SLIP, "liam.py": ODD_SLIP_REWRITTEN,
-             "hank.py": "def gradients(params, X, Y)\n    return {}\n"}
+             "hank.py": "def gradients(params, X, Y)\n    return {}\n",
+             "mia.py": (EXAMPLES / "update_returns_none.py").read_text(encoding="utf-8")}
     for name, text in files.items():
         (subs / name).write_text(text, encoding="utf-8")
     (base / "rubric.toml").write_text(RUBRIC, encoding="utf-8")
@@ -178,8 +181,9 @@ def test_rows_scores_mistakes_flags(graded):
     assert "autograd" not in table.loc["alice.py", "flags"]
     # figures to 3 significant digits: 0.75 stays, 1.59e+13-like ratios are short
     assert float(table.loc["bob.py", "worst_rel_err"]) == 0.75
-    for col in ("worst_rel_err", "worst_ratio", "seconds"):
-        assert all(str(v) == f"{float(v):.3g}" for v in table[col] if v != ""), col
+    text = pd.read_csv(graded / "grades.csv", dtype=str, keep_default_na=False)
+    for col in ("score", "worst_rel_err", "worst_ratio", "seconds"):
+        assert all(v == f"{float(v):.3g}" for v in text[col] if v != ""), col
 
 
 def test_feedback_md(graded):
@@ -194,6 +198,9 @@ def test_feedback_md(graded):
     assert len(text) < 2000                                       # pastes into a comment
     hank = (graded / "checks" / "hank" / "feedback.md").read_text(encoding="utf-8")
     assert "**Fix this first** (error): " in hank and "expected ':'" in hank
+    mia = (graded / "checks" / "mia" / "feedback.md").read_text(encoding="utf-8")
+    assert "- update: 0 of 1 (update() failed: bad_output)" in mia
+    assert "- gradients: 6 of 6 (2 of 2 parameters agree" in mia
     frank = (graded / "checks" / "frank" / "feedback.md").read_text(encoding="utf-8")
     assert "- update: 0 of 1 (no update() defined (the rubric requires one))" in frank
 
@@ -208,7 +215,7 @@ def test_grades_md_and_class_page(graded):
     assert "| the W2 gradient transposed | 1 |" in md
     assert "| σ′ taken of the activation, at every layer | 1 |" in md
     assert "- frank.py: autograd: requires\\_grad= (line 4)" in md
-    assert "2 of 10 with full points" in md         # alice, gina; frank lacks update()
+    assert "2 of 11 with full points" in md         # alice, gina; frank lacks update()
     for png in ("mistakes.png", "scores.png"):
         assert (graded / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (graded / "report.html").read_text(encoding="utf-8")

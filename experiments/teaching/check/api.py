@@ -118,7 +118,7 @@ def run_check(learner, cfg: RunConfig, notes=(), mode: str = "") -> CheckResult:
         result = _judged(learner.name, init, run)
     except LearnerError as err:
         result = failed(learner.name, err)
-        result.initial = init
+        result.initial = init if init is not None else getattr(err, "initial", None)
         said, at = re.fullmatch(r"(.*?)((?: \(at [^()]*, line \d+\))?)", result.message,
                                 flags=re.DOTALL).groups()
         hint = _hint(said, learner.convention, cfg)

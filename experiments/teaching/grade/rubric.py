@@ -157,7 +157,9 @@ def score(result, rubric: Rubric) -> list[Part]:
                           "the second call differs (state kept between calls)"))
     run = result.run
     if run is None:
-        parts.append(Part("training", 0.0, pts["training"], "not checked: no training run"))
+        parts.append(Part("training", 0.0, pts["training"], "not checked: no training run"
+                          + (f" ({result.status})" if result.status not in ("agree", "differ")
+                             else "")))
     else:
         rows = run.summary[run.summary["param"].isin(list(init.autograd))]
         good = (run.status == "completed" and not rows.empty
@@ -176,7 +178,8 @@ def score(result, rubric: Rubric) -> list[Part]:
     elif init.differs:
         parts.append(Part("update", 0.0, pts["update"], "not checked: the gradients differ"))
     elif getattr(result, "has_update", False):
-        parts.append(Part("update", 0.0, pts["update"], "not checked"))
+        parts.append(Part("update", 0.0, pts["update"], f"update() failed: {result.status}"
+                          if result.status not in ("agree", "differ") else "not checked"))
     else:
         parts.append(Part("update", 0.0 if rubric.update_required else pts["update"],
                           pts["update"], "no update() defined" + (
