@@ -63,10 +63,10 @@ def grades_markdown(table, skipped, folder: Path, settings: dict) -> str:
         name="submissions")
     from experiments.teaching.grade.summary import rounded, summary_lines
 
-    shown_table = rounded(table).drop(columns=["sha256", "grad_sha256"]).assign(
-        file=table["file"].map(lambda f: md_text(shown(f))),
-        message=table["message"].map(md_text), mistake=table["mistake"].map(md_text),
-        flags=table["flags"].map(md_text))
+    texts = [c for c in ("message", "mistake", "flags") if c in table.columns]
+    shown_table = rounded(table).drop(columns=["sha256", "grad_sha256"], errors="ignore")
+    shown_table = shown_table.assign(file=table["file"].map(lambda f: md_text(shown(f))),
+                                     **{c: table[c].map(md_text) for c in texts})
     lines = [f"# handgrad grade: {shown(str(folder))}", "",
              f"{len(table)} submissions checked against autograd; "
              f"{settings_line(settings)}. Each one's check folder is under `checks/`."]
@@ -80,7 +80,7 @@ def grades_markdown(table, skipped, folder: Path, settings: dict) -> str:
         lines.append(f"**{UNSANDBOXED}{'; '.join(settings['sandbox_missing'])}** "
                      f"(docs/check.md, 'The learner's process').")
     lines += ["", *(summary_lines(table, settings["rubric"]) if settings.get("rubric")
-                    and not table.empty else []),
+                    and not table.empty and "score" in table.columns else []),
               "## Counts", "", markdown_table(counts), "",
               "## Submissions", "", markdown_table(shown_table), ""]
     if skipped:
