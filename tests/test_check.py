@@ -391,8 +391,9 @@ def test_check_file_api(tmp_path):
 def test_schema_columns():
     assert CHECK_COLUMNS == ["call", "param", "key", "rel_err", "rel_tol", "fd_rel_err",
                              "max_abs_diff", "ratio", "verdict", "kind"]
-    assert GRADE_COLUMNS == ["file", "status", "diagnosis", "first_param", "worst_rel_err",
-                             "worst_ratio", "seconds", "message", "sha256"]
+    assert GRADE_COLUMNS == ["file", "status", "score", "max_score", "diagnosis", "mistake",
+                             "first_param", "worst_rel_err", "worst_ratio", "seconds",
+                             "message", "flags", "sha256", "grad_sha256"]
 
 
 def test_layer_confined_and_named_mistake():

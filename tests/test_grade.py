@@ -59,9 +59,9 @@ def test_grade_mixed_folder(tmp_path, submissions, capsys):
                  "--timeout", "2", "--memory", "400", "--jobs", "2"])
     assert code == 0
     table = pd.read_csv(out / "grades.csv", keep_default_na=False)
-    assert list(table.columns) == ["file", "status", "diagnosis", "first_param",
-                                   "worst_rel_err", "worst_ratio", "seconds", "message",
-                                   "sha256"]
+    assert list(table.columns) == ["file", "status", "score", "max_score", "diagnosis",
+                                   "mistake", "first_param", "worst_rel_err", "worst_ratio",
+                                   "seconds", "message", "flags", "sha256", "grad_sha256"]
     assert list(table["file"]) == list(SUBMISSIONS)          # every .py, in name order
     for row in table.itertuples():
         _, status, kind, first, words = SUBMISSIONS[row.file]
@@ -71,12 +71,15 @@ def test_grade_mixed_folder(tmp_path, submissions, capsys):
     assert float(agree["worst_rel_err"].iloc[0]) <= 1e-12        # fixed float64 bound
     assert math.isclose(float(table.loc[1, "worst_rel_err"]), 0.75, rel_tol=1e-12)
     assert {p.name for p in out.iterdir()} == {".handgrad", "grades.csv", "grades.md",
-                                               "not_graded.csv", "checks", "settings.json"}
+                                               "not_graded.csv", "checks", "settings.json",
+                                               "mistakes.png", "scores.png", "report.html"}
     checks = out / "checks"
     written = {p.name for p in checks.iterdir()}
-    # a folder for every file that loaded; none for the syntax error and the bad output
-    assert written == {"a_correct", "b_mean", "d_exit", "e_segfault", "f_hog", "g_loop",
-                       "i_raises"}
+    # a folder for every submission: a full check folder for every file that loaded, the
+    # feedback alone for the syntax error and the bad output
+    assert written == {Path(f).stem for f in SUBMISSIONS}
+    assert {p.name for p in (checks / "c_syntax").iterdir()} == {"feedback.md"}
+    assert (checks / "a_correct" / "check.md").is_file()
     assert (checks / "b_mean" / "training" / "summary.csv").is_file()
     assert not list((checks / "b_mean" / "training").glob("*.png"))   # grade skips plots
     md = (out / "grades.md").read_text(encoding="utf-8")
@@ -87,7 +90,7 @@ def test_grade_mixed_folder(tmp_path, submissions, capsys):
     assert "- notes.txt: not a Python file (.py) or notebook (.ipynb)" in md   # all listed
     assert "without a filesystem sandbox" not in md
     stdout = capsys.readouterr().out
-    assert "[2/9] b_mean.py: differ (constant_ratio, W2)" in stdout
+    assert "[2/9] b_mean.py: differ (averaged over the batch, W2), 0/10 points" in stdout
     assert "not graded: notes.txt: not a Python file (.py) or notebook (.ipynb)" in stdout
 
 

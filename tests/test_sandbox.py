@@ -414,8 +414,9 @@ def test_odd_names_each_get_a_row_or_a_reason(tmp_path, capsys):
     assert "new\\nline.py: agree" in out                        # one line, escaped
     assert "not graded: fifo.py: a FIFO, not a regular file" in out
     checks = {p.name for p in (tmp_path / "g" / "checks").iterdir()}
-    assert len(checks) == 4 and ".handgrad" not in checks      # no clash with the marker
-    # (the unreadable notebook has no check folder: it could not be loaded)
+    assert len(checks) == 5 and ".handgrad" not in checks      # no clash with the marker
+    # (the unreadable notebook's folder holds its feedback alone: it could not be loaded)
+    assert {p.name for p in (tmp_path / "g" / "checks" / "nb").iterdir()} == {"feedback.md"}
 
 
 def test_missing_layers_are_named(tmp_path):

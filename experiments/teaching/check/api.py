@@ -21,7 +21,8 @@ Statuses and ``handgrad check``'s exit codes: agree 0, differ 1, bad input 2 (``
 for a file that cannot be loaded, ``bad_output`` for a return value of the wrong form),
 diverged 3, error 4 (the learner's code raised or its process died), timeout 5.
 ``check_function`` calls the function in this process (no time or memory limit: a hang is
-a hang); ``check_file`` runs the file in its own limited process (``process``).
+a hang; ``isolated=True`` checks the function's file instead); ``check_file`` runs the file
+in its own limited process (``process``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class CheckResult:
     sha256: str = ""                  # of the file's bytes that ran (check_file)
     mode: str = ""                    # "the whole file" or "definitions only" (check_file)
     notes: list[str] = field(default_factory=list)   # what of the file was left out
+    has_update: bool = False          # the learner defines update(params, grads, lr)
     explanation: str = ""             # everything, as `handgrad check` prints it
 
     @property
@@ -116,13 +118,14 @@ def run_check(learner, cfg: RunConfig, notes=(), mode: str = "") -> CheckResult:
         result = _judged(learner.name, init, run)
     except LearnerError as err:
         result = failed(learner.name, err)
-        result.initial = init
+        result.initial = init if init is not None else getattr(err, "initial", None)
         said, at = re.fullmatch(r"(.*?)((?: \(at [^()]*, line \d+\))?)", result.message,
                                 flags=re.DOTALL).groups()
         hint = _hint(said, learner.convention, cfg)
         result.message = (said.rstrip() + hint if hint else said) + at
     result.config = init.config if init is not None else cfg
     result.convention = learner.convention
+    result.has_update = bool(learner.has_update)
     result.seconds = time.perf_counter() - t0
     result.notes, result.mode = list(notes), mode
     result.explanation = explanation(result)
@@ -256,13 +259,26 @@ def _worst(init: Initial, run: RunResult | None) -> dict:
 
 
 def check_function(gradients, config: str | RunConfig = "seed", *, update=None,
-                   convention: str = "torch", overrides=(), steps: int | None = None
+                   convention: str = "torch", overrides=(), steps: int | None = None,
+                   isolated: bool = False, timeout: float = 60.0, memory_mb: int = 1024
                    ) -> CheckResult:
     """Check a learner's ``gradients(params, X, Y)`` (and ``update(params, grads, lr)``)
     function objects, in this process, on ``config`` (a named experiment, a TOML path or a
     RunConfig) with ``overrides`` (``"key=value"``) for ``steps`` training steps (default:
     the config's). Nothing is written. Bad input is a result too (status ``error`` or
-    ``bad_output``, exit_code 2); a bad config raises ``ConfigError``."""
+    ``bad_output``, exit_code 2); a bad config raises ``ConfigError``.
+
+    In this process the function shares this process's state: a module-level cache or
+    counter it keeps carries over from one test to the next, and nothing limits its time
+    or memory. ``isolated=True`` checks the ``.py`` file the function was defined in
+    instead, as ``check_file`` does (a fresh sandboxed process with ``timeout`` and
+    ``memory_mb``; the file's own ``gradients``, ``update`` and ``CONVENTION``): a function
+    defined in a notebook cell or the interpreter has no such file and raises
+    ``ConfigError`` (pass the notebook to ``check_file``)."""
+    if isolated:
+        return check_file(module_file(gradients, update, convention), config,
+                          overrides=overrides, steps=steps, timeout=timeout,
+                          memory_mb=memory_mb)
     cfg = resolve_config(config, overrides, steps)
     name = getattr(gradients, "__name__", "gradients")
     try:
@@ -270,6 +286,35 @@ def check_function(gradients, config: str | RunConfig = "seed", *, update=None,
     except LearnerError as err:
         return failed(name, err)
     return run_check(learner, cfg)
+
+
+def module_file(gradients, update=None, convention: str = "torch") -> Path:
+    """The ``.py`` file that defines ``gradients`` (for ``check_function(isolated=True)``);
+    ``ConfigError`` where there is none, or where the file would check something else."""
+    import inspect
+
+    name = getattr(gradients, "__name__", repr(gradients))
+    try:
+        source = inspect.getsourcefile(gradients)
+    except TypeError:
+        source = None
+    path = Path(source) if source else None
+    if path is None or path.suffix != ".py" or not path.is_file() \
+            or path.parent.name.startswith("ipykernel_"):
+        raise ConfigError(f"check_function(isolated=True): {name} was not defined in a .py "
+                          f"file ({source or 'no source file'}: a notebook cell or the "
+                          f"interpreter); pass the file or notebook to check_file(PATH)")
+    if name != "gradients":
+        raise ConfigError(f"check_function(isolated=True): {name} is not named gradients; "
+                          f"the isolated check runs {path.name}'s own gradients(params, X, Y)")
+    if update is not None and getattr(update, "__name__", "") != "update":
+        raise ConfigError(f"check_function(isolated=True): {update.__name__} is not named "
+                          f"update; the isolated check runs {path.name}'s own update()")
+    if convention != "torch":
+        raise ConfigError(f"check_function(isolated=True, convention={convention!r}): the "
+                          f"isolated check reads CONVENTION from {path.name} itself; put "
+                          f"CONVENTION = {convention!r} in the file and leave convention out")
+    return path
 
 
 def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=(),

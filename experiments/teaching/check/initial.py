@@ -39,6 +39,7 @@ from experiments.core.metrics import TINY, compare_many, verdict
 from experiments.core.runner import initial_state
 from experiments.core.schema import CHECK_COLUMNS
 from experiments.core.tolerance import step_tolerances, unit_roundoff
+from experiments.teaching.boundary.learner import LearnerError
 from experiments.teaching.check.side import Convention
 
 CALLS = ("gradients", "gradients, 2nd call", "update")
@@ -98,7 +99,20 @@ def check_initial(cfg: RunConfig, learner) -> Initial:
     fd = manual.finite_difference_gradients(net, Xb, Yb)
     init = Initial(cfg, conv, w0, Xb, Yb, g0, fd, pd.DataFrame(columns=CHECK_COLUMNS))
     learner.bind(X, Y)
-    rows = []
+    rows: list[list] = []
+    try:
+        _calls(init, learner, net, tor, w0, w1, g0, fd, Xb, Yb, idx, rows)
+    except LearnerError as err:   # a later call failed: what the earlier ones showed stays
+        init.table = pd.DataFrame(rows, columns=CHECK_COLUMNS)
+        err.initial = init
+        raise
+    init.table = pd.DataFrame(rows, columns=CHECK_COLUMNS)
+    return init
+
+
+def _calls(init, learner, net, tor, w0, w1, g0, fd, Xb, Yb, idx, rows: list) -> None:
+    """The calls of the module docstring, their rows appended to ``rows`` as made."""
+    cfg, conv = init.config, init.convention
     for call, w, previous in ((CALLS[0], w0, None), (CALLS[1], w1, g0)):
         net.set_params(w)
         g_t = g0 if previous is None else tor.loss_and_gradients(Xb, Yb)[1]
@@ -117,8 +131,6 @@ def check_initial(cfg: RunConfig, learner) -> Initial:
             break
     if not init.differs and learner.has_update:
         rows += _check_update(init, learner, w1)
-    init.table = pd.DataFrame(rows, columns=CHECK_COLUMNS)
-    return init
 
 
 def _differs(rows) -> bool:

@@ -2,6 +2,9 @@
 
 Modules: ``discover`` (which entries of the submissions folder are graded, and why the
 others are not), ``folder`` (grading them all into one grade folder, resumable, surviving
-a dead worker), ``report`` (grades.md), ``command`` (the subcommand). Each submission runs
+a dead worker), ``rubric`` (points), ``per_submission`` (what each submission gets besides
+its row: points, the mistake in words, ``feedback`` and ``gradescope``'s results.json),
+``summary`` (flags, the class's mistakes, figures and report.html), ``report``
+(grades.md), ``command`` (the subcommand). Each submission runs
 in its own sandboxed process (``experiments.teaching.boundary``).
 """

@@ -21,8 +21,10 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
         help=help,
         description="Check every *.py in DIR as `handgrad check` does, each in its own "
                     "sandboxed process with its own limits, and write one grade folder: "
-                    "grades.csv (one row per submission), grades.md, not_graded.csv and "
-                    "checks/NAME/, replaced together.\n\n  handgrad grade submissions/ seed "
+                    "grades.csv (one row per submission, with points, the mistake in words "
+                    "and integrity flags), grades.md and report.html (the class summary), "
+                    "not_graded.csv and checks/NAME/ (with feedback.md), replaced "
+                    "together.\n\n  handgrad grade submissions/ seed "
                     "--out grades/week3 --timeout 20 --jobs 2")
     p.add_argument("folder", type=Path, metavar="DIR")
     add_limits(p)
@@ -40,14 +42,20 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
     p.add_argument("--resume", action="store_true",
                    help="keep the rows of the grade folder at --out whose file is unchanged "
                         "(after an interrupt) and grade the rest")
+    p.add_argument("--rubric", type=Path, default=None, metavar="FILE.toml",
+                   help="points per part of the check (default: 4 gradients, 2 second call, "
+                        "3 training, 1 update; docs/check.md, 'Points')")
+    p.add_argument("--format", choices=("csv", "gradescope"), default="csv", dest="fmt",
+                   help="gradescope: also a Gradescope results.json in each check folder")
     p.set_defaults(func=cmd_grade)
 
 
 def _line(row: dict, done: int, total: int) -> None:
     from experiments.teaching.grade.discover import shown
 
-    what = row["status"] + (f" ({row['diagnosis']}, {row['first_param']})"
-                            if row["status"] == "differ" else "")
+    what = row["status"] + (f" ({row.get('mistake') or row['diagnosis']}, "
+                            f"{row['first_param']})" if row["status"] == "differ" else "") \
+        + (f", {row['score']:g}/{row['max_score']:g} points" if "score" in row else "")
     print(f"[{done}/{total}] {shown(row['file'])}: {what}", flush=True)
 
 
@@ -60,12 +68,14 @@ def cmd_grade(args) -> int:
                           overrides=args.overrides, steps=args.steps, timeout=args.timeout,
                           memory_mb=args.memory, jobs=args.jobs, force=args.force,
                           resume=args.resume, definitions_only=args.definitions_only,
-                          progress=_line, backend=args.backend, scheduler=args.scheduler)
+                          progress=_line, backend=args.backend, scheduler=args.scheduler,
+                          rubric=args.rubric, fmt=args.fmt)
     for s in grades.skipped:
         print(f"not graded: {shown(s.name)}: {s.why}")
     if grades.sandbox_missing:
         print(f"handgrad: {UNSANDBOXED}{'; '.join(grades.sandbox_missing)}", file=sys.stderr)
     counts = grades.table["status"].value_counts()
     print(", ".join(f"{n} {s}" for s, n in counts.items()))
-    print(f"grade folder: {grades.out} (grades.csv, grades.md, not_graded.csv, checks/)")
+    print(f"grade folder: {grades.out} (grades.csv, grades.md, report.html, not_graded.csv, "
+          f"checks/NAME/feedback.md)")
     return 0

@@ -37,7 +37,8 @@ from experiments.teaching.grade.discover import NotGraded, Submission, discover,
 
 #: what a grade folder may hold: ``--force`` and ``--resume`` refuse a folder with more
 OWN_FILES = frozenset({".handgrad", "grades.csv", "grades.md", "not_graded.csv", "checks",
-                       "settings.json", "INTERRUPTED"})
+                       "settings.json", "INTERRUPTED", "mistakes.png", "scores.png",
+                       "report.html"})
 WORKER_DEATHS = 2     # deaths of the worker checking one submission before it is a row
 BACKENDS = ("loky", "dask")   # where the submissions are checked (``_grade_all``)
 
@@ -51,10 +52,11 @@ def sha256(path: Path) -> str:
 
 
 def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
-              definitions_only: bool = False) -> dict:
+              definitions_only: bool = False, rubric=None, fmt: str = "csv") -> dict:
     """One submission's row; handgrad's own failures become ``grader_error`` rows."""
     from experiments.core.threads import limited_threads
     from experiments.teaching.check.api import CheckResult, check_file
+    from experiments.teaching.grade.per_submission import extras
     from experiments.teaching.reference.check import check_reference_file
     from experiments.teaching.reference.load import ReferenceFile
 
@@ -79,13 +81,14 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
             "first_param": r.first_param, "worst_rel_err": r.worst_rel_err,
             "worst_ratio": r.worst_ratio, "seconds": round(r.seconds, 3),
             "message": r.message, "sha256": r.sha256 or sha256(sub.path),
-            "_sandbox": r.sandbox_missing}
+            "_sandbox": r.sandbox_missing, **extras(r, out, rubric, fmt)}
 
 
 def _died(sub: Submission) -> dict:
     return {"file": sub.path.name, "status": "grader_error", "diagnosis": "",
             "first_param": "", "worst_rel_err": float("nan"), "worst_ratio": float("nan"),
-            "seconds": 0.0, "message": f"the grading worker died {WORKER_DEATHS} times while "
+            "seconds": 0.0, "score": 0.0,
+            "message": f"the grading worker died {WORKER_DEATHS} times while "
             f"checking this file; it was not graded (not the learner's fault: rerun with "
             f"--resume)", "sha256": sha256(sub.path), "_sandbox": []}
 
@@ -149,13 +152,16 @@ def check_own_files(out: Path) -> None:
                               f"replaces only what handgrad wrote: choose another --out")
 
 
-def grading_settings(cfg, timeout: float, memory_mb: int, definitions_only: bool) -> dict:
+def grading_settings(cfg, timeout: float, memory_mb: int, definitions_only: bool,
+                     rubric=None, fmt: str = "csv") -> dict:
     """What a row's grade depends on besides the file: kept in settings.json, and compared
     on ``--resume``."""
     from experiments.teaching.grade.report import version
+    from experiments.teaching.grade.rubric import DEFAULT
 
     return {"config": cfg.to_dict(), "timeout": timeout, "memory_mb": memory_mb,
-            "definitions_only": definitions_only, "handgrad": version()}
+            "definitions_only": definitions_only, "handgrad": version(),
+            "rubric": (rubric or DEFAULT).to_dict(), "format": fmt}
 
 
 def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[str, dict]:
@@ -178,7 +184,8 @@ def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[str, di
     if not csv.is_file():
         return {}
     try:
-        table = pd.read_csv(csv, keep_default_na=False, dtype={"sha256": str})
+        table = pd.read_csv(csv, keep_default_na=False, dtype={"sha256": str,
+                                                               "grad_sha256": str})
     except (ValueError, OSError) as err:
         raise ConfigError(f"--resume: {csv} cannot be read ({err}); grade again with "
                           f"--force") from None
@@ -191,7 +198,7 @@ def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[str, di
         sub = now.get(row["file"])
         if sub is not None and row["status"] not in ("grader_error", "interrupted") \
                 and row["sha256"] and row["sha256"] == sha256(sub.path):
-            for col in ("worst_rel_err", "worst_ratio"):
+            for col in ("worst_rel_err", "worst_ratio", "score", "max_score"):
                 row[col] = float(row[col]) if row[col] != "" else float("nan")
             rows[row["file"]] = {**row, "_sandbox": []}
     return rows
@@ -200,7 +207,8 @@ def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[str, di
 def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overrides=(),
                  steps=None, timeout: float = 60.0, memory_mb: int = 1024, jobs: int = 1,
                  force: bool = False, resume: bool = False, definitions_only: bool = False,
-                 progress=None, backend: str = "loky", scheduler: str | None = None):
+                 progress=None, backend: str = "loky", scheduler: str | None = None,
+                 rubric=None, fmt: str = "csv"):
     """Grade every submission in ``folder`` (module docstring); return ``Grades``.
     ``progress(row, done, total)`` is called as rows are done. ``backend``: ``loky``
     (this machine) or ``dask`` (``remote``: the cluster at ``scheduler``, else at
@@ -214,6 +222,7 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
     from experiments.output.rundir import atomic_folder, check_out
     from experiments.teaching.boundary.process import check_limits
     from experiments.teaching.check.api import resolve_config
+    from experiments.teaching.grade import rubric as rubrics
     from experiments.teaching.grade.report import grades_markdown
     from experiments.teaching.reference.load import ReferenceFile, is_reference
 
@@ -247,9 +256,12 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
         cfg = ReferenceFile.vetted(config, steps)
     else:
         cfg = resolve_config(config, overrides, steps)
+    rubric = rubric if isinstance(rubric, rubrics.Rubric) else rubrics.load(rubric)
+    if fmt not in ("csv", "gradescope"):
+        raise ConfigError(f"--format {fmt}: give csv or gradescope")
     check_out(out, force or resume, "grade", legacy=False)
     check_own_files(out)
-    recorded = grading_settings(cfg, timeout, memory_mb, definitions_only)
+    recorded = grading_settings(cfg, timeout, memory_mb, definitions_only, rubric, fmt)
     kept = kept_rows(out, subs, recorded) if resume and out.exists() else {}
     rows: dict[str, dict] = dict(kept)
     pending = [s for s in subs if s.path.name not in kept]
@@ -264,7 +276,7 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
                 shutil.copytree(old, checks / sub.slot, symlinks=True)
         run = functools.partial(_grade_sub, cfg=cfg, checks=checks.resolve(),
                                 timeout=timeout, memory_mb=memory_mb,
-                                definitions_only=definitions_only)
+                                definitions_only=definitions_only, rubric=rubric, fmt=fmt)
         try:
             _grade_all(pending, run, jobs, rows, progress, len(subs), backend, scheduler)
         except KeyboardInterrupt:
@@ -278,10 +290,12 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
             missing = sorted({m for r in rows.values() for m in r.pop("_sandbox", [])})
             table = pd.DataFrame([rows[s.path.name] for s in subs if s.path.name in rows],
                                  columns=GRADE_COLUMNS)
+            table = class_columns(table, {s.path.name: s.path for s in subs}, rubric)
             settings = {"config": cfg, "steps": cfg.steps, "timeout": timeout,
                         "definitions_only": definitions_only,
                         "memory_mb": memory_mb, "jobs": jobs, "resumed": len(kept),
-                        "interrupted": interrupted, "sandbox_missing": missing}
+                        "interrupted": interrupted, "sandbox_missing": missing,
+                        "rubric": rubric}
             _write(tmp, table, skipped, folder, settings, grades_markdown)
             (tmp / "settings.json").write_text(json.dumps(recorded, indent=1) + "\n",
                                                encoding="utf-8")
@@ -289,8 +303,21 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
 
 
 def _grade_sub(sub: Submission, cfg, checks: Path, timeout: float, memory_mb: int,
-               definitions_only: bool) -> dict:
-    return grade_one(sub, cfg, checks / sub.slot, timeout, memory_mb, definitions_only)
+               definitions_only: bool, rubric=None, fmt: str = "csv") -> dict:
+    return grade_one(sub, cfg, checks / sub.slot, timeout, memory_mb, definitions_only,
+                     rubric, fmt)
+
+
+def class_columns(table, paths: dict, rubric):
+    """The columns made from the whole class: flags (and the points of a row the grading
+    could not score)."""
+    from experiments.teaching.grade.summary import add_flags
+
+    table = table.assign(score=table["score"].fillna(0.0),
+                         max_score=table["max_score"].fillna(rubric.total),
+                         mistake=table["mistake"].fillna(""),
+                         grad_sha256=table["grad_sha256"].fillna(""))
+    return add_flags(table, paths)
 
 
 def inert(cell):
@@ -305,13 +332,20 @@ def _write(tmp: Path, table, skipped: list[NotGraded], folder: Path, settings: d
     import pandas as pd
 
     from experiments.output.rundir import write_csv
+    from experiments.teaching.grade.summary import rounded, write_page, write_summary
 
-    write_csv(table.assign(file=table["file"].map(inert), message=table["message"].map(inert)),
+    write_csv(rounded(table).assign(file=table["file"].map(inert),
+                                    message=table["message"].map(inert),
+                                    mistake=table["mistake"].map(inert),
+                                    flags=table["flags"].map(inert)),
               tmp / "grades.csv")
     write_csv(pd.DataFrame([(inert(s.name), s.why) for s in skipped], columns=["name", "why"]),
               tmp / "not_graded.csv")
-    (tmp / "grades.md").write_text(grades_markdown(table, skipped, folder, settings),
-                                   encoding="utf-8")
+    markdown = grades_markdown(table, skipped, folder, settings)
+    (tmp / "grades.md").write_text(markdown, encoding="utf-8")
+    if not table.empty:
+        write_summary(tmp, table, settings["rubric"])
+    write_page(tmp, markdown)
 
 
 class Grades:

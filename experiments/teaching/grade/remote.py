@@ -23,7 +23,8 @@ from experiments.teaching.grade.discover import Submission
 
 
 def grade_packed(name: str, slot: str, source: bytes, shown_folder: str, cfg, timeout: float,
-                 memory_mb: int, definitions_only: bool) -> tuple[dict, list]:
+                 memory_mb: int, definitions_only: bool, rubric=None,
+                 fmt: str = "csv") -> tuple[dict, list]:
     """On the worker: ``grade_one`` on ``source`` written as ``name``; the row and the check
     folder (as data), the worker's own folder named as ``shown_folder``."""
     from experiments.teaching.grade.folder import grade_one
@@ -34,7 +35,7 @@ def grade_packed(name: str, slot: str, source: bytes, shown_folder: str, cfg, ti
         path = folder / name
         path.write_bytes(source)
         row = grade_one(Submission(path, slot), cfg, tmp / "check", timeout, memory_mb,
-                        definitions_only)
+                        definitions_only, rubric, fmt)
         files = backends.pack(tmp / "check") if (tmp / "check").is_dir() else []
     here, there = str(folder), shown_folder
     row = {k: v.replace(here, there) if isinstance(v, str) else v for k, v in row.items()}
@@ -46,9 +47,9 @@ def grade_packed(name: str, slot: str, source: bytes, shown_folder: str, cfg, ti
 def _lost(sub: Submission, sha: str) -> dict:
     return {"file": sub.path.name, "status": "grader_error", "diagnosis": "",
             "first_param": "", "worst_rel_err": float("nan"), "worst_ratio": float("nan"),
-            "seconds": 0.0, "message": "the Dask workers checking this file died on every "
-            "try the scheduler allows; it was not graded (not the learner's fault: rerun with "
-            "--resume)", "sha256": sha, "_sandbox": []}
+            "seconds": 0.0, "score": 0.0, "message": "the Dask workers checking this file died "
+            "on every try the scheduler allows; it was not graded (not the learner's fault: "
+            "rerun with --resume)", "sha256": sha, "_sandbox": []}
 
 
 def grade_on_dask(pending: list[Submission], settings: dict, workers: int, rows: dict,
@@ -56,15 +57,15 @@ def grade_on_dask(pending: list[Submission], settings: dict, workers: int, rows:
     """Fill ``rows`` (name -> row) for ``pending`` on a Dask cluster (``backends.dask_client``:
     ``scheduler``, $DASK_SCHEDULER_ADDRESS, else a local cluster of ``workers``).
     ``settings``: ``cfg``, ``checks`` (the grade folder's checks/, here), ``timeout``,
-    ``memory_mb``, ``definitions_only``. A file that cannot be read here is graded here
-    (``grade_one`` says why in its row, without starting a process)."""
+    ``memory_mb``, ``definitions_only``, ``rubric``, ``fmt``. A file that cannot be read
+    here is graded here (``grade_one`` says why in its row, without starting a process)."""
     from experiments.teaching.boundary.learner import BadLearner
     from experiments.teaching.boundary.process import FILE_LIMIT, NOTEBOOK_LIMIT, read_capped
     from experiments.teaching.grade.folder import grade_one, sha256
 
     checks: Path = settings["checks"]
     limits = (settings["cfg"], settings["timeout"], settings["memory_mb"],
-              settings["definitions_only"])
+              settings["definitions_only"], settings["rubric"], settings["fmt"])
 
     def done(sub: Submission, row: dict) -> None:
         rows[sub.path.name] = row

@@ -31,11 +31,26 @@ def settings_line(settings: dict) -> str:
     sizes = "-".join(map(str, cfg.sizes)) if cfg.sizes else "from the data"
     act = f"{cfg.activation}/{cfg.resolved_output_activation}"
     return (f"config `{cfg.name}` (sizes {sizes}, {act}, "
-            f"loss {cfg.loss}, mode {cfg.mode}), {settings['steps']} training steps, "
+            f"loss {cfg.loss} {reduction(cfg.loss)}, mode {cfg.mode}), "
+            f"{settings['steps']} training steps, "
             f"--timeout {settings['timeout']:g} s, --memory {settings['memory_mb']} MiB, "
             f"--jobs {settings['jobs']}, "
             f"{'definitions only' if settings.get('definitions_only') else 'whole files run'}"
-            f", handgrad {version()}")
+            f", handgrad {version()}" + (f"; {settings['rubric'].describe()}"
+                                         if settings.get("rubric") else ""))
+
+
+def reduction(loss: str) -> str:
+    """How ``loss`` reduces over the batch, read from ``manual.losses.ELEMENTS``."""
+    from manual.losses import ELEMENTS
+
+    if loss not in ELEMENTS:
+        return ""
+    N, K = 7, 3                       # distinct primes: d names its own reduction
+    c, d = ELEMENTS[loss][1](N, K)
+    return {1: f"(summed over the batch{', times ½' if c == 0.5 else ''})",
+            N: "(mean over the N samples)",
+            N * K: "(mean over the N·K entries)"}.get(d, "")
 
 
 def version() -> str:
@@ -52,9 +67,12 @@ def grades_markdown(table, skipped, folder: Path, settings: dict) -> str:
 
     counts = table.groupby(["status", "diagnosis"], dropna=False).size().reset_index(
         name="submissions")
-    shown_table = table.drop(columns=["sha256"]).assign(
-        file=table["file"].map(lambda f: md_text(shown(f))),
-        message=table["message"].map(md_text))
+    from experiments.teaching.grade.summary import rounded, summary_lines
+
+    texts = [c for c in ("message", "mistake", "flags") if c in table.columns]
+    shown_table = rounded(table).drop(columns=["sha256", "grad_sha256"], errors="ignore")
+    shown_table = shown_table.assign(file=table["file"].map(lambda f: md_text(shown(f))),
+                                     **{c: table[c].map(md_text) for c in texts})
     lines = [f"# handgrad grade: {shown(str(folder))}", "",
              f"{len(table)} submissions checked against autograd; "
              f"{settings_line(settings)}. Each one's check folder is under `checks/`."]
@@ -67,7 +85,9 @@ def grades_markdown(table, skipped, folder: Path, settings: dict) -> str:
     if settings["sandbox_missing"]:
         lines.append(f"**{UNSANDBOXED}{'; '.join(settings['sandbox_missing'])}** "
                      f"(docs/check.md, 'The learner's process').")
-    lines += ["", "## Counts", "", markdown_table(counts), "",
+    lines += ["", *(summary_lines(table, settings["rubric"]) if settings.get("rubric")
+                    and not table.empty and "score" in table.columns else []),
+              "## Counts", "", markdown_table(counts), "",
               "## Submissions", "", markdown_table(shown_table), ""]
     if skipped:
         lines += ["## Not graded", "",
