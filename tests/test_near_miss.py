@@ -63,6 +63,9 @@ CATALOGUE = [  # file, config and options, exit code, diagnosis kind ("" = none)
     ("update_returns_none.py", ["seed"], 2, "",
      "update(params, grads, lr) returned None; it must return a dict {name: array} with the "
      "keys of params (return the new params"),
+    ("update_hardcoded_lr.py", ["seed"], 1, "update",
+     "your update of W1 and W2 ignores the learning rate: w − ∂E/∂w (called with lr = 0.5; "
+     "use the lr argument, never a number of your own)"),
     ("onehot_labels.py", ["iris"], 4, "",
      "(for cross_entropy Y holds integer class labels, shape (N,), not one-hot rows (N, K)"),
     ("written_for_biases.py", ["seed"], 4, "",

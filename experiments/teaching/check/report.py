@@ -73,7 +73,7 @@ def entries(init, key: str, fine: bool = False) -> tuple[list[str], tuple]:
     level = float(rows["rel_tol"].iloc[0]) if fine else bug_tolerance(init.config.dtype)
     off = np.ones(t.shape, bool) if misplaced else diff > level * scale
     order = np.argsort(-(np.abs(t) if misplaced else diff), axis=None, kind="stable")
-    ref = "SGD w⁺" if init.call == "update" else "autograd"
+    ref = "SGD w⁺" if init.call.startswith("update") else "autograd"
     cols = ["entry", "yours", ref] + (["finite diff"] if fd is not None else []) + ["ratio", ""]
     rows = []
     for flat in order[:SHOWN_ENTRIES]:
@@ -120,8 +120,8 @@ def chain_rule(init, key: str, index: tuple) -> list[str]:
         text = render(explain(init.config, param=spec), "text")
     except (ConfigError, ValueError) as err:
         return [f"(handgrad explain could not run here: {err})"]
-    part = _section(text, "Update" if init.call == "update" else "Gradients")
-    what = "The update" if init.call == "update" else "The chain rule"
+    part = _section(text, "Update" if init.call.startswith("update") else "Gradients")
+    what = "The update" if init.call.startswith("update") else "The chain rule"
     if y.shape != init.reference[key].shape:
         where = init.convention.index_of(key, index)[::-1]
         raw = y.T if init.convention.names[key][1] else y     # the array as they returned it
@@ -130,7 +130,7 @@ def chain_rule(init, key: str, index: tuple) -> list[str]:
     else:
         ratio = f"{mine / ref:.4g}" if ref else "nan"
         yours = (f"{_fmt(mine)}   (expected {_fmt(ref)}; yours/"
-                 f"{'SGD' if init.call == 'update' else 'autograd'} = {ratio})")
+                 f"{'SGD' if init.call.startswith('update') else 'autograd'} = {ratio})")
     return ([f"{what} for {name}{alias}, as `handgrad explain --param '{spec}'` prints it "
              f"for this config:"]
             + ["  " + line for line in part.splitlines()] + [f"  >>> yours: {yours}"])
@@ -159,6 +159,9 @@ def _difference_lines(result) -> list[str]:
     if init.call == "gradients, 2nd call":
         lines.append("(your first call agreed at the initial point; this is the second, at "
                      "the weights after one step)")
+    elif init.call == "update, lr/2":
+        lines.append(f"(your update agreed at the config's lr = {init.config.lr:g}; this call "
+                     f"passed lr = {init.config.lr / 2:g} and expected w − lr·∂E/∂w with it)")
     else:
         lines += chain_rule(init, key, worst)
     return lines
