@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.core.diagnose import bug_tolerance
+from experiments.core.loss_formula import loss_formula, network_text
 from experiments.core.metrics import TINY
 
 SHOWN_ENTRIES = 8
@@ -43,13 +44,12 @@ def _frame_text(df: pd.DataFrame) -> str:
 
 
 def header(result) -> str:
+    """Who is checked against what: the network, then the loss spelled out (its reduction
+    is what a missing 1/N or an extra ½ turns on)."""
     cfg = result.config
-    bias = {True: "biases", False: "no biases", "frozen": "frozen biases"}[cfg.bias]
-    acts = (cfg.activation if cfg.activation == cfg.resolved_output_activation
-            else f"{cfg.activation} hidden, {cfg.resolved_output_activation} output")
     return (f"handgrad check: {result.file} (convention {result.convention or '?'}) against "
-            f"autograd on {cfg.name}: sizes {'-'.join(map(str, cfg.sizes))}, {acts}, {bias}, "
-            f"{cfg.loss}, {cfg.dtype}")
+            f"autograd on {cfg.name}: sizes {network_text(cfg)}, {cfg.loss}, {cfg.dtype}\n"
+            f"loss: {loss_formula(cfg.loss)}")
 
 
 # -- entries and the chain rule --------------------------------------------------------------
