@@ -205,12 +205,14 @@ def explanation(result) -> str:
     return "\n".join(lines)
 
 
-def write_check(result, out: Path, *, force: bool = False, plots: bool = True) -> Path:
-    """The check folder (module docstring), atomically."""
+def write_check(result, out: Path, *, force: bool = False, plots: bool = True,
+                source: str = "") -> Path:
+    """The check folder (module docstring), atomically; ``source`` (the learner's file,
+    resolved) goes on its marker, so that the next check of that file replaces it."""
     from experiments.output.html import check_lead, write_report_html
     from experiments.output.rundir import atomic_folder, write_csv, write_run
 
-    with atomic_folder(out, force, kind="check", legacy=False) as tmp:
+    with atomic_folder(out, force, kind="check", legacy=False, source=source) as tmp:
         md = [f"# handgrad check: {result.file}", "",
               f"- status: **{result.status}** (exit {result.exit_code}) — {result.message}",
               f"- {result.seconds:.2f} s"]
