@@ -14,7 +14,8 @@ or absent)::
     initial.csv           CHECK_COLUMNS: one row per call × parameter at the initial point
     learner_output.txt    what the learner's code printed (only when it printed)
     training/             the lockstep run, as `handgrad run` writes it (rundir.write_run):
-                          the learner's numbers are the *_manual columns
+                          the learner's numbers are the *_manual columns, its parameters
+                          in the learner's names and layout (``names.learner_view``)
 """
 
 from __future__ import annotations
@@ -110,14 +111,14 @@ def chain_rule(init, key: str, index: tuple) -> list[str]:
     from experiments.core.config import ConfigError
     from experiments.teaching.explain import explain, render
 
-    spec = f"{key}[{','.join(map(str, index))}]"
-    name = _entry(init.convention, key, index)
-    alias = "" if name == spec else f" (explain's name: {spec})"
+    name = _entry(init.convention, key, index)         # the learner's name: W2[3,0]
+    spec = name.replace(" ", "")
     y = init.yours[key]
     mine = float((y.T if y.shape != init.reference[key].shape else y)[index])
     ref = float(init.reference[key][index])
     try:
-        text = render(explain(init.config, param=spec), "text")
+        text = render(explain(init.config, param=spec, convention=init.convention.name),
+                      "text")
     except (ConfigError, ValueError) as err:
         return [f"(handgrad explain could not run here: {err})"]
     part = _section(text, "Update" if init.call.startswith("update") else "Gradients")
@@ -131,8 +132,8 @@ def chain_rule(init, key: str, index: tuple) -> list[str]:
         ratio = f"{mine / ref:.4g}" if ref else "nan"
         yours = (f"{_fmt(mine)}   (expected {_fmt(ref)}; yours/"
                  f"{'SGD' if init.call.startswith('update') else 'autograd'} = {ratio})")
-    return ([f"{what} for {name}{alias}, as `handgrad explain --param '{spec}'` prints it "
-             f"for this config:"]
+    return ([f"{what} for {name}, as `handgrad explain --param '{spec}'` prints it for this "
+             f"config:"]
             + ["  " + line for line in part.splitlines()] + [f"  >>> yours: {yours}"])
 
 
@@ -211,6 +212,7 @@ def write_check(result, out: Path, *, force: bool = False, plots: bool = True,
     resolved) goes on its marker, so that the next check of that file replaces it."""
     from experiments.output.html import check_lead, write_report_html
     from experiments.output.rundir import atomic_folder, write_csv, write_run
+    from experiments.teaching.check.names import learner_view
 
     with atomic_folder(out, force, kind="check", legacy=False, source=source) as tmp:
         md = [f"# handgrad check: {result.file}", "",
@@ -228,6 +230,7 @@ def write_check(result, out: Path, *, force: bool = False, plots: bool = True,
             write_csv(result.initial.table, tmp / "initial.csv")
         if result.output:
             (tmp / "learner_output.txt").write_text(result.output, encoding="utf-8")
-        if result.run is not None:
-            write_run(result.run, tmp / "training", plots=plots)
+        if result.run is not None:   # in the learner's names (check.names)
+            write_run(learner_view(result.run, result.initial.convention), tmp / "training",
+                      plots=plots)
     return out
