@@ -66,6 +66,9 @@ CATALOGUE = [  # file, config and options, exit code, diagnosis kind ("" = none)
     ("update_hardcoded_lr.py", ["seed"], 1, "update",
      "your update of W1 and W2 ignores the learning rate: w − ∂E/∂w (called with lr = 0.5; "
      "use the lr argument, never a number of your own)"),
+    ("module_level_test.py", ["seed"], 4, "",
+     'File "EXAMPLES/module_level_test.py", line 25, in <module> print(gradients('
+     'initial_params, training_data, training_labels)) # MISTAKE: test code # noqa: F821'),
     ("onehot_labels.py", ["iris"], 4, "",
      "(for cross_entropy Y holds integer class labels, shape (N,), not one-hot rows (N, K)"),
     ("written_for_biases.py", ["seed"], 4, "",
@@ -85,7 +88,11 @@ def check(capsys, *args) -> tuple[int, str]:
 def test_catalogue_names_each_mistake(tmp_path, capsys, name, config, code, kind, words):
     got, text = check(capsys, EXAMPLES / name, *config, *FAST, "--out", tmp_path / "c")
     assert got == code, text
+    words = words.replace("EXAMPLES", str(EXAMPLES))
     assert " ".join(words.split()) in " ".join(text.split()), text
+    if code != 2:   # the folder's check.md holds what was printed
+        md = (tmp_path / "c" / "check.md").read_text(encoding="utf-8")
+        assert " ".join(words.split()) in " ".join(md.split())
     if kind:
         assert f"diagnosis ({kind})," in text
         verdict = next(ln for ln in text.splitlines() if ln.startswith("result:"))

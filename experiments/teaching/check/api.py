@@ -307,9 +307,11 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
     try:
         learner = LearnerProcess(path, timeout=timeout, memory_mb=memory_mb, helpers=helpers,
                                  follow=follow, definitions_only=definitions_only)
-    except LearnerError as err:
+    except LearnerError as err:           # at load time: the file's own traceback too
+        from experiments.teaching.check.report import explanation
         result = failed(Path(path).name, err)
-        result.seconds = time.perf_counter() - t0
+        result.seconds, result.config = time.perf_counter() - t0, resolve(cfg)[0]
+        result.explanation = explanation(result)
     else:
         try:
             result = run_check(learner, cfg, learner.notes, learner.mode)
