@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,26 @@ def test_verdict_printed_before_the_folder_is_written(tmp_path, capsys, monkeypa
     assert not existed
     assert "result: differ (exit 1)" in printed
     assert "check folder:" in capsys.readouterr().out     # the path last, once written
+
+
+@pytest.mark.slow
+def test_nothing_for_figures_is_imported_before_the_verdict(tmp_path):
+    """In a fresh interpreter: when the verdict is printed, neither matplotlib nor seaborn
+    has been imported (they are for the folder's figures, drawn after it; --no-plots only
+    to keep the test short)."""
+    code = "\n".join([
+        "import sys",
+        "from experiments.cli import main",
+        "from experiments.teaching.check import report",
+        "real = report.write_check",
+        "def spy(*a, **k):",
+        "    print('loaded:', sorted(m for m in ('matplotlib', 'seaborn') if m in sys.modules))",
+        "    return real(*a, **k)",
+        "report.write_check = spy",
+        f"sys.exit(main(['check', {str(EXAMPLES / 'correct_w1b1.py')!r}, '--steps', '2', "
+        f"'--no-plots', '--out', {str(tmp_path / 'c')!r}]))"])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "loaded: []" in proc.stdout
+    assert (tmp_path / "c" / "check.md").is_file()                # written, after
