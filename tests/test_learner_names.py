@@ -9,6 +9,7 @@ relation W_l = layers.{l-1}.weightᵀ written out by hand.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -109,3 +110,13 @@ def test_check_folder_in_the_learners_names(tmp_path, capsys):
                  str(tmp_path / "t")]) == 0
     summary = pd.read_csv(tmp_path / "t" / "training" / "summary.csv")
     assert set(summary["param"]) == {"layers.0.weight", "layers.1.weight", "loss", "all"}
+
+
+def test_html_page_selects_by_the_learners_names():
+    from experiments.teaching.explain.html import explain_steps, render_html
+    runs = explain_steps(load_config("seed"), None, "simultaneous", 1, "W1b1")
+    page = render_html(runs, "simultaneous")
+    # one selectable entry per weight, named as the learner's (in, out) arrays index them
+    names = re.findall(r'data-param="([^"]*)"', page)
+    assert sorted(set(names)) == sorted([f"W1[{i},{j}]" for i in range(3) for j in range(4)]
+                                        + [f"W2[{j},0]" for j in range(4)])
