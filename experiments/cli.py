@@ -135,11 +135,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def cmd_list() -> int:
     from experiments.core.config import load_config, named_experiments
+    from experiments.core.loss_formula import loss_formula, network_text
     from experiments.teaching.studies import STUDIES
     for name in named_experiments():
         cfg = load_config(name)
         first = " ".join(cfg.description.split()).split(". ")[0].rstrip(".")
         print(f"{name:<22} {first}")
+        print(f"{'':<22} network {network_text(cfg)}; loss {cfg.loss}: "
+              f"{loss_formula(cfg.loss)}")
     print("\nstudies (several runs and a lesson; `handgrad run NAME [--quick]`):")
     for name, (description, _) in STUDIES.items():
         print(f"{name:<22} {description}")

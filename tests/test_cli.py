@@ -157,7 +157,7 @@ def test_console_script_list():
     proc = subprocess.run([str(script), "list"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     experiments_block = proc.stdout.split("\n\n")[0].splitlines()
-    assert [line.split()[0] for line in experiments_block] == NAMED
+    assert [line.split()[0] for line in experiments_block[::2]] == NAMED
 
 
 # -- the seed script, reproduced ------------------------------------------------------------
@@ -182,8 +182,9 @@ def test_seed_run_prints_the_seed_scripts_predictions(tmp_path, capsys):
 def test_list(capsys):
     assert handgrad("list") == 0
     experiments_block, studies_block = capsys.readouterr().out.split("\n\n")
-    lines = experiments_block.splitlines()
+    lines = experiments_block.splitlines()[::2]      # each name's line, then its network's
     assert [line.split()[0] for line in lines] == NAMED
+    assert all(ln.split()[0] == "network" for ln in experiments_block.splitlines()[1::2])
     from experiments.teaching.studies import STUDIES
     assert [line.split()[0] for line in studies_block.splitlines()[1:]] == list(STUDIES)
     for line, name in zip(lines, NAMED, strict=True):

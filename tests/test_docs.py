@@ -77,6 +77,7 @@ SHORTENED = {
     "python benchmarks/runner_overhead.py          # --steps 10000 --repeats 3 by default":
         "--steps 100 --repeats 1",
     "python benchmarks/check_overhead.py --steps 2000 --repeats 3": "--steps 20 --repeats 1",
+    "python benchmarks/time_to_verdict.py --repeats 3": "--repeats 1 --steps 2 --no-plots",
     '/usr/bin/time -f "%M KiB" handgrad run seed --set epochs=100000 --out r100k --quiet':
         "--set epochs=100",
     "handgrad explain seed --format html --out seed.html --steps 20": "--steps 2",

@@ -63,6 +63,12 @@ CATALOGUE = [  # file, config and options, exit code, diagnosis kind ("" = none)
     ("update_returns_none.py", ["seed"], 2, "",
      "update(params, grads, lr) returned None; it must return a dict {name: array} with the "
      "keys of params (return the new params"),
+    ("update_hardcoded_lr.py", ["seed"], 1, "update",
+     "your update of W1 and W2 ignores the learning rate: w − ∂E/∂w (called with lr = 0.5; "
+     "use the lr argument, never a number of your own)"),
+    ("module_level_test.py", ["seed"], 4, "",
+     'File "EXAMPLES/module_level_test.py", line 25, in <module> print(gradients('
+     'initial_params, training_data, training_labels)) # MISTAKE: test code # noqa: F821'),
     ("onehot_labels.py", ["iris"], 4, "",
      "(for cross_entropy Y holds integer class labels, shape (N,), not one-hot rows (N, K)"),
     ("written_for_biases.py", ["seed"], 4, "",
@@ -82,7 +88,11 @@ def check(capsys, *args) -> tuple[int, str]:
 def test_catalogue_names_each_mistake(tmp_path, capsys, name, config, code, kind, words):
     got, text = check(capsys, EXAMPLES / name, *config, *FAST, "--out", tmp_path / "c")
     assert got == code, text
+    words = words.replace("EXAMPLES", str(EXAMPLES))
     assert " ".join(words.split()) in " ".join(text.split()), text
+    if code != 2:   # the folder's check.md holds what was printed
+        md = (tmp_path / "c" / "check.md").read_text(encoding="utf-8")
+        assert " ".join(words.split()) in " ".join(md.split())
     if kind:
         assert f"diagnosis ({kind})," in text
         verdict = next(ln for ln in text.splitlines() if ln.startswith("result:"))
@@ -93,16 +103,48 @@ def test_catalogue_names_each_mistake(tmp_path, capsys, name, config, code, kind
         assert set(initial.loc[initial["verdict"] == "differ", "kind"]) == {kind}
 
 
-@pytest.mark.parametrize("name,config", [("correct_cs231n.py", "seed"),
-                                         ("correct_cs231n.py", "xor"),
-                                         ("correct_class.py", "seed"),
-                                         ("correct_class.py", "xor"),
-                                         ("correct_class.py", "worked-2-2-2")])
+#: the correct styles, each with the configs it is written for (tests/test_check.py runs
+#: correct_w1b1, correct_torch and correct_softmax on theirs)
+STYLES = {
+    "correct_w1b1.py": "per-sample loops, column vectors, own update (W1b1)",
+    "correct_torch.py": "vectorised, handgrad's keys (torch)",
+    "correct_softmax.py": "softmax cross-entropy, integer labels",
+    "correct_cs231n.py": "layer functions returning a cache dict (W1b1)",
+    "correct_class.py": "a Network class (torch)",
+    "correct_nested_lists.py": "plain Python nested lists, one sample at a time (W1b1)",
+    "correct_nielsen.py": "Nielsen's network.py: bias columns, nabla_w sums (torch)",
+    "correct_torch_tensors.py": "torch tensors without autograd (W1b1)",
+    "correct_deep_einsum.py": "einsum, a list of caches, any depth, frozen bias left out (W1b1)",
+    "correct_notebook.ipynb": "a notebook: %magic, data cells, a training loop (W1b1)",
+}
+MORE_STYLES = [("correct_cs231n.py", "seed"), ("correct_cs231n.py", "xor"),
+               ("correct_class.py", "seed"), ("correct_class.py", "xor"),
+               ("correct_class.py", "worked-2-2-2"),
+               ("correct_nested_lists.py", "seed"), ("correct_nested_lists.py", "xor"),
+               ("correct_nielsen.py", "seed"), ("correct_nielsen.py", "xor"),
+               pytest.param("correct_torch_tensors.py", "seed",     # its process imports torch
+                            marks=pytest.mark.slow),
+               ("correct_deep_einsum.py", "xor"), ("correct_deep_einsum.py", "worked-2-2-2"),
+               ("correct_notebook.ipynb", "seed")]
+
+
+def test_ten_correct_styles():
+    assert len(STYLES) >= 10
+    assert sorted(p.name for p in EXAMPLES.glob("correct_*")) == sorted(STYLES)
+    checked = {p.values[0] if hasattr(p, "values") else p[0] for p in MORE_STYLES} | {
+        "correct_w1b1.py", "correct_torch.py",
+                                           "correct_softmax.py"}
+    assert checked == set(STYLES)
+
+
+@pytest.mark.parametrize("name,config", MORE_STYLES)
 def test_more_correct_styles_agree(tmp_path, capsys, name, config):
     code, text = check(capsys, EXAMPLES / name, config, "--steps", "20", "--no-plots",
                        "--out", tmp_path / "c")
     assert code == 0, text
     assert "result: agree (exit 0)" in text
+    initial = pd.read_csv(tmp_path / "c" / "initial.csv")
+    assert set(initial["verdict"]) <= {"agree", "exact"}
 
 
 def test_narrow_dtypes_anywhere():

@@ -60,13 +60,27 @@ def is_handgrad_output(path: Path, legacy: bool = True) -> bool:
     return not any(path.iterdir())
 
 
+def _marker_lines(path: Path) -> list[str]:
+    try:
+        return (Path(path) / MARKER).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
 def output_kind(path: Path) -> str | None:
     """The kind in ``path``'s marker (``run``, ``study``, ``bench``, ...); None without one."""
-    try:
-        words = (Path(path) / MARKER).read_text(encoding="utf-8").split()
-    except (OSError, UnicodeDecodeError):
-        return None
+    lines = _marker_lines(path)
+    words = lines[0].split() if lines else []
     return words[1] if len(words) == 2 and words[0] == "handgrad" else None
+
+
+def made_from(path: Path, kind: str, source: str) -> bool:
+    """``path`` is a ``kind`` folder whose marker names ``source`` (the input it was made
+    from, as ``atomic_folder``'s ``source`` wrote it): a rerun on that input may replace it
+    without --force."""
+    lines = _marker_lines(path)
+    return (bool(source) and output_kind(path) == kind and len(lines) == 2
+            and not Path(path).is_symlink() and lines[1] == f"source {json.dumps(source)}")
 
 
 def check_out(out: Path, force: bool, kind: str = "run", legacy: bool = True) -> None:
@@ -149,7 +163,8 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_folder(out: Path, force: bool, kind: str = "run",
-                  keep: tuple[type[BaseException], ...] = (), legacy: bool = True):
+                  keep: tuple[type[BaseException], ...] = (), legacy: bool = True,
+                  source: str = ""):
     """Yield a fresh temporary folder next to ``out``; when the block ends without an
     exception it is renamed to ``out``, otherwise removed: nothing is ever half-written.
 
@@ -159,7 +174,8 @@ def atomic_folder(out: Path, force: bool, kind: str = "run",
     into the folder's marker file. After an exception of a ``keep`` type (e.g. a sweep's
     KeyboardInterrupt) the folder, with what the block wrote so far, is still put in place
     before the exception goes on. Stale temporaries of killed runs are cleaned first.
-    ``legacy``: as ``check_out``'s."""
+    ``legacy``: as ``check_out``'s. ``source``: the input the folder is made from (a
+    learner's file), recorded on the marker's second line for ``made_from``."""
     out = Path(out)
     check_out(out, force, kind, legacy)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +184,9 @@ def atomic_folder(out: Path, force: bool, kind: str = "run",
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    (tmp / MARKER).write_text(f"handgrad {kind}\n", encoding="utf-8")
+    (tmp / MARKER).write_text(f"handgrad {kind}\n"
+                              + (f"source {json.dumps(source)}\n" if source else ""),
+                              encoding="utf-8")
     try:
         try:
             yield tmp

@@ -320,8 +320,8 @@ def module_file(gradients, update=None, convention: str = "torch") -> Path:
 def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=(),
                steps: int | None = None, timeout: float = 60.0, memory_mb: int = 1024,
                out: str | Path | None = None, force: bool = False, plots: bool = True,
-               helpers=None, follow: bool = True, definitions_only: bool = False
-               ) -> CheckResult:
+               helpers=None, follow: bool = True, definitions_only: bool = False,
+               announce=None) -> CheckResult:
     """Check a learner's file in its own sandboxed process (``timeout`` seconds of its code
     in all, ``memory_mb`` of address space; ``helpers``: its own modules it may import,
     by default the other ``.py`` files of its folder — pass ``()`` where those are a
@@ -329,15 +329,20 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
     (``.ipynb``) runs its code cells, IPython's own lines left out; ``definitions_only``
     keeps imports, definitions and literal assignments (``boundary.notebook``).
     With ``out``, the check folder is written there (``report.write_check``) unless the
-    input was bad. A bad config, limits out of range (``process.check_limits``) or an
-    existing ``out`` without ``force`` raise ``ConfigError`` before anything runs."""
-    from experiments.output.rundir import check_out
+    input was bad, after ``announce(result)`` (the CLI prints the verdict there, before
+    the reports and figures). A bad config, limits out of range (``process.check_limits``)
+    or an existing ``out`` without ``force`` raise ``ConfigError`` before anything runs;
+    the check folder of an earlier check of this same file (its marker names the file) is
+    replaced without ``force``."""
+    from experiments.output.rundir import check_out, made_from
     from experiments.teaching.boundary.process import LearnerProcess, check_limits
     from experiments.teaching.check.report import write_check
 
     cfg = resolve_config(config, overrides, steps)
     check_limits(timeout, memory_mb)
+    source = str(Path(path).resolve())
     if out is not None:
+        force = force or made_from(Path(out), "check", source)
         check_out(Path(out), force, "check", legacy=False)
     if helpers is None:
         path = Path(path)
@@ -347,9 +352,11 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
     try:
         learner = LearnerProcess(path, timeout=timeout, memory_mb=memory_mb, helpers=helpers,
                                  follow=follow, definitions_only=definitions_only)
-    except LearnerError as err:
+    except LearnerError as err:           # at load time: the file's own traceback too
+        from experiments.teaching.check.report import explanation
         result = failed(Path(path).name, err)
-        result.seconds = time.perf_counter() - t0
+        result.seconds, result.config = time.perf_counter() - t0, resolve(cfg)[0]
+        result.explanation = explanation(result)
     else:
         try:
             result = run_check(learner, cfg, learner.notes, learner.mode)
@@ -358,5 +365,7 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
         result.output, result.seconds = output, time.perf_counter() - t0
         result.sandbox_missing, result.sha256 = learner.sandbox_missing, learner.sha256
     if out is not None and result.exit_code != 2:
-        write_check(result, Path(out), force=force, plots=plots)
+        if announce is not None:
+            announce(result)
+        write_check(result, Path(out), force=force, plots=plots, source=source)
     return result

@@ -20,8 +20,9 @@ handgrad compares its gradients with autograd and central differences at the ini
 point, trains it in lockstep with torch (synced mode) for the config's steps, and, where
 they differ, says how in the file's own names: which entries, the likely mistake, and the
 chain rule for one wrong entry with numbers. The file runs in its own process with a time
-and memory limit. Writes a check folder (check.md, initial.csv, training/ as `handgrad
-run` writes it).
+and memory limit. Prints the verdict, then writes a check folder (check.md, initial.csv,
+training/ as `handgrad run` writes it); a rerun on the same file replaces its own folder,
+any other folder needs --force.
 
   handgrad check examples/learners/correct_w1b1.py
   handgrad check my_backprop.py xor --steps 100
@@ -73,6 +74,10 @@ def cmd_check(args) -> int:
 
     out = args.out or Path("checks") / args.file.stem
     signal.signal(signal.SIGTERM, raise_interrupt)
+
+    def announce(result):      # the verdict first; the folder's reports and figures after
+        print(result.explanation, flush=True)
+
     if is_reference(args.experiment):   # a teacher's model in torch
         if args.overrides:
             raise ConfigError(f"--set {args.overrides[0]}: --set changes a config; a "
@@ -81,14 +86,15 @@ def cmd_check(args) -> int:
                                       timeout=args.timeout, memory_mb=args.memory, out=out,
                                       force=args.force,
                                       definitions_only=args.definitions_only)
+        if result.exit_code != 2:
+            announce(result)
     else:
         result = check_file(args.file, args.experiment, overrides=args.overrides,
                             steps=args.steps, timeout=args.timeout, memory_mb=args.memory,
                             out=out, force=args.force, plots=not args.no_plots,
-                            definitions_only=args.definitions_only)
+                            definitions_only=args.definitions_only, announce=announce)
     if result.exit_code == 2:
         raise ConfigError(result.message)          # one line on stderr, nothing written
-    print(result.explanation)
     print(f"check folder: {out}")
     if result.sandbox_missing:
         print(f"handgrad: your code ran without a filesystem sandbox: "

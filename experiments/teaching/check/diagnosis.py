@@ -235,16 +235,17 @@ def _other(f: Finding, conv, cfg) -> str:
 
 
 def _update(f: Finding, conv, cfg) -> str:
-    c, lr = f.numbers["c"], cfg.lr
+    c, lr = f.numbers["c"], f.numbers.get("lr", cfg.lr)    # the lr update() was called with
     names = _names(conv, f.params)
     if abs(c + 1) <= 1e-6:
         how = "moves uphill, w + lr·∂E/∂w: gradient descent subtracts, w − lr·∂E/∂w"
     elif abs(c) <= 1e-6:
         how = "leaves the weights where they were (does it return the old params?)"
     elif lr != 1 and abs(c * lr - 1) <= 1e-6:
-        how = f"ignores the learning rate: w − ∂E/∂w (lr = {lr:g})"
+        how = (f"ignores the learning rate: w − ∂E/∂w (called with lr = {lr:g}; "
+               f"use the lr argument, never a number of your own)")
     elif lr != 1 and abs(c / lr - 1) <= 1e-6:
-        how = f"applies the learning rate twice: w − lr²·∂E/∂w (lr = {lr:g})"
+        how = f"applies the learning rate twice: w − lr²·∂E/∂w (called with lr = {lr:g})"
     elif math.isfinite(c):
         how = f"takes {c:.4g} times torch.optim.SGD's step w − lr·∂E/∂w (or no single factor)"
     else:

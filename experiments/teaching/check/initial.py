@@ -17,6 +17,8 @@ explains), at the initial weights:
     update              (files with ``update``) the learner's step from the initial weights
                         with autograd's gradients against torch.optim.SGD's, held to the rounding of
                         w − lr·g on both sides: 4u(‖w‖ + ‖lr·g‖) / ‖w⁺‖
+    update, lr/2        the same at half the config's lr, against w − (lr/2)·g: an update
+                        that never reads its lr argument agrees at lr = 1 and differs here
 
 The second call is made only when the first agrees, so a diagnosis always reads one
 call. ``table`` has one row per call and parameter (``CHECK_COLUMNS``: initial.csv).
@@ -42,7 +44,7 @@ from experiments.core.tolerance import step_tolerances, unit_roundoff
 from experiments.teaching.boundary.learner import LearnerError
 from experiments.teaching.check.side import Convention
 
-CALLS = ("gradients", "gradients, 2nd call", "update")
+CALLS = ("gradients", "gradients, 2nd call", "update", "update, lr/2")
 
 
 @dataclass
@@ -164,27 +166,42 @@ def _gradient_rows(call, conv, g, g_t, fd, tols, findings) -> list[list]:
 
 
 def _check_update(init: Initial, learner, sgd: dict) -> list[list]:
-    """The learner's update from autograd's gradients against torch.optim.SGD's (``sgd``)."""
+    """The learner's update from the initial weights with autograd's gradients against
+    torch.optim.SGD's (``sgd``) at the config's lr; when that agrees, once more at lr/2
+    against w − (lr/2)·g, so an update that never reads its ``lr`` (one that hard-codes
+    lr = 1, on a config whose lr is 1) differs there."""
+    cfg, w = init.config, init.params
+    probe = {k: w[k] - (cfg.lr / 2) * init.autograd[k] for k in init.autograd}
+    rows = []
+    for call, lr, ref in ((CALLS[2], cfg.lr, sgd), (CALLS[3], cfg.lr / 2, probe)):
+        rows += _update_rows(init, learner, call, lr, ref)
+        if init.differs:
+            break
+    return rows
+
+
+def _update_rows(init: Initial, learner, call: str, lr: float, ref: dict) -> list[list]:
+    """One call of the learner's update at ``lr``, against ``ref`` (w⁺ of plain SGD)."""
     cfg, conv, w = init.config, init.convention, init.params
     keys = list(init.autograd)
-    raw = learner.update(conv.to_learner(w), conv.to_learner(init.autograd), cfg.lr)
+    raw = learner.update(conv.to_learner(w), conv.to_learner(init.autograd), lr)
     new = conv.from_learner(raw, "update(params, grads, lr)", dtype=cfg.dtype, trained=keys,
                             finite=True)
     u = unit_roundoff(cfg.dtype)
     rows, ratios = [], {}
     for k in keys:
-        m = compare_many([new[k]], [sgd[k]])[0]
-        step = float(np.linalg.norm(cfg.lr * init.autograd[k]))
+        m = compare_many([new[k]], [ref[k]])[0]
+        step = float(np.linalg.norm(lr * init.autograd[k]))
         tol = 4 * u * (float(np.linalg.norm(w[k])) + step) / max(m.norm_manual, m.norm_torch,
                                                                   TINY)
-        c = fit_ratio(new[k] - w[k], sgd[k] - w[k])[0]
+        c = fit_ratio(new[k] - w[k], ref[k] - w[k])[0]
         v = verdict(m.max_abs_diff, m.rel_err, tol)
         ratios[k] = c
-        rows.append([CALLS[2], conv.name_of(k), k, m.rel_err, tol, math.nan, m.max_abs_diff,
+        rows.append([call, conv.name_of(k), k, m.rel_err, tol, math.nan, m.max_abs_diff,
                      c, v, "update" if v == "differ" else "agree"])
     if _differs(rows):
         bad = tuple(k for k, r in zip(keys, rows, strict=True) if r[-2] == "differ")
-        init.call, init.yours, init.reference, init.weights = CALLS[2], new, sgd, w
+        init.call, init.yours, init.reference, init.weights = call, new, ref, w
         init.findings = [Finding("update", bad, "the update differs from torch.optim.SGD's",
-                                 {"c": ratios[bad[0]]})]
+                                 {"c": ratios[bad[0]], "lr": lr})]
     return rows

@@ -14,7 +14,8 @@ or absent)::
     initial.csv           CHECK_COLUMNS: one row per call × parameter at the initial point
     learner_output.txt    what the learner's code printed (only when it printed)
     training/             the lockstep run, as `handgrad run` writes it (rundir.write_run):
-                          the learner's numbers are the *_manual columns
+                          the learner's numbers are the *_manual columns, its parameters
+                          in the learner's names and layout (``names.learner_view``)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.core.diagnose import bug_tolerance
+from experiments.core.loss_formula import loss_formula, network_text
 from experiments.core.metrics import TINY
 
 SHOWN_ENTRIES = 8
@@ -43,13 +45,12 @@ def _frame_text(df: pd.DataFrame) -> str:
 
 
 def header(result) -> str:
+    """Who is checked against what: the network, then the loss spelled out (its reduction
+    is what a missing 1/N or an extra ½ turns on)."""
     cfg = result.config
-    bias = {True: "biases", False: "no biases", "frozen": "frozen biases"}[cfg.bias]
-    acts = (cfg.activation if cfg.activation == cfg.resolved_output_activation
-            else f"{cfg.activation} hidden, {cfg.resolved_output_activation} output")
     return (f"handgrad check: {result.file} (convention {result.convention or '?'}) against "
-            f"autograd on {cfg.name}: sizes {'-'.join(map(str, cfg.sizes))}, {acts}, {bias}, "
-            f"{cfg.loss}, {cfg.dtype}")
+            f"autograd on {cfg.name}: sizes {network_text(cfg)}, {cfg.loss}, {cfg.dtype}\n"
+            f"loss: {loss_formula(cfg.loss)}")
 
 
 # -- entries and the chain rule --------------------------------------------------------------
@@ -73,7 +74,7 @@ def entries(init, key: str, fine: bool = False) -> tuple[list[str], tuple]:
     level = float(rows["rel_tol"].iloc[0]) if fine else bug_tolerance(init.config.dtype)
     off = np.ones(t.shape, bool) if misplaced else diff > level * scale
     order = np.argsort(-(np.abs(t) if misplaced else diff), axis=None, kind="stable")
-    ref = "SGD w⁺" if init.call == "update" else "autograd"
+    ref = "SGD w⁺" if init.call.startswith("update") else "autograd"
     cols = ["entry", "yours", ref] + (["finite diff"] if fd is not None else []) + ["ratio", ""]
     rows = []
     for flat in order[:SHOWN_ENTRIES]:
@@ -110,18 +111,18 @@ def chain_rule(init, key: str, index: tuple) -> list[str]:
     from experiments.core.config import ConfigError
     from experiments.teaching.explain import explain, render
 
-    spec = f"{key}[{','.join(map(str, index))}]"
-    name = _entry(init.convention, key, index)
-    alias = "" if name == spec else f" (explain's name: {spec})"
+    name = _entry(init.convention, key, index)         # the learner's name: W2[3,0]
+    spec = name.replace(" ", "")
     y = init.yours[key]
     mine = float((y.T if y.shape != init.reference[key].shape else y)[index])
     ref = float(init.reference[key][index])
     try:
-        text = render(explain(init.config, param=spec), "text")
+        text = render(explain(init.config, param=spec, convention=init.convention.name),
+                      "text")
     except (ConfigError, ValueError) as err:
         return [f"(handgrad explain could not run here: {err})"]
-    part = _section(text, "Update" if init.call == "update" else "Gradients")
-    what = "The update" if init.call == "update" else "The chain rule"
+    part = _section(text, "Update" if init.call.startswith("update") else "Gradients")
+    what = "The update" if init.call.startswith("update") else "The chain rule"
     if y.shape != init.reference[key].shape:
         where = init.convention.index_of(key, index)[::-1]
         raw = y.T if init.convention.names[key][1] else y     # the array as they returned it
@@ -130,9 +131,9 @@ def chain_rule(init, key: str, index: tuple) -> list[str]:
     else:
         ratio = f"{mine / ref:.4g}" if ref else "nan"
         yours = (f"{_fmt(mine)}   (expected {_fmt(ref)}; yours/"
-                 f"{'SGD' if init.call == 'update' else 'autograd'} = {ratio})")
-    return ([f"{what} for {name}{alias}, as `handgrad explain --param '{spec}'` prints it "
-             f"for this config:"]
+                 f"{'SGD' if init.call.startswith('update') else 'autograd'} = {ratio})")
+    return ([f"{what} for {name}, as `handgrad explain --param '{spec}'` prints it for this "
+             f"config:"]
             + ["  " + line for line in part.splitlines()] + [f"  >>> yours: {yours}"])
 
 
@@ -159,6 +160,9 @@ def _difference_lines(result) -> list[str]:
     if init.call == "gradients, 2nd call":
         lines.append("(your first call agreed at the initial point; this is the second, at "
                      "the weights after one step)")
+    elif init.call == "update, lr/2":
+        lines.append(f"(your update agreed at the config's lr = {init.config.lr:g}; this call "
+                     f"passed lr = {init.config.lr / 2:g} and expected w − lr·∂E/∂w with it)")
     else:
         lines += chain_rule(init, key, worst)
     return lines
@@ -202,12 +206,15 @@ def explanation(result) -> str:
     return "\n".join(lines)
 
 
-def write_check(result, out: Path, *, force: bool = False, plots: bool = True) -> Path:
-    """The check folder (module docstring), atomically."""
+def write_check(result, out: Path, *, force: bool = False, plots: bool = True,
+                source: str = "") -> Path:
+    """The check folder (module docstring), atomically; ``source`` (the learner's file,
+    resolved) goes on its marker, so that the next check of that file replaces it."""
     from experiments.output.html import check_lead, write_report_html
     from experiments.output.rundir import atomic_folder, write_csv, write_run
+    from experiments.teaching.check.names import learner_view
 
-    with atomic_folder(out, force, kind="check", legacy=False) as tmp:
+    with atomic_folder(out, force, kind="check", legacy=False, source=source) as tmp:
         md = [f"# handgrad check: {result.file}", "",
               f"- status: **{result.status}** (exit {result.exit_code}) — {result.message}",
               f"- {result.seconds:.2f} s"]
@@ -223,6 +230,7 @@ def write_check(result, out: Path, *, force: bool = False, plots: bool = True) -
             write_csv(result.initial.table, tmp / "initial.csv")
         if result.output:
             (tmp / "learner_output.txt").write_text(result.output, encoding="utf-8")
-        if result.run is not None:
-            write_run(result.run, tmp / "training", plots=plots)
+        if result.run is not None:   # in the learner's names (check.names)
+            write_run(learner_view(result.run, result.initial.convention), tmp / "training",
+                      plots=plots)
     return out

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from experiments.core.config import ConfigError, load_config
 from experiments.core.schema import EXPLAIN_COLUMNS as CSV_COLUMNS
+from experiments.teaching.boundary.learner import CONVENTIONS
 
 from .html import MAX_PAGE_STEPS, default_params, explain_steps, render_html
 from .model import ORDERS, Explanation, explain, param_name, parse_param, plain, prepare
@@ -80,8 +81,13 @@ def register(subparsers, formatter_class, help: str = "") -> None:
                    metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--param", dest="params", action="append", default=None,
                    metavar="KEY[i,j]", help="explain only this parameter (repeatable): "
-                   "layers.1.weight[0,0], a whole tensor layers.1.weight, or w1 … w8 on a "
-                   "2-2-2 network (default: every trainable parameter)")
+                   "layers.1.weight[0,0], a whole tensor layers.1.weight, in the course "
+                   "notebooks' names W2[0,0] (W_l of shape (in, out)), b2, W1, or w1 … w8 on "
+                   "a 2-2-2 network (default: every trainable parameter)")
+    p.add_argument("--convention", default=None, metavar="torch|W1b1|FILE.py",
+                   help="the names shown: handgrad's keys (torch) or W1, b1, a1, z1 with W_l "
+                        "of shape (in, out) (W1b1), or the CONVENTION a learner's file sets "
+                        "(read, never run); default: the one --param is written in")
     p.add_argument("--update-order", choices=ORDERS, default="simultaneous",
                    help="the order the explained gradients and update use")
     p.add_argument("--format", choices=(*FORMATS, "html"), default="text",
@@ -99,8 +105,41 @@ def register(subparsers, formatter_class, help: str = "") -> None:
     p.set_defaults(func=cmd_explain)
 
 
+def convention_of(text: str | None) -> str | None:
+    """``--convention``: a convention's name, or a learner's file (``.py`` or ``.ipynb``)
+    whose top-level ``CONVENTION = "..."`` is read from its syntax tree — never run —
+    (``torch`` when it sets none)."""
+    if text is None or text in CONVENTIONS:
+        return text
+    import ast
+    import json
+    path = Path(text)
+    if path.suffix not in (".py", ".ipynb"):
+        raise ConfigError(f"--convention {text!r}: choose one of {list(CONVENTIONS)} or a "
+                          f"learner's .py or .ipynb file")
+    try:
+        source = path.read_text(encoding="utf-8")
+        if path.suffix == ".ipynb":
+            source = "\n".join("".join(c.get("source", "")) for c in json.loads(source)["cells"]
+                               if c.get("cell_type") == "code")
+            source = "\n".join(ln for ln in source.splitlines() if ln.lstrip()[:1] not in "%!")
+        tree = ast.parse(source)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, SyntaxError) as err:
+        raise ConfigError(f"--convention {text}: cannot read its CONVENTION ({err})") from None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "CONVENTION"
+                and isinstance(node.value, ast.Constant)):
+            if node.value.value not in CONVENTIONS:
+                raise ConfigError(f"--convention {text}: CONVENTION = {node.value.value!r}; "
+                                  f"use one of {list(CONVENTIONS)}")
+            return node.value.value
+    return "torch"
+
+
 def cmd_explain(args) -> int:
     cfg = load_config(args.experiment, args.overrides)
+    convention = convention_of(args.convention)
     html = args.format == "html"
     steps = args.steps if args.steps is not None else (HTML_STEPS if html else 1)
     if steps < 1:
@@ -115,10 +154,11 @@ def cmd_explain(args) -> int:
         if steps > MAX_PAGE_STEPS:
             raise ConfigError(f"--steps {steps}: the html page holds 1 … {MAX_PAGE_STEPS} "
                               f"steps (each one is a full explanation)")
-        runs = explain_steps(cfg, default_params(cfg, args.params), args.update_order, steps)
+        runs = explain_steps(cfg, default_params(cfg, args.params), args.update_order, steps,
+                             convention)
         expl = runs[args.update_order][0]
     else:
-        expl = explain(cfg, args.params, args.update_order)
+        expl = explain(cfg, args.params, args.update_order, convention=convention)
     table = update_order_table(steps, cfg) if plain(expl.config) else None
     if table is None:
         expl.notes.append(f"update-order comparison skipped: it is defined for plain "

@@ -27,7 +27,17 @@ from experiments.output.html import page
 
 from . import page as assets
 from . import render
-from .model import MAX_PARAMS, ORDERS, Explanation, explain, is_222, n_params, plain, prepare
+from .model import (
+    MAX_PARAMS,
+    ORDERS,
+    Explanation,
+    explain,
+    is_222,
+    n_params,
+    param_name,
+    plain,
+    prepare,
+)
 from .render import DISPLAY_SAMPLES, _d, _f, _gradient_text, _header, explanation_rows
 from .worked import update_order_notes
 
@@ -37,12 +47,13 @@ LABELLED_EDGES = 40     # up to this many edges carry their numbers on the drawi
 MID = 'text-anchor="middle"'
 
 
-def explain_steps(cfg: RunConfig, param, order: str, steps: int) -> dict[str, list[Explanation]]:
+def explain_steps(cfg: RunConfig, param, order: str, steps: int, convention: str | None = None
+                  ) -> dict[str, list[Explanation]]:
     """Per update order, the explanations of the first ``steps`` steps: step k explains
     the weights the previous step produced. Both orders on a plain 2-2-2 (the page's
     switch), else ``order`` only; one step where momentum makes the next ones differ
     from a fresh first step."""
-    first = explain(cfg, param, order)
+    first = explain(cfg, param, order, convention=convention)
     orders = ORDERS if first.problem.worked and plain(first.config) else (order,)
     if not plain(first.config):
         steps = 1
@@ -50,9 +61,10 @@ def explain_steps(cfg: RunConfig, param, order: str, steps: int) -> dict[str, li
                            "a fresh first step of explain")
     out = {}
     for o in orders:
-        seq = [first if o == order else explain(cfg, param, o)]
+        seq = [first if o == order else explain(cfg, param, o, convention=first.convention)]
         for _ in range(1, steps):
-            seq.append(explain(cfg, param, o, params=seq[-1].params_after))
+            seq.append(explain(cfg, param, o, params=seq[-1].params_after,
+                               convention=first.convention))
         out[o] = seq
     return out
 
@@ -151,14 +163,18 @@ def _edges(expl: Explanation) -> dict:
 
 
 def _lookup(expl: Explanation) -> dict:
-    """Every trainable entry's w, gradient, autograd's and the difference, by key[i,j]."""
+    """Every trainable entry's w, gradient, autograd's and the difference, by key[i,j] (and,
+    in the W1b1 convention, by the learner's name too: W2[3,0])."""
     out, before = {}, expl.problem.params
+    sizes = expl.config.sizes
     for key, g in expl.grads_all.items():
         a = np.asarray(expl.grads_autograd[key])
         for ix in np.ndindex(*g.shape):
-            name = f"{key}[{','.join(map(str, ix))}]"
-            out[name] = (f"w {_f(before[key][ix])}   ∂E/∂w {_f(g[ix])}   autograd "
-                         f"{_f(a[ix])}   diff {_d(g[ix] - a[ix])}")
+            line = (f"w {_f(before[key][ix])}   ∂E/∂w {_f(g[ix])}   autograd "
+                    f"{_f(a[ix])}   diff {_d(g[ix] - a[ix])}")
+            out[f"{key}[{','.join(map(str, ix))}]"] = line
+            if expl.convention == "W1b1":
+                out[param_name(key, ix, sizes, "W1b1")] = line
     return out
 
 

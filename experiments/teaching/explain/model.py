@@ -20,6 +20,7 @@ import numpy as np
 
 import manual
 from experiments.core.config import ConfigError, RunConfig, load_config, replace
+from experiments.teaching.boundary.learner import CONVENTIONS
 
 ORDERS = ("simultaneous", "sequential")
 MAX_PARAMS = 200        # beyond this the full explanation is a wall of numbers: ask for --param
@@ -106,6 +107,7 @@ class Explanation:
     grads_autograd: dict
     notes: list[str] = field(default_factory=list)
     params_after: dict = field(default_factory=dict)   # every parameter after the step
+    convention: str = "torch"         # the names shown: torch keys, or W1b1 (W_l (in, out))
 
     @property
     def config(self) -> RunConfig:
@@ -196,21 +198,41 @@ def neuron_names(sizes) -> list[list[str]]:
     return [[f"layer {l}, unit {j}" for j in range(n)] for l, n in enumerate(sizes)]
 
 
-def symbol(kind: str, l: int, j: int, sizes) -> str:
-    """A unit's net or out in the formulas: out_h1 on the 2-2-2, else out[l,j]."""
-    return f"{kind}_{neuron_names(sizes)[l][j]}" if is_222(sizes) else f"{kind}[{l},{j}]"
+def symbol(kind: str, l: int, j: int, sizes, convention: str = "torch") -> str:
+    """A unit's net or out in the formulas: out_h1 on the 2-2-2, else out[l,j] (in the
+    W1b1 convention the course notebooks' z_l and a_l: ``a1[j]``, ``z2[j]``)."""
+    if is_222(sizes):
+        return f"{kind}_{neuron_names(sizes)[l][j]}"
+    if convention == "W1b1":
+        return f"{'a' if kind == 'out' else 'z'}{l}[{j}]"
+    return f"{kind}[{l},{j}]"
 
 
-def param_name(key: str, index: tuple[int, ...], sizes) -> str:
+def param_name(key: str, index: tuple[int, ...], sizes, convention: str = "torch") -> str:
     """w1 … w8 and b_h1 … for the 2-2-2 (w1, w2 feed h1 from i1, i2; w5, w6 feed o1), else
-    the key with its index: ``layers.1.weight[0,3]``."""
+    the key with its index: ``layers.1.weight[0,3]``, or in the W1b1 convention (W_l of
+    shape (in, out), experiments.teaching.check.side) ``W2[3,0]``."""
     layer = int(key.split(".")[1])
     if is_222(sizes):
         if key.endswith("weight"):
             j, i = index
             return f"w{1 + 4 * layer + 2 * j + i}"
         return f"b_{'ho'[layer]}{index[0] + 1}"
+    if convention == "W1b1":
+        weight = key.endswith("weight")
+        shown = index[::-1] if weight else index
+        return f"{'W' if weight else 'b'}{layer + 1}[{','.join(str(i) for i in shown)}]"
     return f"{key}[{','.join(str(i) for i in index)}]"
+
+
+_LEARNER_RE = re.compile(r"^\s*([Wb])(\d+)\s*(?:\[([^\]]*)\])?\s*$")
+
+
+def param_convention(param) -> str:
+    """``W1b1`` when any ``--param`` is written in the course notebooks' names (``W1[0,1]``,
+    ``b2``), else ``torch``."""
+    texts = [] if param is None else [param] if isinstance(param, str) else list(param)
+    return "W1b1" if any(_LEARNER_RE.match(t) for t in texts) else "torch"
 
 
 _PARAM_RE = re.compile(r"^\s*(layers\.\d+\.(?:weight|bias))\s*(?:\[([^\]]*)\])?\s*$")
@@ -218,8 +240,10 @@ _PARAM_RE = re.compile(r"^\s*(layers\.\d+\.(?:weight|bias))\s*(?:\[([^\]]*)\])?\
 
 def parse_param(text: str, shapes: dict, trainable: Sequence[str], sizes=None
                 ) -> list[tuple[str, tuple[int, ...]]]:
-    """``layers.1.weight[0,0]`` (one entry), ``layers.1.weight`` (the whole tensor), or w1 …
-    w8 on the 2-2-2 -> [(key, index), …]. Raises ``ConfigError`` with what to type instead."""
+    """``layers.1.weight[0,0]`` (one entry), ``layers.1.weight`` (the whole tensor), the
+    W1b1 names ``W2[0,0]`` (W_l of shape (in, out): the transpose of layers.{l-1}.weight),
+    ``b2[0]``, ``W2``, or w1 … w8 on the 2-2-2 -> [(key, index), …]. Raises ``ConfigError``
+    with what to type instead."""
     where = f"--param {text!r}"
     listing = ", ".join(f"{k} {tuple(s)}" for k, s in shapes.items())
     if sizes is not None and is_222(sizes):
@@ -228,31 +252,43 @@ def parse_param(text: str, shapes: dict, trainable: Sequence[str], sizes=None
         if m:
             n = int(m.group(1)) - 1
             return [(f"layers.{n // 4}.weight", ((n % 4) // 2, n % 2))]
-    m = _PARAM_RE.match(text)
+    learner = _LEARNER_RE.match(text)
+    m = learner or _PARAM_RE.match(text)
     if not m:
-        raise ConfigError(f"{where}: expected KEY[i,j] like layers.1.weight[0,0] or KEY for "
-                          f"a whole tensor; this network has {listing}")
-    key, raw = m.group(1), m.group(2)
+        raise ConfigError(f"{where}: expected KEY[i,j] like layers.1.weight[0,0] or W2[0,0] "
+                          f"(W_l of shape (in, out)), or KEY for a whole tensor; this network "
+                          f"has {listing}")
+    if learner:
+        kind, n, raw = m.groups()
+        key = f"layers.{int(n) - 1}.{'weight' if kind == 'W' else 'bias'}"
+        name, flip = f"{kind}{n}", kind == "W"
+        listing = ", ".join(f"{'W' if k.endswith('weight') else 'b'}{int(k.split('.')[1]) + 1} "
+                            f"{tuple(s)[::-1] if k.endswith('weight') else tuple(s)}"
+                            for k, s in shapes.items())
+    else:
+        key, raw = m.group(1), m.group(2)
+        name, flip = key, False
     if key not in shapes:
-        raise ConfigError(f"{where}: no parameter {key!r} in this network; it has {listing}")
+        raise ConfigError(f"{where}: no parameter {name!r} in this network; it has {listing}")
     if key not in trainable:
-        raise ConfigError(f"{where}: {key} is frozen (bias = \"frozen\"): it is never updated "
+        raise ConfigError(f"{where}: {name} is frozen (bias = \"frozen\"): it is never updated "
                           f"and has no gradient; choose a weight")
-    shape = tuple(shapes[key])
+    shape = tuple(shapes[key])[::-1] if flip else tuple(shapes[key])   # as the name has it
+    back = (lambda ix: tuple(ix)[::-1]) if flip else tuple            # to the key's index
     if raw is None:
-        return [(key, tuple(int(i) for i in ix)) for ix in np.ndindex(*shape)]
-    example = f"{key}[{','.join('0' for _ in shape)}]"
+        return [(key, tuple(int(i) for i in back(ix))) for ix in np.ndindex(*shape)]
+    example = f"{name}[{','.join('0' for _ in shape)}]"
     try:
         index = tuple(int(p) for p in raw.split(","))
     except ValueError:
         raise ConfigError(f"{where}: the index must be integers, e.g. {example}") from None
     if len(index) != len(shape):
-        raise ConfigError(f"{where}: {key} has shape {shape} and takes {len(shape)} "
+        raise ConfigError(f"{where}: {name} has shape {shape} and takes {len(shape)} "
                           f"ind{'ices' if len(shape) > 1 else 'ex'}, e.g. {example}")
     if not all(0 <= i < n for i, n in zip(index, shape, strict=True)):
-        raise ConfigError(f"{where}: index [{raw}] is out of range for {key} of shape "
+        raise ConfigError(f"{where}: index [{raw}] is out of range for {name} of shape "
                           f"{shape} (indices from 0 to n − 1)")
-    return [(key, index)]
+    return [(key, back(index))]
 
 
 # ------------------------------------------------------------------------------ one step
@@ -279,7 +315,8 @@ class SequentialMLP(manual.MLP):
 
 
 def explain(cfg: RunConfig | str, param: str | Sequence[str] | None = None,
-            order: str = "simultaneous", *, params: dict | None = None) -> Explanation:
+            order: str = "simultaneous", *, params: dict | None = None,
+            convention: str | None = None) -> Explanation:
     """The forward pass, the error, the chain rule for each selected parameter (default:
     every trainable one) and one update, from manual's forward cache and traced backward,
     next to autograd.
@@ -287,11 +324,18 @@ def explain(cfg: RunConfig | str, param: str | Sequence[str] | None = None,
     ``cfg``: a RunConfig or a named experiment / TOML path; ``param``: one or more
     ``--param`` strings; ``params``: start from these weights instead of the config's
     initial ones (same keys and shapes: a later step of gradient descent on the explained
-    batch, as the html page steps through). Raises ``ConfigError`` for bad input."""
+    batch, as the html page steps through); ``convention``: the names shown, ``torch``
+    (``layers.1.weight[0,3]``) or ``W1b1`` (``W2[3,0]``, ``a1``, ``z2``; W_l of shape (in,
+    out)), by default the one ``param`` is written in. Raises ``ConfigError`` for bad
+    input."""
     if isinstance(cfg, str):
         cfg = load_config(cfg)
     if order not in ORDERS:
         raise ConfigError(f"--update-order {order!r}: choose one of {list(ORDERS)}")
+    convention = convention or param_convention(param)
+    if convention not in CONVENTIONS:
+        raise ConfigError(f"--convention {convention!r}: choose one of {list(CONVENTIONS)} "
+                          f"or a learner's file that sets CONVENTION")
     prob = prepare(cfg)
     if params is not None:
         prob = dataclasses.replace(prob, params={k: np.array(v, dtype=prob.params[k].dtype)
@@ -327,12 +371,12 @@ def explain(cfg: RunConfig | str, param: str | Sequence[str] | None = None,
         problem=prob, order=order, neurons=names, net=nets, out=list(a),
         net_autograd=net_t, out_autograd=out_t, E_total=E, E_autograd=E_t,
         error_terms=manual.losses.loss_terms(cfg.loss, a[-1], prob.T, np),
-        gradients=[_gradient_term(k, ix, layers, a, cfg, order, g_t)
+        gradients=[_gradient_term(k, ix, layers, a, cfg, order, g_t, convention)
                    for k, ix in selected],
-        updates=[_update_term(k, ix, cfg, prob.params, grads, stepped, w_t)
+        updates=[_update_term(k, ix, cfg, prob.params, grads, stepped, w_t, convention)
                  for k, ix in selected],
         update_rule=_update_rule(cfg, order), grads_all=dict(grads), grads_autograd=g_t,
-        notes=notes, params_after=dict(stepped))
+        notes=notes, params_after=dict(stepped), convention=convention)
 
 
 def _select(cfg: RunConfig, param, shapes: dict, trainable: list[str]
@@ -390,22 +434,24 @@ def _update_rule(cfg: RunConfig, order: str) -> str:
     return rule
 
 
-def _update_term(key, ix, cfg: RunConfig, params, grads, stepped, w_t) -> UpdateTerm:
+def _update_term(key, ix, cfg: RunConfig, params, grads, stepped, w_t, convention
+                 ) -> UpdateTerm:
     g, w = float(grads[key][ix]), float(params[key][ix])
     eff = g + cfg.weight_decay * w
     if cfg.momentum and cfg.nesterov:
         eff = eff + cfg.momentum * eff        # first step: buffer = g, g + μ·b
-    return UpdateTerm(param_name(key, ix, cfg.sizes), key, ix, w, g, eff,
+    return UpdateTerm(param_name(key, ix, cfg.sizes, convention), key, ix, w, g, eff,
                       float(stepped[key][ix]), float(w_t[key][ix]))
 
 
-def _gradient_term(key, ix, layers: dict, a, cfg, order, g_t) -> GradientTerm:
+def _gradient_term(key, ix, layers: dict, a, cfg, order, g_t, convention) -> GradientTerm:
     """One parameter's chain rule from the traced layers (``manual.LayerTrace``)."""
     l, j, N, sizes = int(key.split(".")[1]) + 1, ix[0], a[0].shape[0], cfg.sizes
     names = neuron_names(sizes)                    # the parameter feeds unit j of layer l
 
     def d_out(layer, unit):                        # ∂E/∂out and ∂out/∂net of one unit
-        out, net = symbol("out", layer, unit, sizes), symbol("net", layer, unit, sizes)
+        out = symbol("out", layer, unit, sizes, convention)
+        net = symbol("net", layer, unit, sizes, convention)
         return (Factor(f"∂E/∂{out}", layers[layer].dA[:, unit]),
                 Factor(f"∂{out}/∂{net}", layers[layer].fprime[:, unit]))
 
@@ -413,19 +459,21 @@ def _gradient_term(key, ix, layers: dict, a, cfg, order, g_t) -> GradientTerm:
     if l < len(a) - 1:                             # hidden: ∂E/∂out_h through layer l + 1
         up = layers[l + 1]
         for k in range(sizes[l + 1]):
-            wname = param_name(f"layers.{l}.weight", (k, j), sizes)
+            wname = param_name(f"layers.{l}.weight", (k, j), sizes, convention)
             w = Factor(wname + ("⁺" if order == "sequential" else ""), np.full(N, up.W[k, j]))
             parts = ((*d_out(l + 1, k), w) if l + 2 == len(a) else
-                     (Factor(f"∂E/∂{symbol('net', l + 1, k, sizes)}", up.delta[:, k]), w))
+                     (Factor(f"∂E/∂{symbol('net', l + 1, k, sizes, convention)}",
+                             up.delta[:, k]), w))
             upstream.append(Upstream(parts, up.delta[:, k] * w.values))
-    name = param_name(key, ix, sizes)
+    name = param_name(key, ix, sizes, convention)
     wrt = name if is_222(sizes) else ("w" if key.endswith("weight") else "b")
     if key.endswith("weight"):
-        source, values = symbol("out", l - 1, ix[1], sizes), a[l - 1][:, ix[1]]
+        source, values = symbol("out", l - 1, ix[1], sizes, convention), a[l - 1][:, ix[1]]
         edge = f"{names[l - 1][ix[1]]} → {names[l][j]}"
     else:
         source, values, edge = "1", np.ones(N, a[0].dtype), f"bias → {names[l][j]}"
-    factors = (*d_out(l, j), Factor(f"∂{symbol('net', l, j, sizes)}/∂{wrt}", values))
+    factors = (*d_out(l, j), Factor(f"∂{symbol('net', l, j, sizes, convention)}/∂{wrt}",
+                                    values))
     products = layers[l].delta[:, j] * values      # (∂E/∂out · ∂out/∂net) · ∂net/∂w  (N,)
     return GradientTerm(key=key, index=tuple(ix), name=name, edge=edge, layer=l,
                         upstream=tuple(upstream), factors=factors, products=products,

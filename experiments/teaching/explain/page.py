@@ -195,7 +195,7 @@ JS = r"""
   if (search) search.addEventListener('change', () => {
     const q = search.value.trim(), hit = D.lookup[order][k][q];
     text('search-result', hit ? q + ': ' + hit : 'no parameter ' + q + ' (keys look like ' +
-         'layers.0.weight[0,0])');
+         'layers.0.weight[0,0], or W1[0,0] on a page made with --convention W1b1)');
     if (cur().params[q]) select(q);
   });
   show();
