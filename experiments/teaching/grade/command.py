@@ -55,7 +55,7 @@ def _line(row: dict, done: int, total: int) -> None:
 
     what = row["status"] + (f" ({row.get('mistake') or row['diagnosis']}, "
                             f"{row['first_param']})" if row["status"] == "differ" else "") \
-        + (f", {row['score']:g}/{row['max_score']:g} points" if "score" in row else "")
+        + (f", {row['score']:g}/{row['max_score']:g} points" if "max_score" in row else "")
     print(f"[{done}/{total}] {shown(row['file'])}: {what}", flush=True)
 
 
