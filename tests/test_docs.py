@@ -52,7 +52,8 @@ BIN = Path(sys.executable).parent          # the environment the tests run in
 #: running pytest inside pytest would recurse
 NOT_RUN = {
     "python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 -e '.[test]' && "
-    ".venv/bin/ruff check . && .venv/bin/python -m pytest": "the test command: .ci/run runs it",
+    ".venv/bin/ruff check . && .venv/bin/python -m pytest -n 2":
+        "the test command: .ci/run runs it",
     "python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 --index-url "
     "https://download.pytorch.org/whl/cpu": "an install (network)",
 }
