@@ -163,3 +163,10 @@ def scratch_folder(prefix: str = "handgrad-task-") -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def add_scheduler_option(parser) -> None:
+    """``--scheduler ADDRESS``, as ``sweep`` and ``grade`` take it."""
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="the Dask scheduler to use with --backend dask, e.g. "
+                             "tcp://10.0.0.5:8786")

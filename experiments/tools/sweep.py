@@ -432,9 +432,7 @@ def register(subparsers, formatter_class, help: str = "") -> None:
                    help="loky and threading: joblib on this machine; dask: a Dask cluster "
                         "(--scheduler, else $DASK_SCHEDULER_ADDRESS, else a local cluster "
                         "of --jobs worker processes)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="the Dask scheduler to use with --backend dask, e.g. "
-                        "tcp://10.0.0.5:8786")
+    backends.add_scheduler_option(p)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="sweep directory (default: sweeps/NAME)")
     p.add_argument("--force", action="store_true", help="replace an existing sweep directory")

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from experiments.core import backends
 from experiments.teaching.check.command import add_limits
 
 
@@ -36,9 +37,7 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
                    help="loky: worker processes on this machine; dask: one task per "
                         "submission on a Dask cluster (--scheduler, else "
                         "$DASK_SCHEDULER_ADDRESS, else a local cluster of --jobs workers)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="the Dask scheduler to use with --backend dask, e.g. "
-                        "tcp://10.0.0.5:8786")
+    backends.add_scheduler_option(p)
     p.add_argument("--resume", action="store_true",
                    help="keep the rows of the grade folder at --out whose file is unchanged "
                         "(after an interrupt) and grade the rest")

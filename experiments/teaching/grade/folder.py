@@ -84,13 +84,18 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
             "_sandbox": r.sandbox_missing, **extras(r, out, rubric, fmt)}
 
 
-def _died(sub: Submission) -> dict:
+def grader_error_row(sub: Submission, message: str, sha: str | None = None) -> dict:
+    """The row of a submission handgrad could not grade (not the learner's fault)."""
     return {"file": sub.path.name, "status": "grader_error", "diagnosis": "",
             "first_param": "", "worst_rel_err": float("nan"), "worst_ratio": float("nan"),
-            "seconds": 0.0, "score": 0.0,
-            "message": f"the grading worker died {WORKER_DEATHS} times while "
-            f"checking this file; it was not graded (not the learner's fault: rerun with "
-            f"--resume)", "sha256": sha256(sub.path), "_sandbox": []}
+            "seconds": 0.0, "score": 0.0, "message": message,
+            "sha256": sha256(sub.path) if sha is None else sha, "_sandbox": []}
+
+
+def _died(sub: Submission) -> dict:
+    return grader_error_row(sub, f"the grading worker died {WORKER_DEATHS} times while "
+                            f"checking this file; it was not graded (not the learner's "
+                            f"fault: rerun with --resume)")
 
 
 def _grade_all(pending: list[Submission], run, jobs: int, rows: dict, progress,

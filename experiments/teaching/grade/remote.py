@@ -45,11 +45,10 @@ def grade_packed(name: str, slot: str, source: bytes, shown_folder: str, cfg, ti
 
 
 def _lost(sub: Submission, sha: str) -> dict:
-    return {"file": sub.path.name, "status": "grader_error", "diagnosis": "",
-            "first_param": "", "worst_rel_err": float("nan"), "worst_ratio": float("nan"),
-            "seconds": 0.0, "message": "the Dask workers checking this file died "
-            "on every try the scheduler allows; it was not graded (not the learner's fault: "
-            "rerun with --resume)", "sha256": sha, "_sandbox": []}
+    from experiments.teaching.grade.folder import grader_error_row
+    return grader_error_row(sub, "the Dask workers checking this file died on every try the "
+                            "scheduler allows; it was not graded (not the learner's fault: "
+                            "rerun with --resume)", sha)
 
 
 def grade_on_dask(pending: list[Submission], settings: dict, workers: int, rows: dict,
