@@ -27,14 +27,20 @@ run` writes it).
   handgrad check my_backprop.py xor --steps 100
   handgrad check examples/learners/missing_factor_2.py seed --set loss=mse
 
-exit codes: 0 agree, 1 differ, 2 bad input, 3 diverged, 4 the learner's code failed,
-5 ran past --timeout"""
+exit codes (the status in brackets, docs/check.md): 0 agree; 1 differ; 2 the file cannot be
+checked as it is (not_a_submission, wrong_assignment, bad_output); 3 diverged; 4 the
+learner's code failed (import_error, crashed, output_limit); 5 ran past --timeout (timeout).
+With several --config, one result each and the highest code."""
 
 
 def add_limits(p: argparse.ArgumentParser) -> None:
     """The options ``check`` and ``grade`` share."""
-    p.add_argument("experiment", nargs="?", default="seed", metavar="NAME|CONFIG.toml",
-                   help="a named experiment (see `handgrad list`) or a TOML config")
+    p.add_argument("experiment", nargs="?", default=None, metavar="NAME|CONFIG.toml",
+                   help="a named experiment (see `handgrad list`) or a TOML config "
+                        "(default: seed)")
+    p.add_argument("--config", dest="configs", action="append", default=[],
+                   metavar="NAME|CONFIG.toml",
+                   help="a config to check on (repeatable: each gives its own result)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--steps", type=int, default=None, metavar="N",
@@ -48,6 +54,11 @@ def add_limits(p: argparse.ArgumentParser) -> None:
                    help="run only the file's imports, definitions and literal assignments "
                         "(a notebook's training loops left out)")
     p.add_argument("--force", action="store_true", help="replace existing output")
+
+
+def configs_of(args) -> list[str]:
+    """The configs asked for: the positional one, then each ``--config`` (default seed)."""
+    return ([args.experiment] if args.experiment else []) + args.configs or ["seed"]
 
 
 def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "") -> None:
@@ -65,21 +76,33 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
 def cmd_check(args) -> int:
     from experiments.core.config import ConfigError
     from experiments.core.interrupt import raise_interrupt
-    from experiments.teaching.check.api import check_file
+    from experiments.teaching.check.api import check_file, resolve_config
 
     out = args.out or Path("checks") / args.file.stem
+    configs = configs_of(args)
+    names = [resolve_config(c, args.overrides, args.steps).name for c in configs]   # all valid
+    if len(set(names)) < len(names):
+        raise ConfigError(f"--config: {', '.join(sorted({n for n in names if names.count(n) > 1}))}"
+                          f" given twice; give each config once")
     signal.signal(signal.SIGTERM, raise_interrupt)
-    result = check_file(args.file, args.experiment, overrides=args.overrides,
-                        steps=args.steps, timeout=args.timeout, memory_mb=args.memory,
-                        out=out, force=args.force, plots=not args.no_plots,
-                        definitions_only=args.definitions_only)
-    if result.exit_code == 2:
-        raise ConfigError(result.message)          # one line on stderr, nothing written
-    print(result.explanation)
-    print(f"check folder: {out}")
-    if result.sandbox_missing:
-        print(f"handgrad: your code ran without a filesystem sandbox: "
-              f"{'; '.join(result.sandbox_missing)}", file=sys.stderr)
-    if result.exit_code not in (0, 1):
-        print(f"handgrad: {result.status}: {result.message}", file=sys.stderr)
-    return result.exit_code
+    codes = []
+    for config, name in zip(configs, names, strict=True):
+        where = out / name if len(configs) > 1 else out   # several: one folder each
+        result = check_file(args.file, config, overrides=args.overrides,
+                            steps=args.steps, timeout=args.timeout, memory_mb=args.memory,
+                            out=where, force=args.force, plots=not args.no_plots,
+                            definitions_only=args.definitions_only)
+        codes.append(result.exit_code)
+        if len(configs) == 1 and result.exit_code == 2:
+            raise ConfigError(result.message)          # one line on stderr, nothing written
+        if len(configs) > 1:
+            print(f"== {name}: {result.status} (exit {result.exit_code})")
+        print(result.message if result.exit_code == 2 else result.explanation)
+        if result.exit_code != 2:
+            print(f"check folder: {where}")
+        if result.sandbox_missing:
+            print(f"handgrad: your code ran without a filesystem sandbox: "
+                  f"{'; '.join(result.sandbox_missing)}", file=sys.stderr)
+        if result.exit_code not in (0, 1):
+            print(f"handgrad: {result.status}: {result.message}", file=sys.stderr)
+    return max(codes)   # several configs: the worst

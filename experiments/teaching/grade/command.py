@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments.teaching.check.command import add_limits
+from experiments.teaching.check.command import add_limits, configs_of
 
 
 def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "") -> None:
@@ -41,7 +41,7 @@ def _line(row: dict, done: int, total: int) -> None:
 
     what = row["status"] + (f" ({row['diagnosis']}, {row['first_param']})"
                             if row["status"] == "differ" else "")
-    print(f"[{done}/{total}] {shown(row['file'])}: {what}", flush=True)
+    print(f"[{done}/{total}] {shown(row['file'])} ({row['config']}): {what}", flush=True)
 
 
 def cmd_grade(args) -> int:
@@ -49,7 +49,7 @@ def cmd_grade(args) -> int:
     from experiments.teaching.grade.folder import grade_folder
     from experiments.teaching.grade.report import UNSANDBOXED
 
-    grades = grade_folder(args.folder, args.experiment, out=args.out,
+    grades = grade_folder(args.folder, configs_of(args), out=args.out,
                           overrides=args.overrides, steps=args.steps, timeout=args.timeout,
                           memory_mb=args.memory, jobs=args.jobs, force=args.force,
                           resume=args.resume, definitions_only=args.definitions_only,

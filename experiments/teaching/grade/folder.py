@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -51,65 +52,75 @@ def sha256(path: Path) -> str:
 
 def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
               definitions_only: bool = False) -> dict:
-    """One submission's row; handgrad's own failures become ``grader_error`` rows."""
+    """One submission's row on ``cfg``; handgrad's own failures become ``grader_error``
+    rows."""
     from experiments.core.threads import limited_threads
     from experiments.teaching.check.api import CheckResult, check_file
 
     t0 = time.perf_counter()
-    try:
-        with limited_threads(1):
-            # no helpers: in a flat folder every other file is a classmate's; never a link
-            # (a file swapped for one after discovery)
-            r = check_file(sub.path, cfg, timeout=timeout, memory_mb=memory_mb, out=out,
-                           plots=False, helpers=(), follow=False,
-                           definitions_only=definitions_only)
-    except Exception as err:   # one submission never stops the grading
-        r = CheckResult(sub.path.name, "grader_error", 4, f"handgrad failed on this file "
-                        f"(not the learner's fault): {type(err).__name__}: {err}",
-                        seconds=time.perf_counter() - t0)
-    return {"file": sub.path.name, "status": r.status, "diagnosis": r.kind,
+    if sub.path is None:   # a student's folder without a single submission in it
+        r = CheckResult(sub.file, "not_a_submission", 2, sub.problem)
+    else:
+        try:
+            with limited_threads(1):
+                # helpers: the student's own folder's modules only (in a flat folder every
+                # other file is a classmate's); never a link (a file swapped for one)
+                r = check_file(sub.path, cfg, timeout=timeout, memory_mb=memory_mb, out=out,
+                               plots=False, helpers=sub.helpers, follow=False,
+                               definitions_only=definitions_only)
+        except Exception as err:   # one submission never stops the grading
+            r = CheckResult(sub.file, "grader_error", 4, f"handgrad failed on this file "
+                            f"(not the learner's fault): {type(err).__name__}: {err}",
+                            seconds=time.perf_counter() - t0)
+    return {"student": sub.student, "file": sub.file, "config": cfg.name,
+            "status": r.status, "diagnosis": r.kind,
             "first_param": r.first_param, "worst_rel_err": r.worst_rel_err,
             "worst_ratio": r.worst_ratio, "seconds": round(r.seconds, 3),
-            "message": r.message, "sha256": r.sha256 or sha256(sub.path),
+            "message": r.message,
+            "sha256": r.sha256 or (sha256(sub.path) if sub.path is not None else ""),
             "_sandbox": r.sandbox_missing}
 
 
-def _died(sub: Submission) -> dict:
-    return {"file": sub.path.name, "status": "grader_error", "diagnosis": "",
+def _died(sub: Submission, cfg) -> dict:
+    return {"student": sub.student, "file": sub.file, "config": cfg.name,
+            "status": "grader_error", "diagnosis": "",
             "first_param": "", "worst_rel_err": float("nan"), "worst_ratio": float("nan"),
             "seconds": 0.0, "message": f"the grading worker died {WORKER_DEATHS} times while "
             f"checking this file; it was not graded (not the learner's fault: rerun with "
-            f"--resume)", "sha256": sha256(sub.path), "_sandbox": []}
+            f"--resume)", "sha256": sha256(sub.path) if sub.path is not None else "",
+            "_sandbox": []}
 
 
-def _grade_all(pending: list[Submission], run, jobs: int, rows: dict, progress,
+def _grade_all(pending: list[tuple], run, jobs: int, rows: dict, progress,
                total: int) -> None:
-    """Fill ``rows`` (name -> row) for ``pending``, replacing workers that die."""
+    """Fill ``rows`` ((file, config) -> row) for ``pending`` (submission, config) pairs,
+    replacing workers that die."""
     import joblib
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-    deaths: dict[str, int] = {}
+    deaths: dict[tuple, int] = {}
     pending = list(pending)
     while pending:
         batch = list(pending)   # joblib reads its tasks lazily: never the list that shrinks
         results = joblib.Parallel(n_jobs=jobs, return_as="generator")(
-            joblib.delayed(run)(sub) for sub in batch)
+            joblib.delayed(run)(sub, cfg) for sub, cfg in batch)
         try:
-            for sub, row in zip(batch, results, strict=False):
-                rows[sub.path.name] = row
-                pending.remove(sub)
+            for (sub, cfg), row in zip(batch, results, strict=False):
+                rows[sub.file, cfg.name] = row
+                pending.remove((sub, cfg))
                 if progress is not None:
                     progress(row, len(rows), total)
         except (TerminatedWorkerError, BrokenProcessPool):
             # results come in order, so the first one missing was being checked when its
             # worker died (perhaps beside another: that one is simply tried again)
-            first = pending[0]
-            deaths[first.path.name] = deaths.get(first.path.name, 0) + 1
-            if deaths[first.path.name] >= WORKER_DEATHS:
-                rows[first.path.name] = _died(first)
-                pending.remove(first)
+            sub, cfg = pending[0]
+            key = (sub.file, cfg.name)
+            deaths[key] = deaths.get(key, 0) + 1
+            if deaths[key] >= WORKER_DEATHS:
+                rows[key] = _died(sub, cfg)
+                pending.remove((sub, cfg))
                 if progress is not None:
-                    progress(rows[first.path.name], len(rows), total)
+                    progress(rows[key], len(rows), total)
         finally:
             close = getattr(results, "close", None)
             if close is not None:
@@ -137,18 +148,19 @@ def check_own_files(out: Path) -> None:
                               f"replaces only what handgrad wrote: choose another --out")
 
 
-def grading_settings(cfg, timeout: float, memory_mb: int, definitions_only: bool) -> dict:
+def grading_settings(cfgs, timeout: float, memory_mb: int, definitions_only: bool) -> dict:
     """What a row's grade depends on besides the file: kept in settings.json, and compared
     on ``--resume``."""
     from experiments.teaching.grade.report import version
 
-    return {"config": cfg.to_dict(), "timeout": timeout, "memory_mb": memory_mb,
+    return {"configs": [c.to_dict() for c in cfgs], "timeout": timeout, "memory_mb": memory_mb,
             "definitions_only": definitions_only, "handgrad": version()}
 
 
-def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[str, dict]:
-    """The rows of the grade folder at ``out`` to keep on ``--resume``: graded to the end
-    with the same ``settings``, and the file still there with the same sha256."""
+def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[tuple, dict]:
+    """The rows of the grade folder at ``out`` to keep on ``--resume``, by (file, config):
+    graded to the end with the same ``settings``, and the file still there with the same
+    sha256."""
     import pandas as pd
 
     try:
@@ -160,28 +172,30 @@ def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[str, di
                          or before.get(k) != json.loads(json.dumps(settings[k])))
         raise ConfigError(f"--resume: {out} was graded with other settings ("
                           f"{', '.join(changed) or 'none recorded'} differ); grade again "
-                          f"with --force, or resume with the same config, --set, --steps, "
+                          f"with --force, or resume with the same configs, --set, --steps, "
                           f"--timeout and --memory")
     csv = out / "grades.csv"
     if not csv.is_file():
         return {}
     try:
-        table = pd.read_csv(csv, keep_default_na=False, dtype={"sha256": str})
+        table = pd.read_csv(csv, keep_default_na=False, dtype={"sha256": str, "file": str,
+                                                              "student": str, "config": str})
     except (ValueError, OSError) as err:
         raise ConfigError(f"--resume: {csv} cannot be read ({err}); grade again with "
                           f"--force") from None
-    if "sha256" not in table.columns or "file" not in table.columns:
-        raise ConfigError(f"--resume: {csv} was written by an older handgrad (no sha256 "
-                          f"column); grade again with --force")
-    now = {s.path.name: s for s in subs}
+    if not {"sha256", "file", "config"} <= set(table.columns):
+        raise ConfigError(f"--resume: {csv} was written by an older handgrad (no sha256 or "
+                          f"config column); grade again with --force")
+    now = {s.file: s for s in subs}
     rows = {}
     for row in table.to_dict("records"):
         sub = now.get(row["file"])
-        if sub is not None and row["status"] not in ("grader_error", "interrupted") \
+        if sub is not None and sub.path is not None \
+                and row["status"] not in ("grader_error", "interrupted") \
                 and row["sha256"] and row["sha256"] == sha256(sub.path):
             for col in ("worst_rel_err", "worst_ratio"):
                 row[col] = float(row[col]) if row[col] != "" else float("nan")
-            rows[row["file"]] = {**row, "_sandbox": []}
+            rows[row["file"], row["config"]] = {**row, "_sandbox": []}
     return rows
 
 
@@ -189,9 +203,10 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
                  steps=None, timeout: float = 60.0, memory_mb: int = 1024, jobs: int = 1,
                  force: bool = False, resume: bool = False, definitions_only: bool = False,
                  progress=None):
-    """Grade every submission in ``folder`` (module docstring); return ``Grades``.
-    ``progress(row, done, total)`` is called as rows are done. Bad arguments raise
-    ``ConfigError`` before anything runs or is written."""
+    """Grade every submission in ``folder`` (module docstring) on ``config`` — a name, a
+    TOML path, a RunConfig, or a list of them: one row per submission and config — and
+    return ``Grades``. ``progress(row, done, total)`` is called as rows are done. Bad
+    arguments raise ``ConfigError`` before anything runs or is written."""
     import functools
 
     import pandas as pd
@@ -204,8 +219,8 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise ConfigError(f"{folder} is not a folder; give the folder of the learners' .py "
-                          f"files")
+        raise ConfigError(f"{folder} is not a folder; give the folder of the learners' "
+                          f"submissions (.py or .ipynb files, or one folder per student)")
     out = Path(out) if out is not None else Path("grades") / folder.resolve().name
     if out.suffix.lower() == ".csv":
         raise ConfigError(f"--out {out}: give the grade folder (grades.csv, grades.md and "
@@ -215,45 +230,56 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
     check_limits(timeout, memory_mb)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"--jobs {jobs}: give a number of submissions checked at once >= 1")
+    configs = list(config) if isinstance(config, (list, tuple)) else [config]
+    if not configs:
+        raise ConfigError("give at least one config (a name or a TOML file) to grade on")
+    cfgs = [resolve_config(c, overrides, steps) for c in configs]
+    names = [c.name for c in cfgs]
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError(f"--config: {', '.join(twice)} given twice (configs are told "
+                          f"apart by their name); give each config once")
     subs, skipped = discover(folder)
     if not subs:
-        raise ConfigError(f"{folder} holds no .py files to grade" + (
-            f" ({len(skipped)} other entries, e.g. {shown(skipped[0].name)}: "
-            f"{skipped[0].why})" if skipped else ""))
-    cfg = resolve_config(config, overrides, steps)
+        raise ConfigError(f"{folder} holds no .py or .ipynb files and no folders to grade"
+                          + (f" ({len(skipped)} other entries, e.g. {shown(skipped[0].name)}"
+                             f": {skipped[0].why})" if skipped else ""))
     check_out(out, force or resume, "grade", legacy=False)
     check_own_files(out)
-    recorded = grading_settings(cfg, timeout, memory_mb, definitions_only)
+    recorded = grading_settings(cfgs, timeout, memory_mb, definitions_only)
     kept = kept_rows(out, subs, recorded) if resume and out.exists() else {}
-    rows: dict[str, dict] = dict(kept)
-    pending = [s for s in subs if s.path.name not in kept]
+    rows: dict[tuple, dict] = dict(kept)
+    jobs_list = [(s, c) for s in subs for c in cfgs]
+    pending = [(s, c) for s, c in jobs_list if (s.file, c.name) not in kept]
+    several = len(cfgs) > 1
     interrupted = False
     with atomic_folder(out, force or resume, kind="grade", keep=(KeyboardInterrupt,),
                        legacy=False) as tmp:
         checks = tmp / "checks"
         checks.mkdir()
-        for sub in subs:   # the kept rows' check folders come along
-            old = out / "checks" / sub.slot
-            if sub.path.name in kept and old.is_dir() and not old.is_symlink():
-                shutil.copytree(old, checks / sub.slot, symlinks=True)
-        run = functools.partial(_grade_sub, cfg=cfg, checks=checks.resolve(),
+        for sub, cfg in jobs_list:   # the kept rows' check folders come along
+            where = _check_folder(Path("checks"), sub, cfg, several)
+            old = out / where
+            if (sub.file, cfg.name) in kept and old.is_dir() and not old.is_symlink():
+                shutil.copytree(old, tmp / where, symlinks=True)
+        run = functools.partial(_grade_sub, checks=checks.resolve(), several=several,
                                 timeout=timeout, memory_mb=memory_mb,
                                 definitions_only=definitions_only)
         try:
-            _grade_all(pending, run, jobs, rows, progress, len(subs))
+            _grade_all(pending, run, jobs, rows, progress, len(jobs_list))
         except KeyboardInterrupt:
             interrupted = True
             (tmp / "INTERRUPTED").write_text(
-                f"interrupted after {len(rows)} of {len(subs)} submissions; grades.csv "
+                f"interrupted after {len(rows)} of {len(jobs_list)} rows; grades.csv "
                 f"lists those graded: `handgrad grade ... --resume` grades the rest\n",
                 encoding="utf-8")
             raise
         finally:
             missing = sorted({m for r in rows.values() for m in r.pop("_sandbox", [])})
-            table = pd.DataFrame([rows[s.path.name] for s in subs if s.path.name in rows],
-                                 columns=GRADE_COLUMNS)
-            settings = {"config": cfg, "steps": cfg.steps, "timeout": timeout,
-                        "definitions_only": definitions_only,
+            table = pd.DataFrame([rows[s.file, c.name] for s, c in jobs_list
+                                  if (s.file, c.name) in rows], columns=GRADE_COLUMNS)
+            settings = {"config": cfgs[0], "configs": cfgs, "steps": cfgs[0].steps,
+                        "timeout": timeout, "definitions_only": definitions_only,
                         "memory_mb": memory_mb, "jobs": jobs, "resumed": len(kept),
                         "interrupted": interrupted, "sandbox_missing": missing}
             _write(tmp, table, skipped, folder, settings, grades_markdown)
@@ -262,9 +288,16 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
     return Grades(table, skipped, out, missing)
 
 
-def _grade_sub(sub: Submission, cfg, checks: Path, timeout: float, memory_mb: int,
-               definitions_only: bool) -> dict:
-    return grade_one(sub, cfg, checks / sub.slot, timeout, memory_mb, definitions_only)
+def _check_folder(checks: Path, sub: Submission, cfg, several: bool) -> Path:
+    """A row's check folder: checks/SLOT, or checks/SLOT/CONFIG when grading on several."""
+    return checks / sub.slot / re.sub(r"[^A-Za-z0-9_.-]", "_", cfg.name) if several \
+        else checks / sub.slot
+
+
+def _grade_sub(sub: Submission, cfg, checks: Path, several: bool, timeout: float,
+               memory_mb: int, definitions_only: bool) -> dict:
+    return grade_one(sub, cfg, _check_folder(checks, sub, cfg, several), timeout, memory_mb,
+                     definitions_only)
 
 
 def inert(cell):
@@ -280,7 +313,8 @@ def _write(tmp: Path, table, skipped: list[NotGraded], folder: Path, settings: d
 
     from experiments.output.rundir import write_csv
 
-    write_csv(table.assign(file=table["file"].map(inert), message=table["message"].map(inert)),
+    write_csv(table.assign(student=table["student"].map(inert), file=table["file"].map(inert),
+                           message=table["message"].map(inert)),
               tmp / "grades.csv")
     write_csv(pd.DataFrame([(inert(s.name), s.why) for s in skipped], columns=["name", "why"]),
               tmp / "not_graded.csv")

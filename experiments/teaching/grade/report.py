@@ -21,11 +21,14 @@ def md_text(text: str) -> str:
 def settings_line(settings: dict) -> str:
     from experiments.core.runner import resolve
 
-    cfg = resolve(settings["config"])[0]   # sizes filled in from the data
-    sizes = "-".join(map(str, cfg.sizes)) if cfg.sizes else "from the data"
-    act = f"{cfg.activation}/{cfg.resolved_output_activation}"
-    return (f"config `{cfg.name}` (sizes {sizes}, {act}, "
-            f"loss {cfg.loss}, mode {cfg.mode}), {settings['steps']} training steps, "
+    described = []
+    for cfg in settings.get("configs") or [settings["config"]]:
+        cfg = resolve(cfg)[0]   # sizes filled in from the data
+        sizes = "-".join(map(str, cfg.sizes)) if cfg.sizes else "from the data"
+        act = f"{cfg.activation}/{cfg.resolved_output_activation}"
+        described.append(f"config `{cfg.name}` (sizes {sizes}, {act}, loss {cfg.loss}, "
+                         f"mode {cfg.mode}, {cfg.steps} training steps)")
+    return (f"{'; '.join(described)}, "
             f"--timeout {settings['timeout']:g} s, --memory {settings['memory_mb']} MiB, "
             f"--jobs {settings['jobs']}, "
             f"{'definitions only' if settings.get('definitions_only') else 'whole files run'}"
@@ -47,6 +50,7 @@ def grades_markdown(table, skipped, folder: Path, settings: dict) -> str:
     counts = table.groupby(["status", "diagnosis"], dropna=False).size().reset_index(
         name="submissions")
     shown_table = table.drop(columns=["sha256"]).assign(
+        student=table["student"].map(lambda f: md_text(shown(str(f)))),
         file=table["file"].map(lambda f: md_text(shown(f))),
         message=table["message"].map(md_text))
     lines = [f"# handgrad grade: {shown(str(folder))}", "",
