@@ -76,9 +76,9 @@ def test_grade_mixed_folder(tmp_path, submissions, capsys):
                                                "not_graded.csv", "checks", "settings.json"}
     checks = out / "checks"
     written = {p.name for p in checks.iterdir()}
-    # a folder for every file that could be checked; none for the bad output
-    assert written == {"a_correct", "b_mean", "c_syntax", "d_exit", "e_segfault", "f_hog",
-                       "g_loop", "i_raises"}
+    # a folder for every file that loaded; none for the syntax error and the bad output
+    assert written == {"a_correct", "b_mean", "d_exit", "e_segfault", "f_hog", "g_loop",
+                       "i_raises"}
     assert (checks / "b_mean" / "training" / "summary.csv").is_file()
     assert not list((checks / "b_mean" / "training").glob("*.png"))   # grade skips plots
     md = (out / "grades.md").read_text(encoding="utf-8")

@@ -56,9 +56,10 @@ _PYTHON = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
 
 
 #: each status a check can end in, and ``handgrad check``'s exit code for it: 2 the file
-#: cannot be checked as it is (nothing written), 4 its code failed, 5 it ran past --timeout
+#: cannot be checked as it is (nothing written), 4 its code failed in a call or its process
+#: died, 5 it ran past --timeout
 EXIT_CODES = {"agree": 0, "differ": 1, "not_a_submission": 2, "wrong_assignment": 2,
-              "bad_output": 2, "diverged": 3, "import_error": 4, "crashed": 4,
+              "import_error": 2, "bad_output": 2, "diverged": 3, "crashed": 4,
               "output_limit": 4, "timeout": 5, "interrupted": 130}
 #: the statuses a ``["bad", ...]`` answer of the learner's process may carry
 BAD_STATUSES = ("not_a_submission", "wrong_assignment", "bad_output", "import_error")

@@ -19,8 +19,9 @@ A check (``run_check``) is three things:
 
 Statuses, each meaning one thing, and ``handgrad check``'s exit codes
 (``learner.EXIT_CODES``, docs/check.md): agree 0, differ 1; not_a_submission,
-wrong_assignment and bad_output 2 (the file cannot be checked as it is); diverged 3;
-import_error, crashed and output_limit 4 (the learner's code failed); timeout 5.
+wrong_assignment, import_error and bad_output 2 (the file cannot be checked as it is);
+diverged 3; crashed and output_limit 4 (the learner's code failed in a call, or its
+process died); timeout 5.
 ``check_function`` calls the function in this process (no time or memory limit: a hang is
 a hang); ``check_file`` runs the file in its own limited process (``process``).
 """

@@ -28,8 +28,9 @@ run` writes it).
   handgrad check examples/learners/missing_factor_2.py seed --set loss=mse
 
 exit codes (the status in brackets, docs/check.md): 0 agree; 1 differ; 2 the file cannot be
-checked as it is (not_a_submission, wrong_assignment, bad_output); 3 diverged; 4 the
-learner's code failed (import_error, crashed, output_limit); 5 ran past --timeout (timeout).
+checked as it is (not_a_submission, import_error, wrong_assignment, bad_output); 3
+diverged; 4 the learner's code failed in a call or its process died (crashed,
+output_limit); 5 ran past --timeout (timeout).
 With several --config, one result each and the highest code."""
 
 

@@ -195,7 +195,10 @@ def _student_folder(folder: Path, top: Path, taken: set[str],
     """The submission of one student's folder ``top`` (module docstring)."""
     rel = top.name
     student = student_of(rel)
-    files = _walk(top, rel, skipped)
+    found: list[NotGraded] = []
+    files = _walk(top, rel, found)
+    if files or not found:   # a folder without Python files: its row says so, once
+        skipped += found
     names = {p: top_level_names(p) for p in files}
     candidates = [p for p in files if names[p] is not None and "gradients" in names[p]]
     if not candidates and len(files) == 1:   # its row says why it fails
@@ -227,7 +230,9 @@ def _student_folder(folder: Path, top: Path, taken: set[str],
     if not candidates:
         skipped += [NotGraded(str(p.relative_to(folder)), "not a submission: defines no "
                               "gradients") for p in files]
-        problem = (f"{rel}/ holds no .py file or .ipynb notebook" if not files else
+        others = (f" ({len(found)} other entries, e.g. {shown(found[0].name)}: "
+                  f"{found[0].why})" if found else "")
+        problem = (f"{rel}/ holds no .py file or .ipynb notebook{others}" if not files else
                    f"none of the {len(files)} Python files in {rel}/ defines gradients "
                    f"({', '.join(p.name for p in files[:5])}"
                    f"{' ...' if len(files) > 5 else ''})")
