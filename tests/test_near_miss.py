@@ -65,7 +65,7 @@ CATALOGUE = [  # file, config and options, exit code, diagnosis kind ("" = none)
      "keys of params (return the new params"),
     ("onehot_labels.py", ["iris"], 4, "",
      "(for cross_entropy Y holds integer class labels, shape (N,), not one-hot rows (N, K)"),
-    ("written_for_biases.py", ["seed"], 4, "",
+    ("written_for_biases.py", ["seed"], 2, "",
      "KeyError: 'b1' (your code reads b1: written for a network with biases; `seed` has "
      "none (bias = false))"),
 ]
@@ -277,6 +277,6 @@ def test_learner_file_written_for_another_depth(tmp_path, capsys):
             return {"W3": params["W3"]}
     """), encoding="utf-8")
     code, text = check(capsys, path, "seed", *FAST, "--out", tmp_path / "c")
-    assert code == 4
+    assert code == 2                                   # wrong_assignment: bad input
     assert "your code reads W3: written for another network; `seed` (3-4-1) has W1 (3, 4), " \
            "W2 (4, 1)" in text
