@@ -39,7 +39,7 @@ def add_limits(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", nargs="?", default=None, metavar="NAME|CONFIG.toml",
                    help="a named experiment (see `handgrad list`) or a TOML config "
                         "(default: seed)")
-    p.add_argument("--config", dest="configs", action="append", default=[],
+    p.add_argument("--config", dest="configs", action="append", default=None,
                    metavar="NAME|CONFIG.toml",
                    help="a config to check on (repeatable: each gives its own result)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
@@ -59,7 +59,7 @@ def add_limits(p: argparse.ArgumentParser) -> None:
 
 def configs_of(args) -> list[str]:
     """The configs asked for: the positional one, then each ``--config`` (default seed)."""
-    return ([args.experiment] if args.experiment else []) + args.configs or ["seed"]
+    return ([args.experiment] if args.experiment else []) + (args.configs or []) or ["seed"]
 
 
 def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "") -> None:

@@ -1,4 +1,5 @@
-"""``handgrad grade DIR [NAME|CONFIG.toml] [--out FOLDER]``: every learner's file, checked.
+"""``handgrad grade DIR [NAME|CONFIG.toml] [--config ...] [--out FOLDER]``: every learner's
+submission, checked.
 
 For teachers. The library (``folder.grade_folder``) does the work and returns the table;
 this module parses the arguments and prints a line per submission as it is graded, then
@@ -19,11 +20,17 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
     p = subparsers.add_parser(
         "grade", formatter_class=formatter_class,
         help=help,
-        description="Check every *.py in DIR as `handgrad check` does, each in its own "
-                    "sandboxed process with its own limits, and write one grade folder: "
-                    "grades.csv (one row per submission), grades.md, not_graded.csv and "
-                    "checks/NAME/, replaced together.\n\n  handgrad grade submissions/ seed "
-                    "--out grades/week3 --timeout 20 --jobs 2")
+        description="Check every submission in DIR as `handgrad check` does — each .py or "
+                    ".ipynb file directly in DIR, and in each folder of DIR (one per "
+                    "student, as Canvas, Moodle or Gradescope download them) the file that "
+                    "defines gradients, its other .py files its helpers — each in its own "
+                    "sandboxed process with its own limits, on each config given, and write "
+                    "one grade folder: grades.csv (one row per submission and config), "
+                    "grades.md, not_graded.csv (every other file, with the reason) and "
+                    "checks/NAME/, replaced together. --steps defaults to the config's, at "
+                    "most 200.\n\n  handgrad grade submissions/ seed --out grades/week3 "
+                    "--timeout 20 --jobs 2\n  handgrad grade lms-export/ --config seed "
+                    "--config worked-2-2-2")
     p.add_argument("folder", type=Path, metavar="DIR")
     add_limits(p)
     p.add_argument("--out", type=Path, default=None, metavar="FOLDER",

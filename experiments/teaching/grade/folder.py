@@ -1,21 +1,25 @@
 """A class's grading, start to end: every submission checked, one grade folder written.
 
 ``grade_folder(DIR, config, out=OUT)`` checks each submission that ``discover`` finds in
-DIR as ``handgrad check`` does (``api.check_file``: its own sandboxed process, its own time
-and memory limits) and writes one folder, replaced as a whole (``rundir.atomic_folder``,
-marker ``handgrad grade``)::
+DIR (a file, or one student's folder with its helpers) as ``handgrad check`` does
+(``api.check_file``: its own sandboxed process, its own time and memory limits), on each
+config given (``GRADE_STEPS`` training steps at most unless ``steps`` says), and writes one
+folder, replaced as a whole (``rundir.atomic_folder``, marker ``handgrad grade``)::
 
-    OUT/grades.csv       one row per submission, in file-name order (GRADE_COLUMNS)
+    OUT/grades.csv       one row per submission and config, in file-name order
+                         (GRADE_COLUMNS)
     OUT/grades.md        the settings, counts per status and diagnosis, the table, and the
                          entries that were not graded with their reasons
     OUT/not_graded.csv   those entries: name, why
     OUT/checks/SLOT/     each submission's check folder (none for a file that could not be
-                         loaded: its row says why); training runs are written without plots
+                         loaded: its row says why); training runs are written without plots;
+                         with several configs, SLOT/CONFIG/
     OUT/INTERRUPTED      only after Ctrl-C / SIGTERM: grades.csv holds the rows done
 
 The folder is put in place once every row is done, so every learner process of the run is
 gone by then (each check closes its own). ``resume=True`` keeps the rows of an earlier
-folder at OUT whose file is unchanged (same sha256) and grades the rest. ``jobs`` > 1
+folder at OUT whose file is unchanged (same sha256), by file and config, and grades the
+rest. ``jobs`` > 1
 checks that many submissions at once (joblib's loky workers, one torch and one BLAS
 thread each, so the rows do not depend on it). A worker that dies is replaced; the
 submission it was checking is tried again, and after a second death its row says
