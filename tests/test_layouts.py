@@ -49,6 +49,11 @@ ROWS = {
     "erin/hw3.py": ("erin", "wrong_assignment",
                     "your code reads b1: written for a network with biases; `seed` has none"),
     "frank/src/hw3.py": ("frank", "import_error", "No module named 'not_installed_xyz'"),
+    # Bob's helper is his alone: importing it from another student's folder fails
+    "hank/hw3.py": ("hank", "import_error", "No module named 'mathutil'"),
+    # a link is never followed, so ivan's folder holds no file of his
+    "ivan/": ("ivan", "not_a_submission", "ivan/ holds no .py file or .ipynb notebook (1 "
+              "other entries, e.g. ivan/hw3.py: a symbolic link (never followed"),
     "gina/hw3.py": ("gina", "crashed", "RuntimeError: todo (at hw3.py, line 3: raise "
                                        "RuntimeError('todo'))"),
     "smithjohn_1234_5678_hw3.py": ("smithjohn", "agree", "every parameter"),
@@ -63,6 +68,7 @@ NOT_GRADED = {
     "Bob Ray_102_assignsubmission_file_/backprop.py",
     "carol/notes.txt": "not Python",
     "erin/README.md": "not Python",
+    "erin/link.py": "a symbolic link (never followed",
     "frank/src/__pycache__/": "not Python source: compiled Python",
     "grades.xlsx": "not Python",
 }
@@ -87,6 +93,10 @@ def lms_export(tmp_path) -> Path:
     write(d / "doejane_LATE_2345_6789_hw3.py", MEAN)  # Canvas, late
     write(d / "erin" / "hw3.py", BIASES)             # written for a network with biases
     write(d / "erin" / "README.md", "# hw3\n")
+    (d / "erin" / "link.py").symlink_to(d / "smithjohn_1234_5678_hw3.py")
+    write(d / "hank" / "hw3.py", HELPED)
+    (d / "ivan").mkdir()
+    (d / "ivan" / "hw3.py").symlink_to(d / "smithjohn_1234_5678_hw3.py")
     write(d / "frank" / "src" / "hw3.py", "import not_installed_xyz\n" + CORRECT)
     write(d / "frank" / "src" / "__pycache__" / "hw3.cpython-311.pyc", "\0")
     write(d / "gina" / "hw3.py", "def gradients(params, X, Y):\n    x = 1\n"
