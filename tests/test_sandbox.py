@@ -104,7 +104,7 @@ def attacks(teacher: Path, classmate: Path) -> dict[str, tuple[str, str, str, bo
                             "    return {f'k{i}': z for i in range(1_000_000)}\n",
                             "bad_output", "with 1000000 keys", False),
         "long_message.py": ("def gradients(params, X, Y):\n"
-                            "    raise ValueError('x' * (50 << 20))\n", "import_error",
+                            "    raise ValueError('x' * (50 << 20))\n", "crashed",
                             "characters cut", False),
         "endless_print.py": ("def gradients(params, X, Y):\n    while True:\n"
                              "        print('y' * 10000)\n", "output_limit", "at most 16 MiB",
@@ -169,8 +169,9 @@ def attacks(teacher: Path, classmate: Path) -> dict[str, tuple[str, str, str, bo
         "formula.py": ("class E(Exception):\n    pass\nE.__module__ = 'builtins'\n"
                        "E.__qualname__ = '=HYPERLINK(\"http://evil.example/\",\"feedback\")'\n"
                        "raise E()\n", "import_error", "'=HYPERLINK", False),
-        "ansi.py": ("raise RuntimeError('\\x1b[2K\\x1b[1A\\rall agree [regrade](http://evil"
-                    ".example/) <script>x</script>')\n", "import_error", "\\x1b[2K\\x1b[1A\\r",
+        "ansi.py": ("def gradients(params, X, Y):\n"
+                    "    raise RuntimeError('\\x1b[2K\\x1b[1A\\rall agree [regrade](http://evil"
+                    ".example/) <script>x</script>')\n", "crashed", "\\x1b[2K\\x1b[1A\\r",
                     False),
         # -- the grader's processes, and processes that outlive the check
         "kill_parent.py": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
@@ -380,7 +381,7 @@ def test_force_and_resume_need_own_files(tmp_path, capsys):
     capsys.readouterr()
     assert main(["grade", str(subs), "--steps", "2", "--out", str(out), "--resume",
                  "--set", "activation=tanh"]) == 2
-    assert "was graded with other settings (config differ)" in capsys.readouterr().err
+    assert "was graded with other settings (configs differ)" in capsys.readouterr().err
     # a file of the teacher's inside the grade folder: --force refuses to replace it
     (out / "teacher_notes.txt").write_text("mine\n", encoding="utf-8")
     capsys.readouterr()

@@ -50,7 +50,8 @@ def grades_markdown(table, skipped, folder: Path, settings: dict) -> str:
     counts = table.groupby(["status", "diagnosis"], dropna=False).size().reset_index(
         name="submissions")
     shown_table = table.drop(columns=["sha256"]).assign(
-        student=table["student"].map(lambda f: md_text(shown(str(f)))),
+        **({"student": table["student"].map(lambda f: md_text(shown(str(f))))}
+           if "student" in table else {}),
         file=table["file"].map(lambda f: md_text(shown(f))),
         message=table["message"].map(md_text))
     lines = [f"# handgrad grade: {shown(str(folder))}", "",
