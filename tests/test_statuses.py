@@ -43,6 +43,7 @@ def test_each_status_says_one_thing(tmp_path, name):
     assert words in r.message, r.message
 
 
+@pytest.mark.slow
 def test_timeout_says_how_far_it_got(tmp_path):
     """gradients() hangs from its 8th call on: two calls at the initial point, then the
     training steps; the message counts the steps done, whatever the machine's speed."""
