@@ -53,7 +53,7 @@ ROWS = {
     "hank/hw3.py": ("hank", "import_error", "No module named 'mathutil'"),
     # a link is never followed, so ivan's folder holds no file of his
     "ivan/": ("ivan", "not_a_submission", "ivan/ holds no .py file or .ipynb notebook (1 "
-              "other entries, e.g. ivan/hw3.py: a symbolic link (never followed"),
+              "other entry, e.g. ivan/hw3.py: a symbolic link (never followed"),
     "gina/hw3.py": ("gina", "crashed", "RuntimeError: todo (at hw3.py, line 3: raise "
                                        "RuntimeError('todo'))"),
     "smithjohn_1234_5678_hw3.py": ("smithjohn", "agree", "every parameter"),

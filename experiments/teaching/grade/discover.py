@@ -230,8 +230,8 @@ def _student_folder(folder: Path, top: Path, taken: set[str],
     if not candidates:
         skipped += [NotGraded(str(p.relative_to(folder)), "not a submission: defines no "
                               "gradients") for p in files]
-        others = (f" ({len(found)} other entries, e.g. {shown(found[0].name)}: "
-                  f"{found[0].why})" if found else "")
+        others = (f" ({len(found)} other {'entry' if len(found) == 1 else 'entries'}, e.g. "
+                  f"{shown(found[0].name)}: {found[0].why})" if found else "")
         problem = (f"{rel}/ holds no .py file or .ipynb notebook{others}" if not files else
                    f"none of the {len(files)} Python files in {rel}/ defines gradients "
                    f"({', '.join(p.name for p in files[:5])}"
