@@ -175,6 +175,7 @@ def test_several_configs_a_row_each(tmp_path, capsys):
     assert (out / "checks" / "erin" / "xor" / "check.md").is_file()
     md = (out / "grades.md").read_text(encoding="utf-8")
     assert "config `seed` (sizes 3-4-1" in md and "config `xor` (sizes 2-" in md
+    assert "| seed | wrong_assignment |  | 1 |" in md and "| xor | agree | agree | 1 |" in md
     capsys.readouterr()
     # check: one result per config, the highest exit code (2: the seed one cannot run)
     code = main(["check", str(d / "erin.py"), "--config", "seed", "--config", "xor",

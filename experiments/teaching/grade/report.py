@@ -47,8 +47,9 @@ def grades_markdown(table, skipped, folder: Path, settings: dict) -> str:
     from experiments.output.report import markdown_table
     from experiments.teaching.grade.discover import shown
 
-    counts = table.groupby(["status", "diagnosis"], dropna=False).size().reset_index(
-        name="submissions")
+    several = "config" in table and table["config"].nunique() > 1   # counts per config
+    counts = table.groupby(["config"] * several + ["status", "diagnosis"],
+                           dropna=False).size().reset_index(name="submissions")
     shown_table = table.drop(columns=["sha256"]).assign(
         **({"student": table["student"].map(lambda f: md_text(shown(str(f))))}
            if "student" in table else {}),
