@@ -70,6 +70,10 @@ NOT_GRADED = {
     "erin/README.md": "not Python",
     "erin/link.py": "a symbolic link (never followed",
     "frank/src/__pycache__/": "not Python source: compiled Python",
+    "frank/notes.py": "not a submission: defines no gradients (and, in another folder than "
+                      "the submission's, is not its helper)",
+    "Ann Lee_101_assignsubmission_file_/scratch.ipynb": "not a submission: defines no "
+                                                        "gradients",
     "grades.xlsx": "not Python",
 }
 
@@ -99,6 +103,8 @@ def lms_export(tmp_path) -> Path:
     (d / "ivan" / "hw3.py").symlink_to(d / "smithjohn_1234_5678_hw3.py")
     write(d / "frank" / "src" / "hw3.py", "import not_installed_xyz\n" + CORRECT)
     write(d / "frank" / "src" / "__pycache__" / "hw3.cpython-311.pyc", "\0")
+    write(d / "frank" / "notes.py", "x = 1\n")
+    notebook(ann / "scratch.ipynb", "import numpy as np\nnp.ones(3)")
     write(d / "gina" / "hw3.py", "def gradients(params, X, Y):\n    x = 1\n"
                                  "    raise RuntimeError('todo')\n")
     write(d / "smithjohn_1234_5678_hw3.py", CORRECT)  # Canvas

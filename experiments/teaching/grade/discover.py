@@ -222,10 +222,12 @@ def _student_folder(folder: Path, top: Path, taken: set[str],
                 skipped.append(NotGraded(str(p.relative_to(folder)),
                                          f"not a submission: a helper module of "
                                          f"{sub.relative_to(folder)} (importable by it alone)"))
-            elif p != sub and p not in candidates:
+            elif p != sub:
                 skipped.append(NotGraded(str(p.relative_to(folder)), "not a submission: "
-                                         "defines no gradients, and is not beside the "
-                                         "submission"))
+                                         "defines no gradients" + (
+                                             "" if p.parent == sub.parent else
+                                             " (and, in another folder than the "
+                                             "submission's, is not its helper)")))
         return Submission(sub, str(sub.relative_to(folder)), student, slot, helpers)
     if not candidates:
         skipped += [NotGraded(str(p.relative_to(folder)), "not a submission: defines no "
