@@ -373,10 +373,10 @@ def test_api_failures_are_results():
     def raises(params, X, Y):
         raise ValueError("not yet")
     r = check_function(raises, "seed", steps=2)
-    assert (r.status, r.exit_code) == ("error", 4)
+    assert (r.status, r.exit_code) == ("crashed", 4)
     assert "ValueError: not yet" in r.explanation and "in raises" in r.explanation
     r = check_function(lambda params: {}, "seed")
-    assert (r.status, r.exit_code) == ("error", 2) and "wrong signature" in r.message
+    assert (r.status, r.exit_code) == ("bad_output", 2) and "wrong signature" in r.message
     r = check_function(lambda p, X, Y: None, "seed", steps=2)
     assert (r.status, r.exit_code) == ("bad_output", 2)
 
@@ -393,9 +393,10 @@ def test_check_file_api(tmp_path):
 def test_schema_columns():
     assert CHECK_COLUMNS == ["call", "param", "key", "rel_err", "rel_tol", "fd_rel_err",
                              "max_abs_diff", "ratio", "verdict", "kind"]
-    assert GRADE_COLUMNS == ["file", "status", "score", "max_score", "diagnosis", "mistake",
-                             "first_param", "worst_rel_err", "worst_ratio", "seconds",
-                             "message", "flags", "sha256", "grad_sha256"]
+    assert GRADE_COLUMNS == ["student", "file", "config", "status", "score", "max_score",
+                             "diagnosis", "mistake", "first_param", "worst_rel_err",
+                             "worst_ratio", "seconds", "message", "flags", "sha256",
+                             "grad_sha256"]
 
 
 def test_layer_confined_and_named_mistake():
@@ -453,5 +454,5 @@ def test_helper_module_next_to_the_file(tmp_path, capsys):
     table = pd.read_csv(tmp_path.parent / f"{tmp_path.name}-g" / "grades.csv",
                         keep_default_na=False).set_index("file")
     assert table.loc["mynet.py", "status"] == "agree"
-    assert table.loc["main.py", "status"] == "error"
+    assert table.loc["main.py", "status"] == "import_error"
     assert "No module named 'mynet'" in table.loc["main.py", "message"]

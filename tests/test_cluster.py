@@ -106,21 +106,31 @@ def test_sweep_on_the_cluster_equals_loky(client, loky_sweep, tmp_path, monkeypa
 CLASS = {   # file -> (content, status): None = a file of examples/learners
     "a_correct.py": ("correct_w1b1.py", "agree"),
     "b_mean.py": ("mean_over_batch.py", "differ"),
-    "c_syntax.py": ("def gradients(params, X, Y)\n    return {}\n", "error"),
-    "d_crash.py": ("import os\ndef gradients(params, X, Y):\n    os._exit(7)\n", "error"),
+    "c_syntax.py": ("def gradients(params, X, Y)\n    return {}\n", "import_error"),
+    "d_crash.py": ("import os\ndef gradients(params, X, Y):\n    os._exit(7)\n", "crashed"),
     "e_loop.py": ("def gradients(params, X, Y):\n    while True:\n        pass\n", "timeout"),
-    "f_raises.py": ("def gradients(params, X, Y):\n    raise RuntimeError('todo')\n", "error"),
+    "f_raises.py": ("def gradients(params, X, Y):\n    raise RuntimeError('todo')\n", "crashed"),
+    # one student's folder: the submission imports its own helper, which travels with it
+    "g_student/main.py": ("from helper import backprop\nCONVENTION = 'W1b1'\n\n\n"
+                          "def gradients(params, X, Y):\n    return backprop(params, X, Y)\n",
+                          "agree"),
 }
+HELPERS = {"g_student/helper.py": "correct_w1b1.py"}   # its gradients renamed backprop
 LIMITS = ["--steps", "2", "--timeout", "2", "--memory", "400"]
 
 
 def a_class(folder: Path) -> Path:
     folder.mkdir(parents=True)
     for name, (content, _) in CLASS.items():
+        (folder / name).parent.mkdir(exist_ok=True)
         if content.endswith(".py") and "\n" not in content:
             shutil.copy(EXAMPLES / content, folder / name)
         else:
             (folder / name).write_text(content, encoding="utf-8")
+    for name, example in HELPERS.items():
+        source = (EXAMPLES / example).read_text(encoding="utf-8")
+        (folder / name).write_text(source.replace("def gradients(", "def backprop("),
+                                   encoding="utf-8")
     return folder
 
 
@@ -153,7 +163,7 @@ def test_grade_on_the_cluster_equals_local(client, local_grade, tmp_path, capsys
     assert code == 0, capsys.readouterr().err
     keys = ran_on_workers(client, stream, "handgrad-grade-")
     assert sorted(k.rsplit("-", 1)[0] for k in keys) == [
-        f"handgrad-grade-{Path(n).stem}" for n in CLASS]
+        f"handgrad-grade-{Path(n).parts[0].removesuffix('.py')}" for n in CLASS]
     pd.testing.assert_frame_equal(grades(out).drop(columns=TIMING),
                                   grades(here).drop(columns=TIMING))
     assert sorted(p.relative_to(out).as_posix() for p in (out / "checks").rglob("*")) == \

@@ -22,20 +22,20 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "learners"
 SUBMISSIONS = {   # file -> (content, status, diagnosis, first_param, words in the message)
     "a_correct.py": (None, "agree", "agree", "", "every parameter agrees"),
     "b_mean.py": (None, "differ", "constant_ratio", "W2", "1/N of autograd's"),
-    "c_syntax.py": ("def gradients(params, X, Y)\n    return {}\n", "error", "", "",
+    "c_syntax.py": ("def gradients(params, X, Y)\n    return {}\n", "import_error", "", "",
                     "c_syntax.py:1:"),
-    "d_exit.py": ("import os\ndef gradients(params, X, Y):\n    os._exit(7)\n", "error", "",
+    "d_exit.py": ("import os\ndef gradients(params, X, Y):\n    os._exit(7)\n", "crashed", "",
                   "", "exited with status 7"),
     "e_segfault.py": ("import ctypes\ndef gradients(params, X, Y):\n"
-                      "    return ctypes.string_at(0)\n", "error", "", "", "SIGSEGV"),
+                      "    return ctypes.string_at(0)\n", "crashed", "", "", "SIGSEGV"),
     "f_hog.py": ("import numpy as np\ndef gradients(params, X, Y):\n    h = []\n"
-                 "    while True:\n        h.append(np.ones(20_000_000))\n", "error", "", "",
+                 "    while True:\n        h.append(np.ones(20_000_000))\n", "crashed", "", "",
                  "MemoryError"),
     "g_loop.py": ("def gradients(params, X, Y):\n    while True:\n        pass\n", "timeout",
                   "", "", "ran past the time limit"),
     "h_list.py": ("def gradients(params, X, Y):\n    return [0]\n", "bad_output", "", "",
                   "returned a list of 1"),
-    "i_raises.py": ("def gradients(params, X, Y):\n    raise RuntimeError('todo')\n", "error",
+    "i_raises.py": ("def gradients(params, X, Y):\n    raise RuntimeError('todo')\n", "crashed",
                     "", "", "RuntimeError: todo"),
 }
 
@@ -59,9 +59,12 @@ def test_grade_mixed_folder(tmp_path, submissions, capsys):
                  "--timeout", "2", "--memory", "400", "--jobs", "2"])
     assert code == 0
     table = pd.read_csv(out / "grades.csv", keep_default_na=False)
-    assert list(table.columns) == ["file", "status", "score", "max_score", "diagnosis",
-                                   "mistake", "first_param", "worst_rel_err", "worst_ratio",
-                                   "seconds", "message", "flags", "sha256", "grad_sha256"]
+    assert list(table.columns) == ["student", "file", "config", "status", "score",
+                                   "max_score", "diagnosis", "mistake", "first_param",
+                                   "worst_rel_err", "worst_ratio", "seconds", "message",
+                                   "flags", "sha256", "grad_sha256"]
+    assert list(table["student"]) == [f[:-3] for f in SUBMISSIONS]   # a flat file's name
+    assert set(table["config"]) == {"seed"}
     assert list(table["file"]) == list(SUBMISSIONS)          # every .py, in name order
     for row in table.itertuples():
         _, status, kind, first, words = SUBMISSIONS[row.file]
@@ -84,14 +87,15 @@ def test_grade_mixed_folder(tmp_path, submissions, capsys):
     assert not list((checks / "b_mean" / "training").glob("*.png"))   # grade skips plots
     md = (out / "grades.md").read_text(encoding="utf-8")
     assert "9 submissions checked against autograd; config `seed` (sizes 3-4-1" in md
-    assert ("2 training steps, --timeout 2 s, --memory 400 MiB, --jobs 2, whole files run, "
+    assert ("2 training steps), --timeout 2 s, --memory 400 MiB, --jobs 2, whole files run, "
             "handgrad ") in md
     assert "| differ | constant_ratio | 1 |" in md
-    assert "- notes.txt: not a Python file (.py) or notebook (.ipynb)" in md   # all listed
+    assert "- notes.txt: not Python: not a .py file or .ipynb notebook" in md   # all listed
     assert "without a filesystem sandbox" not in md
     stdout = capsys.readouterr().out
-    assert "[2/9] b_mean.py: differ (averaged over the batch, W2), 0/10 points" in stdout
-    assert "not graded: notes.txt: not a Python file (.py) or notebook (.ipynb)" in stdout
+    assert "[2/9] b_mean.py (seed): differ (averaged over the batch, W2), 0/10 points" \
+        in stdout
+    assert "not graded: notes.txt: not Python: not a .py file or .ipynb notebook" in stdout
 
 
 def test_grade_sequential_and_refusals(tmp_path, capsys):
@@ -112,7 +116,7 @@ def test_grade_sequential_and_refusals(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["grade", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) == 2
-    assert "holds no .py files" in capsys.readouterr().err
+    assert "holds no .py or .ipynb files and no folders" in capsys.readouterr().err
     assert main(["grade", str(folder), "--out", str(tmp_path / "x.csv")]) == 2
     assert "give the grade folder" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.csv").exists()
@@ -185,8 +189,8 @@ def test_interrupt_then_resume(tmp_path):
     cmd = [sys.executable, "-m", "experiments.cli", "grade", str(folder), "--steps", "2",
            "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = proc.stdout.readline()                 # "[1/4] s0.py: agree"
-    assert first.startswith("[1/4] s0.py: agree"), first
+    first = proc.stdout.readline()                 # "[1/4] s0.py (seed): agree"
+    assert first.startswith("[1/4] s0.py (seed): agree"), first
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     assert proc.returncode == 130

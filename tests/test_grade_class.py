@@ -120,7 +120,7 @@ def renamed(text: str) -> str:
 
 #: file -> (status, score, mistake words, flags that must appear)
 EXPECTED = {
-    "alice.py": ("agree", 10, "", ["same_code: gina.py"]),
+    "alice.py": ("agree", 10, "", ["same_code: gina"]),
     # a named classic slip, from different code: equal digits, and no flag
     "bob.py": ("differ", 0, "averaged over the batch", []),
     "carol.py": ("differ", 0, "σ′ taken of the activation, at every layer", []),
@@ -128,12 +128,12 @@ EXPECTED = {
     "dan.py": ("differ", 3, "the W2 gradient transposed", []),
     "erin.py": ("differ", 0, "averaged over the batch", []),
     # an odd slip handgrad can only locate, from different code: same_mistake, both ways
-    "kate.py": ("differ", 3, "a mistake entering at W1's layer (its δ)", ["same_mistake: liam.py"]),
-    "liam.py": ("differ", 3, "a mistake entering at W1's layer (its δ)", ["same_mistake: kate.py"]),
+    "kate.py": ("differ", 3, "a mistake entering at W1's layer (its δ)", ["same_mistake: liam"]),
+    "liam.py": ("differ", 3, "a mistake entering at W1's layer (its δ)", ["same_mistake: kate"]),
     # correct, no update() where the rubric requires one: 10 − 1
     "frank.py": ("agree", 9, "", ["autograd: requires_grad= (line 4), .backward( (line 9)"]),
-    "gina.py": ("agree", 10, "", ["same_code: alice.py"]),
-    "hank.py": ("error", 0, "", []),
+    "gina.py": ("agree", 10, "", ["same_code: alice"]),
+    "hank.py": ("import_error", 0, "", []),
     # right gradients (both calls: 6 + 2), then update() returns None: the check stops
     "mia.py": ("bad_output", 8, "", []),
 }
@@ -197,7 +197,8 @@ def test_feedback_md(graded):
     assert "same_" not in text and "autograd:" not in text        # flags are the teacher's
     assert len(text) < 2000                                       # pastes into a comment
     hank = (graded / "checks" / "hank" / "feedback.md").read_text(encoding="utf-8")
-    assert "**Fix this first** (error): " in hank and "expected ':'" in hank
+    assert "**Fix this first** (the file failed to load: import_error): " in hank \
+        and "expected ':'" in hank
     mia = (graded / "checks" / "mia" / "feedback.md").read_text(encoding="utf-8")
     assert "- update: 0 of 1 (update() failed: bad_output)" in mia
     assert "- gradients: 6 of 6 (2 of 2 parameters agree" in mia
@@ -210,7 +211,7 @@ def test_grades_md_and_class_page(graded):
     assert "rubric rubric.toml (gradients 6, second call 2, training 1, update 1; 10 points; " \
         "update() required)" in md
     assert "config `seed` (sizes 3-4-1, sigmoid/sigmoid, loss half_sse" in md
-    assert "2 training steps, --timeout 20 s" in md and "handgrad " in md
+    assert "2 training steps), --timeout 20 s" in md and "handgrad " in md
     assert "| averaged over the batch | 2 |" in md
     assert "| the W2 gradient transposed | 1 |" in md
     assert "| σ′ taken of the activation, at every layer | 1 |" in md

@@ -66,12 +66,12 @@ CATALOGUE = [  # file, config and options, exit code, diagnosis kind ("" = none)
     ("update_hardcoded_lr.py", ["seed"], 1, "update",
      "your update of W1 and W2 ignores the learning rate: w − ∂E/∂w (called with lr = 0.5; "
      "use the lr argument, never a number of your own)"),
-    ("module_level_test.py", ["seed"], 4, "",
-     'File "EXAMPLES/module_level_test.py", line 25, in <module> print(gradients('
-     'initial_params, training_data, training_labels)) # MISTAKE: test code # noqa: F821'),
+    ("module_level_test.py", ["seed"], 2, "",   # import_error: the file, line and code
+     "NameError: name 'initial_params' is not defined (at module_level_test.py, line 25: "
+     "print(gradients(initial_params, training_data, training_labels))"),
     ("onehot_labels.py", ["iris"], 4, "",
      "(for cross_entropy Y holds integer class labels, shape (N,), not one-hot rows (N, K)"),
-    ("written_for_biases.py", ["seed"], 4, "",
+    ("written_for_biases.py", ["seed"], 2, "",
      "KeyError: 'b1' (your code reads b1: written for a network with biases; `seed` has "
      "none (bias = false))"),
 ]
@@ -319,6 +319,6 @@ def test_learner_file_written_for_another_depth(tmp_path, capsys):
             return {"W3": params["W3"]}
     """), encoding="utf-8")
     code, text = check(capsys, path, "seed", *FAST, "--out", tmp_path / "c")
-    assert code == 4
+    assert code == 2                                   # wrong_assignment: bad input
     assert "your code reads W3: written for another network; `seed` (3-4-1) has W1 (3, 4), " \
            "W2 (4, 1)" in text

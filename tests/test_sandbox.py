@@ -65,7 +65,7 @@ def attacks(teacher: Path, classmate: Path) -> dict[str, tuple[str, str, str, bo
         "convention.py": (CORRECT + (
             "class C(str):\n    def __reduce__(self):\n"
             "        return (open, (" + repr(str(pwned)) + ", 'w'))\n"
-            "CONVENTION = C('torch')\n"), "error", "a plain string", False),
+            "CONVENTION = C('torch')\n"), "bad_output", "a plain string", False),
         "dtype_meta.py": (CORRECT + _pwn(pwned) + (
             "_g = gradients\n"
             "def gradients(params, X, Y):\n"
@@ -104,43 +104,44 @@ def attacks(teacher: Path, classmate: Path) -> dict[str, tuple[str, str, str, bo
                             "    return {f'k{i}': z for i in range(1_000_000)}\n",
                             "bad_output", "with 1000000 keys", False),
         "long_message.py": ("def gradients(params, X, Y):\n"
-                            "    raise ValueError('x' * (50 << 20))\n", "error",
+                            "    raise ValueError('x' * (50 << 20))\n", "crashed",
                             "characters cut", False),
         "endless_print.py": ("def gradients(params, X, Y):\n    while True:\n"
-                             "        print('y' * 10000)\n", "error", "at most 16 MiB", False),
+                             "        print('y' * 10000)\n", "output_limit", "at most 16 MiB",
+                             False),
         # -- the teacher's files, a classmate, handgrad's own source
         "write_teacher.py": (f"open({str(teacher / 'grades.csv')!r}, 'w').write('forged')\n"
-                             + CORRECT, "error", "PermissionError", True),
+                             + CORRECT, "import_error", "PermissionError", True),
         "read_classmate.py": (f"print(open({str(classmate)!r}).read())\n" + CORRECT,
-                              "error", "PermissionError", True),
+                              "import_error", "PermissionError", True),
         "delete_classmate.py": (f"import os\nos.remove({str(classmate)!r})\n" + CORRECT,
-                                "error", "PermissionError", True),
+                                "import_error", "PermissionError", True),
         "import_classmate.py": (f"import sys\nsys.path.insert(0, {str(classmate.parent)!r})\n"
-                                f"import {classmate.stem}\n" + CORRECT, "error",
+                                f"import {classmate.stem}\n" + CORRECT, "import_error",
                                 "No module named 'classmate'", True),
         "uses_json.py": ("import json\n" + CORRECT, "agree", "every parameter agrees", False),
         "patch_handgrad.py": (f"open({src!r}, 'a').write('\\nimport os\\n')\n" + CORRECT,
-                              "error", "PermissionError", True),
+                              "import_error", "PermissionError", True),
         "environment.py": ("import os\nassert 'HANDGRAD_TEACHER_SECRET' not in os.environ, "
                            "'leaked'\nassert os.environ['HOME'] == os.getcwd()\n"
-                           "raise RuntimeError('environment is clean')\n", "error",
+                           "raise RuntimeError('environment is clean')\n", "import_error",
                            "environment is clean", False),
         "network.py": ("import socket\nsocket.create_connection(('127.0.0.1', 22))\n",
-                       "error", "PermissionError", True),
+                       "import_error", "PermissionError", True),
         "fill_disk.py": ("import os\nfor i in range(100):\n"
                          "    open(f'f{i}', 'wb').write(os.urandom(8 << 20))\n"
-                         "import time; time.sleep(60)\n", "error", "64 MiB", False),
+                         "import time; time.sleep(60)\n", "output_limit", "64 MiB", False),
         "symlink_out.py": (f"import os\nos.symlink({str(teacher / 'grades.csv')!r}, 'l')\n"
-                           f"open('l', 'w').write('forged')\n" + CORRECT, "error",
+                           f"open('l', 'w').write('forged')\n" + CORRECT, "import_error",
                            "PermissionError", True),
         "hardlink_out.py": (f"import os\nos.link({str(teacher / 'grades.csv')!r}, 'h')\n"
-                            + CORRECT, "error", "Error", True),
+                            + CORRECT, "import_error", "Error", True),
         "proc_mem.py": ("open(f'/proc/{__import__(\"os\").getppid()}/mem', 'wb')\n",
-                        "error", "PermissionError", True),
+                        "import_error", "PermissionError", True),
         "exec_shell.py": ("import os\nos.execv('/bin/sh', ['sh', '-c', "
-                          f"'sleep 600 & touch {pwned}'])\n", "error", "", True),
+                          f"'sleep 600 & touch {pwned}'])\n", "crashed", "", True),
         "keyboard.py": ("def gradients(params, X, Y):\n    raise KeyboardInterrupt\n",
-                        "error", "died", False),
+                        "crashed", "died", False),
         "stray_thread.py": ("import os, sys, threading, time\n"
                             "def spam():\n    while True:\n"
                             "        os.write(int(sys.argv[2]), b'HGW1\\x00\\x00\\x00\\x02[]')\n"
@@ -148,48 +149,49 @@ def attacks(teacher: Path, classmate: Path) -> dict[str, tuple[str, str, str, bo
                             "threading.Thread(target=spam, daemon=True).start()\n" + CORRECT,
                             "bad_output", "malformed", False),
         "prlimit_parent.py": ("import os, resource\nresource.prlimit(os.getppid(), "
-                              "resource.RLIMIT_CPU, (1, resource.RLIM_INFINITY))\n", "error",
+                              "resource.RLIMIT_CPU, (1, resource.RLIM_INFINITY))\n", "import_error",
                               "PermissionError", True),
         "renice_parent.py": ("import os\nos.setpriority(os.PRIO_PROCESS, os.getppid(), 19)\n",
-                             "error", "PermissionError", True),
+                             "import_error", "PermissionError", True),
         "cmdline_parent.py": ("import os\nopen(f'/proc/{os.getppid()}/cmdline').read()\n",
-                              "error", "PermissionError", True),
-        "fallocate_log.py": ("import os\nos.posix_fallocate(1, 0, 200 << 20)\n", "error",
+                              "import_error", "PermissionError", True),
+        "fallocate_log.py": ("import os\nos.posix_fallocate(1, 0, 200 << 20)\n", "import_error",
                              "Operation not permitted", True),
-        "memfd.py": ("import os\nos.memfd_create('m')\n", "error", "PermissionError", True),
+        "memfd.py": ("import os\nos.memfd_create('m')\n", "import_error", "PermissionError", True),
         "deleted_files.py": ("import os, time\nkeep = []\nfor i in range(6):\n"
                              "    f = open(f'd{i}', 'wb'); f.write(os.urandom(15 << 20))\n"
                              "    f.flush(); os.remove(f'd{i}'); keep.append(f)\n"
-                             "time.sleep(60)\n", "error", "the files it holds open", False),
+                             "time.sleep(60)\n", "output_limit", "the files it holds open", False),
         "pdeathsig.py": ("import ctypes\nif ctypes.CDLL(None).prctl(1, 0) == 0:\n"
                          "    raise RuntimeError('the parent-death signal was reset')\n"
-                         "raise RuntimeError('pdeathsig kept')\n", "error", "pdeathsig kept",
+                         "raise RuntimeError('pdeathsig kept')\n", "import_error", "pdeathsig kept",
                          True),
         "formula.py": ("class E(Exception):\n    pass\nE.__module__ = 'builtins'\n"
                        "E.__qualname__ = '=HYPERLINK(\"http://evil.example/\",\"feedback\")'\n"
-                       "raise E()\n", "error", "'=HYPERLINK", False),
-        "ansi.py": ("raise RuntimeError('\\x1b[2K\\x1b[1A\\rall agree [regrade](http://evil"
-                    ".example/) <script>x</script>')\n", "error", "\\x1b[2K\\x1b[1A\\r",
+                       "raise E()\n", "import_error", "'=HYPERLINK", False),
+        "ansi.py": ("def gradients(params, X, Y):\n"
+                    "    raise RuntimeError('\\x1b[2K\\x1b[1A\\rall agree [regrade](http://evil"
+                    ".example/) <script>x</script>')\n", "crashed", "\\x1b[2K\\x1b[1A\\r",
                     False),
         # -- the grader's processes, and processes that outlive the check
         "kill_parent.py": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
-                           "error", "PermissionError: [Errno 1] Operation not permitted (the "
-                           "sandbox refused it", True),
+                           "import_error", "PermissionError: [Errno 1] Operation not permitted "
+                           "(the sandbox refused it", True),
         "term_parent.py": ("import os, signal\nos.kill(os.getppid(), signal.SIGTERM)\n",
-                           "error", "PermissionError", True),
+                           "import_error", "PermissionError", True),
         "kill_group.py": ("import os, signal\nos.killpg(os.getpgid(os.getppid()), "
-                          "signal.SIGKILL)\n", "error", "PermissionError", True),
-        "kill_all.py": ("import os, signal\nos.kill(-1, signal.SIGKILL)\n", "error",
+                          "signal.SIGKILL)\n", "import_error", "PermissionError", True),
+        "kill_all.py": ("import os, signal\nos.kill(-1, signal.SIGKILL)\n", "import_error",
                         "PermissionError", True),
         "daemon.py": ("import os, time\nif os.fork() == 0:\n    os.setsid()\n"
                       "    if os.fork() == 0:\n        time.sleep(600)\n    os._exit(0)\n"
-                      + CORRECT, "error", "PermissionError", True),
+                      + CORRECT, "import_error", "PermissionError", True),
         "plain_fork.py": ("import os, time\nif os.fork() == 0:\n    time.sleep(600)\n"
-                          + CORRECT, "error", "PermissionError", True),
-        "fork_loop.py": ("import os\nwhile True:\n    os.fork()\n", "error",
+                          + CORRECT, "import_error", "PermissionError", True),
+        "fork_loop.py": ("import os\nwhile True:\n    os.fork()\n", "import_error",
                          "PermissionError", True),
         "subprocess_sh.py": ("import subprocess\nsubprocess.run(['sh', '-c', 'sleep 600 &'])\n"
-                             + CORRECT, "error", "PermissionError", True),
+                             + CORRECT, "import_error", "PermissionError", True),
     }
 
 
@@ -251,7 +253,7 @@ def test_grader_unaffected(graded):
     assert len(rows) == graded["n"]                            # every file has its row
     for ok in ("a_correct.py", "classmate.py"):
         assert rows.loc[ok, "status"] == "agree", rows.loc[ok, "message"]
-    assert rows.loc["json.py", "status"] == "error"            # the classmate named json.py
+    assert rows.loc["json.py", "status"] == "import_error"     # the classmate named json.py
 
 
 def test_no_process_left(graded):
@@ -379,7 +381,7 @@ def test_force_and_resume_need_own_files(tmp_path, capsys):
     capsys.readouterr()
     assert main(["grade", str(subs), "--steps", "2", "--out", str(out), "--resume",
                  "--set", "activation=tanh"]) == 2
-    assert "was graded with other settings (config differ)" in capsys.readouterr().err
+    assert "was graded with other settings (configs differ)" in capsys.readouterr().err
     # a file of the teacher's inside the grade folder: --force refuses to replace it
     (out / "teacher_notes.txt").write_text("mine\n", encoding="utf-8")
     capsys.readouterr()
@@ -398,25 +400,29 @@ def test_odd_names_each_get_a_row_or_a_reason(tmp_path, capsys):
     os.mkfifo(subs / "fifo.py")
     (subs / "null.py").symlink_to("/dev/null")
     (subs / "nb.ipynb").write_text("{}", encoding="utf-8")      # a notebook: graded
-    (subs / "student2").mkdir()
+    (subs / "student2").mkdir()                                # a student's empty folder
     assert main(["grade", str(subs), "--steps", "2", "--out", str(tmp_path / "g")]) == 0
     rows = pd.read_csv(tmp_path / "g" / "grades.csv", keep_default_na=False)
     assert sorted(zip(rows["file"], rows["status"], strict=True)) == [
         (".handgrad.py", "agree"), ("UPPER.PY", "agree"), ("bom.py", "agree"),
-        ("nb.ipynb", "error"), ("new\nline.py", "agree")]
+        ("nb.ipynb", "not_a_submission"), ("new\nline.py", "agree"),
+        ("student2/", "not_a_submission")]
     assert "is not a notebook nbformat can read" in rows.set_index("file").loc[
         "nb.ipynb", "message"]
     skipped = pd.read_csv(tmp_path / "g" / "not_graded.csv", keep_default_na=False)
     why = dict(zip(skipped["name"], skipped["why"], strict=True))
-    assert set(why) == {"fifo.py", "null.py", "student2"}
+    assert set(why) == {"fifo.py", "null.py"}
     assert why["fifo.py"].startswith("a FIFO") and why["null.py"].startswith("a symbolic")
     out = capsys.readouterr().out
-    assert "new\\nline.py: agree" in out                        # one line, escaped
+    assert "new\\nline.py (seed): agree" in out                 # one line, escaped
     assert "not graded: fifo.py: a FIFO, not a regular file" in out
     checks = {p.name for p in (tmp_path / "g" / "checks").iterdir()}
-    assert len(checks) == 5 and ".handgrad" not in checks      # no clash with the marker
-    # (the unreadable notebook's folder holds its feedback alone: it could not be loaded)
-    assert {p.name for p in (tmp_path / "g" / "checks" / "nb").iterdir()} == {"feedback.md"}
+    # one check folder per row, none clashing with the marker
+    assert checks == {"handgrad", "UPPER", "bom", "nb", "new_line", "student2"}
+    # (the unreadable notebook's and the empty folder's hold their feedback alone: nothing
+    # could be loaded)
+    for slot in ("nb", "student2"):
+        assert {p.name for p in (tmp_path / "g" / "checks" / slot).iterdir()} == {"feedback.md"}
 
 
 def test_missing_layers_are_named(tmp_path):

@@ -104,6 +104,6 @@ BENCH_COLUMNS = ("case", "impl", "library", "device", "dtype", "batch", "sizes",
 # check: initial.csv (one row per call × parameter at the initial point); grade: grades.csv
 CHECK_COLUMNS = ["call", "param", "key", "rel_err", "rel_tol", "fd_rel_err", "max_abs_diff",
                  "ratio", "verdict", "kind"]
-GRADE_COLUMNS = ["file", "status", "score", "max_score", "diagnosis", "mistake", "first_param",
-                 "worst_rel_err", "worst_ratio", "seconds", "message", "flags", "sha256",
-                 "grad_sha256"]
+GRADE_COLUMNS = ["student", "file", "config", "status", "score", "max_score", "diagnosis",
+                 "mistake", "first_param", "worst_rel_err", "worst_ratio", "seconds",
+                 "message", "flags", "sha256", "grad_sha256"]

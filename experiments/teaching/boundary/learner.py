@@ -22,9 +22,9 @@ Messages are ``wire`` frames (JSON and raw arrays, never pickle), lists ``[op, *
 ``["ready", {"missing": [...]}]`` (the sandbox layers it could not apply), then one answer
 per message:
     ["ok", value]                 value vetted by ``vet_dict`` (a dict of numpy arrays)
-    ["bad", message, is_output]   bad input (one line): not Python, no gradients(), a wrong
-                                  signature, a missing import, a return value that is not a
-                                  dict of arrays
+    ["bad", message, status]      bad input (one line), its status (``BAD_STATUSES``): not
+                                  Python, no gradients(), a wrong signature, a missing
+                                  import, a return value that is not a dict of arrays
     ["raised", traceback]         the learner's code raised: their frames only
 Texts are capped at ``TEXT_LIMIT`` characters (a 50 MiB exception message arrives cut).
 """
@@ -55,37 +55,57 @@ _OURS = tuple(str(Path(__file__).resolve().parents[i] / name) for i, name in
 _PYTHON = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
 
 
-class LearnerError(Exception):
-    """Something the learner's code did; ``status`` and ``exit_code`` say what for
-    ``handgrad check`` (exit codes: 2 bad input, 4 the learner's code failed, 5 timeout)."""
+#: each status a check can end in, and ``handgrad check``'s exit code for it: 2 the file
+#: cannot be checked as it is (nothing written), 4 its code failed in a call or its process
+#: died, 5 it ran past --timeout
+EXIT_CODES = {"agree": 0, "differ": 1, "not_a_submission": 2, "wrong_assignment": 2,
+              "import_error": 2, "bad_output": 2, "diverged": 3, "crashed": 4,
+              "output_limit": 4, "timeout": 5, "interrupted": 130}
+#: the statuses a ``["bad", ...]`` answer of the learner's process may carry
+BAD_STATUSES = ("not_a_submission", "wrong_assignment", "bad_output", "import_error")
 
-    status, exit_code = "error", 4
+
+class LearnerError(Exception):
+    """Something the learner's code did; ``status`` says what (``EXIT_CODES``), and
+    ``exit_code`` what ``handgrad check`` returns for it."""
+
+    status = "crashed"
+
+    def __init__(self, message: str = "", status: str | None = None):
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
 
 
 class BadLearner(LearnerError):
-    """Bad input: the file cannot be used as it is (exit 2). ``output``: the file loaded but
-    a call returned something that is not the expected dict (grades.csv's ``bad_output``)."""
+    """The file cannot be checked as it is (exit 2): ``not_a_submission`` (not Python, no
+    ``gradients``), or, with ``output``, ``bad_output`` (a call returned something that is not
+    the expected dict); ``status`` names another (``import_error``, ``wrong_assignment``)."""
 
-    exit_code = 2
-
-    def __init__(self, message: str, output: bool = False):
-        super().__init__(" ".join(message.split()))   # one line, whatever the learner wrote
+    def __init__(self, message: str, output: bool = False, status: str | None = None):
+        super().__init__(" ".join(message.split()),   # one line, whatever the learner wrote
+                         status or ("bad_output" if output else "not_a_submission"))
         self.output = output
-        self.status = "bad_output" if output else "error"
 
 
 class LearnerRaised(LearnerError):
-    """The learner's code raised; the message is their traceback."""
+    """The learner's code raised; the message is their traceback (``import_error`` while
+    the file loads, ``crashed`` in a call, ``output_limit`` when a write met the limit)."""
 
 
 class LearnerCrashed(LearnerError):
-    """The learner's process died (a segfault, os._exit, a kill for memory)."""
+    """The learner's process died (a segfault, os._exit, a kill for memory), or was stopped
+    for its output (``output_limit``)."""
 
 
 class LearnerTimeout(LearnerError):
     """The learner's code ran past its time limit; its process was stopped."""
 
-    status, exit_code = "timeout", 5
+    status = "timeout"
 
 
 # -- tracebacks --------------------------------------------------------------------------
@@ -161,8 +181,8 @@ def _compile(source: bytes | str, shown: str):
         if err.lineno is None:   # NUL bytes (Python 3.12+ says so with a SyntaxError)
             raise BadLearner(f"{shown} is not Python ({err.msg})") from None
         line = (err.text or "").strip()
-        raise BadLearner(f"{shown}:{err.lineno}: {err.msg}" + (f": {line}" if line else "")
-                         ) from None
+        raise BadLearner(f"{shown}:{err.lineno}: {err.msg}" + (f": {line}" if line else ""),
+                         status="import_error") from None
     except ValueError as err:   # NUL bytes: a binary file
         raise BadLearner(f"{shown} is not Python ({err})") from None
     linecache.cache[shown] = (len(text), None, text.splitlines(True), shown)
@@ -206,9 +226,10 @@ def load_cells(cells, shown: str, file: str | None = None) -> Learner:
         except ImportError as err:
             line = traceback.extract_tb(err.__traceback__)[-1].lineno
             raise BadLearner(cap_text(f"{label}:{line}: {type(err).__name__}: {err} "
-                                      f"(install it, or remove the import)")) from None
+                                      f"(install it, or remove the import)"),
+                             status="import_error") from None
         except (Exception, SystemExit) as err:
-            raise LearnerRaised(learner_traceback(err)) from None
+            raise LearnerRaised(learner_traceback(err), "import_error") from None
     return Learner(getattr(module, "gradients", None), getattr(module, "update", None),
                    getattr(module, "CONVENTION", "torch"), Path(shown).name)
 
@@ -229,7 +250,7 @@ def _check_function(fn, name: str, where: str) -> None:
         sig.bind(*args)
     except TypeError:
         raise BadLearner(f"{where}: {name}{sig} has the wrong signature; it must take "
-                         f"{len(args)} arguments: {wanted}") from None
+                         f"{len(args)} arguments: {wanted}", output=True) from None
 
 
 # -- return values --------------------------------------------------------------------------
@@ -301,7 +322,7 @@ class Learner:
             _check_function(update, "update", name)
         if type(convention) is not str or convention not in CONVENTIONS:
             raise BadLearner(f"{name}: CONVENTION = {_safe_repr(convention)}; use one of "
-                             f"{list(CONVENTIONS)} (a plain string)")
+                             f"{list(CONVENTIONS)} (a plain string)", output=True)
         self.gradients_fn, self.update_fn = gradients, update
         self.convention, self.name = convention, name
         self.X = self.Y = None
@@ -368,7 +389,7 @@ def _answer(learner: Learner | None, msg):
             return learner, ["ok", getattr(learner, op)(*args)]
         raise BadLearner(f"unknown request {op!r}")
     except BadLearner as err:
-        return learner, ["bad", cap_text(str(err)), err.output]
+        return learner, ["bad", cap_text(str(err)), err.status]
     except LearnerRaised as err:
         return learner, ["raised", cap_text(str(err))]
 

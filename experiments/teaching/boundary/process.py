@@ -46,6 +46,7 @@ from pathlib import Path
 
 from experiments.teaching.boundary import wire
 from experiments.teaching.boundary.learner import (
+    BAD_STATUSES,
     CONVENTIONS,
     OUTPUT_LIMIT,
     BadLearner,
@@ -227,8 +228,13 @@ class LearnerProcess:
                 or type(ready[1]) is not dict or type(ready[1].get("missing")) is not list):
             raise self._malformed("starting", "its first message is not 'ready'")
         self.sandbox_missing = [cap_text(str(m), 300) for m in ready[1]["missing"][:10]]
-        info = self._ask(["load", {"cells": self.cells, "name": str(self.path)}],
-                         f"loading {self.name}")
+        try:
+            info = self._ask(["load", {"cells": self.cells, "name": str(self.path)}],
+                             f"loading {self.name}")
+        except LearnerRaised as err:   # raised at its top level: it cannot be imported
+            if err.status == "crashed":
+                err.status = "import_error"
+            raise
         if (type(info) is not dict or set(info) != {"convention", "has_update"}
                 or type(info["convention"]) is not str
                 or info["convention"] not in CONVENTIONS
@@ -369,22 +375,24 @@ class LearnerProcess:
         if reply[0] == "ok" and len(reply) == 2:
             return self._vetted(reply[1], what) if expect else reply[1]
         if reply[0] == "bad" and len(reply) == 3 and type(reply[1]) is str \
-                and type(reply[2]) is bool:
-            raise BadLearner(self._theirs(reply[1]), output=reply[2])
+                and type(reply[2]) is str and reply[2] in BAD_STATUSES:
+            raise BadLearner(self._theirs(reply[1]), status=reply[2])
         if reply[0] != "raised" or len(reply) != 2 or type(reply[1]) is not str:
             raise self._malformed(what, f"a {reply[0]!r} answer of the wrong form")
         text = self._theirs(reply[1])
         last = text.rsplit("\n", 1)[-1]
+        status = None
         if "MemoryError" in last:   # numpy's _ArrayMemoryError too
             text += f" (the learner's process may use at most {self.memory_mb} MiB: --memory)"
         elif "[Errno 27] File too large" in last:   # RLIMIT_FSIZE (Python ignores SIGXFSZ)
-            text += (f" (its output, and each file it writes, may hold at most "
-                     f"{OUTPUT_LIMIT >> 20} MiB)")
+            text += (f" (the output limit: its output, and each file it writes, may hold at "
+                     f"most {OUTPUT_LIMIT >> 20} MiB)")
+            status = "output_limit"
         elif last.startswith("PermissionError") and not self.sandbox_missing:
             text += (" (the sandbox refused it: a learner's code may read and write only its "
                      "own folder, and may not start processes, open sockets or signal other "
                      "processes)")
-        raise LearnerRaised(text)
+        raise LearnerRaised(text, status)
 
     def _vetted(self, value, what: str) -> dict:
         """An ``ok`` answer to gradients/update: a dict of float arrays (as ``vet_dict``
@@ -410,6 +418,7 @@ class LearnerProcess:
         """Why the process is gone, with the learner's last printed lines."""
         self._reap(5)
         rc = self.proc.returncode
+        status = "output_limit" if self.stopped_why or rc == -signal.SIGXFSZ else None
         if self.stopped_why:
             why = f"stopped: {self.stopped_why}"
         elif rc is not None and rc < 0:
@@ -424,7 +433,8 @@ class LearnerProcess:
             why = f"exited with status {rc} (os._exit or a fatal error in its code)"
         tail = [line for line in self.output().splitlines()[-12:] if line.strip()]
         text = f"the learner's process died during {what}: {why}"
-        return LearnerCrashed(cap_text(text + ("\n" + "\n".join(tail) if tail else "")))
+        return LearnerCrashed(cap_text(text + ("\n" + "\n".join(tail) if tail else "")),
+                              status)
 
 
 def _open_files(pid: int, work: Path) -> int:

@@ -17,9 +17,11 @@ A check (``run_check``) is three things:
    chain rule of one wrong entry (``report``); a failure gets a one-line hint where its
    usual cause is not in its message (``_hint``).
 
-Statuses and ``handgrad check``'s exit codes: agree 0, differ 1, bad input 2 (``error``
-for a file that cannot be loaded, ``bad_output`` for a return value of the wrong form),
-diverged 3, error 4 (the learner's code raised or its process died), timeout 5.
+Statuses, each meaning one thing, and ``handgrad check``'s exit codes
+(``learner.EXIT_CODES``, docs/check.md): agree 0, differ 1; not_a_submission,
+wrong_assignment, import_error and bad_output 2 (the file cannot be checked as it is);
+diverged 3; crashed and output_limit 4 (the learner's code failed in a call, or its
+process died); timeout 5.
 ``check_function`` calls the function in this process (no time or memory limit: a hang is
 a hang; ``isolated=True`` checks the function's file instead); ``check_file`` runs the file
 in its own limited process (``process``).
@@ -38,7 +40,7 @@ import numpy as np
 from experiments.core.config import ConfigError, RunConfig, load_config, parse_override, replace
 from experiments.core.diagnose import param_kinds
 from experiments.core.runner import RunResult, resolve, run_experiment
-from experiments.teaching.boundary.learner import BadLearner, Learner, LearnerError
+from experiments.teaching.boundary.learner import EXIT_CODES, BadLearner, Learner, LearnerError
 from experiments.teaching.check import diagnosis, mistakes, near_miss
 from experiments.teaching.check.initial import Initial, check_initial
 from experiments.teaching.check.side import Convention, side_factory
@@ -49,7 +51,7 @@ class CheckResult:
     """What a check found. ``agree`` and ``explanation`` are what a test asserts on."""
 
     file: str                         # the learner's file name (or function name)
-    status: str                       # agree, differ, bad_output, diverged, error, timeout
+    status: str                       # a key of learner.EXIT_CODES
     exit_code: int
     message: str                      # one line
     kind: str = ""                    # diagnose's kind at first_param ("agree" when agreeing)
@@ -63,6 +65,7 @@ class CheckResult:
     run: RunResult | None = None
     sentences: list[str] = field(default_factory=list)   # the diagnosis, learner's terms
     details: str = ""                 # the learner's traceback, or a crash's last lines
+    where: str = ""                   # " (at FILE, line N: CODE)": the learner's last frame
     output: str = ""                  # what the learner's code printed (its own process)
     sandbox_missing: list[str] = field(default_factory=list)   # layers not applied here
     sha256: str = ""                  # of the file's bytes that ran (check_file)
@@ -99,7 +102,7 @@ def _refuse_update(cfg: RunConfig, learner) -> None:
         raise BadLearner(f"{learner.name} defines update(params, grads, lr), which is checked "
                          f"against plain SGD only, and this config has {said}: add --set "
                          f"momentum=0 --set weight_decay=0, or remove update() to train with "
-                         f"handgrad's own SGD")
+                         f"handgrad's own SGD", status="wrong_assignment")
 
 
 def run_check(learner, cfg: RunConfig, notes=(), mode: str = "") -> CheckResult:
@@ -110,19 +113,27 @@ def run_check(learner, cfg: RunConfig, notes=(), mode: str = "") -> CheckResult:
     t0 = time.perf_counter()
     init = run = None
     cfg = resolve(cfg)[0]    # sizes filled in from the data, for every report
+    side = side_factory(learner)
     try:
         _refuse_update(cfg, learner)
         init = check_initial(cfg, learner)
         if not init.shape_transposed:   # a transposed-shape gradient cannot train
-            run = run_experiment(cfg, side=side_factory(learner))
+            run = run_experiment(cfg, side=side)
         result = _judged(learner.name, init, run)
     except LearnerError as err:
         result = failed(learner.name, err)
         result.initial = init if init is not None else getattr(err, "initial", None)
-        said, at = re.fullmatch(r"(.*?)((?: \(at [^()]*, line \d+\))?)", result.message,
-                                flags=re.DOTALL).groups()
-        hint = _hint(said, learner.convention, cfg)
-        result.message = (said.rstrip() + hint if hint else said) + at
+        said = result.message[:len(result.message) - len(result.where)]
+        network = _network_hint(said, learner.convention, cfg)
+        if network:   # it reads the parameters of another network: another assignment
+            result.status, said = "wrong_assignment", said.rstrip() + network
+        else:
+            hint = _hint(said, learner.convention, cfg)
+            said = said.rstrip() + hint if hint else said
+        if result.status == "timeout":
+            said += _progress(result.initial, side.made, cfg)
+        result.message = said + result.where
+        result.exit_code = EXIT_CODES[result.status]
     result.config = init.config if init is not None else cfg
     result.convention = learner.convention
     result.has_update = bool(learner.has_update)
@@ -132,18 +143,34 @@ def run_check(learner, cfg: RunConfig, notes=(), mode: str = "") -> CheckResult:
     return result
 
 
+def _progress(init: Initial | None, sides: list, cfg: RunConfig) -> str:
+    """How far a check got before the time limit stopped it."""
+    if init is None:
+        return " (stopped at the initial point)"
+    verdict = "differed" if init.differs else "agreed"
+    if not sides:
+        return f" (stopped after the initial point, which {verdict})"
+    return (f" (the initial point {verdict}; it got through {sides[0].steps_done} of "
+            f"{cfg.steps or 'the'} training steps)")
+
+
 def failed(name: str, err: LearnerError) -> CheckResult:
     """The result of a learner that could not be checked to the end; its explanation is
-    the message alone until ``run_check`` writes the whole text."""
+    the message alone until ``run_check`` writes the whole text. A traceback becomes its
+    last line and the learner's last frame: `` (at FILE, line N: CODE)``."""
     text = str(err)
     lines = text.splitlines() or [""]
     message = lines[-1] if lines[0].startswith("Traceback") else lines[0]
-    where = re.findall(r'^  File "(.+)", line (\d+)', text, flags=re.MULTILINE)
-    if lines[0].startswith("Traceback") and where:   # the learner's last frame
-        file, line = where[-1]
+    where = ""
+    frames = list(re.finditer(r'^  File "(.+)", line (\d+)[^\n]*(?:\n    (\S[^\n]*))?', text,
+                              flags=re.MULTILINE))
+    if lines[0].startswith("Traceback") and frames:   # the learner's last frame
+        file, line, code = frames[-1].groups()
         cell = re.fullmatch(r".*, (cell \d+)", file)
-        message += f" (at {cell.group(1) if cell else Path(file).name}, line {line})"
-    return CheckResult(name, err.status, err.exit_code, message,
+        code = f": {code.strip()}" if code and code.strip() else ""
+        where = f" (at {cell.group(1) if cell else Path(file).name}, line {line}{code})"
+        message += where
+    return CheckResult(name, err.status, err.exit_code, message, where=where,
                        details=text if len(lines) > 1 else "", explanation=message)
 
 
@@ -153,16 +180,22 @@ def _hint(message: str, convention: str, cfg: RunConfig) -> str:
             or _labels_hint(message, cfg))
 
 
-def _convention_hint(message: str, convention: str, cfg: RunConfig) -> str:
-    """A KeyError on a parameter name: say which convention params is in, or which
-    network the code was written for (biases on a config without, another depth)."""
+def _network_hint(message: str, convention: str, cfg: RunConfig) -> str:
+    """A KeyError on a parameter name of this convention that another network has (biases
+    on a config without, another depth): the file was written for another config."""
     m = re.match(r"KeyError: '(W\d+|b\d+|layers\.\d+\.(?:weight|bias))'$", message)
-    if m is None:
+    if m is None or m.group(1).startswith("layers") != (convention == "torch"):
         return ""
-    if m.group(1).startswith("layers") == (convention == "torch"):
-        hint = Convention(convention, cfg.sizes, cfg.bias).network_hint(
-            [m.group(1)], "reads", f"`{cfg.name}`")
-        return f" ({hint[2].lower()}{hint[3:]})" if hint else ""
+    hint = Convention(convention, cfg.sizes, cfg.bias).network_hint(
+        [m.group(1)], "reads", f"`{cfg.name}`")
+    return f" ({hint[2].lower()}{hint[3:]})" if hint else ""
+
+
+def _convention_hint(message: str, convention: str, cfg: RunConfig) -> str:
+    """A KeyError on a parameter name of the other convention: say which one params is in."""
+    m = re.match(r"KeyError: '(W\d+|b\d+|layers\.\d+\.(?:weight|bias))'$", message)
+    if m is None or m.group(1).startswith("layers") == (convention == "torch"):
+        return ""
     other = "torch" if convention == "W1b1" else "W1b1"
     return (f" (params is in the {convention} convention, and your code reads "
             f"{m.group(1)!r}, a name of the {other} convention: put CONVENTION = "
@@ -265,8 +298,9 @@ def check_function(gradients, config: str | RunConfig = "seed", *, update=None,
     """Check a learner's ``gradients(params, X, Y)`` (and ``update(params, grads, lr)``)
     function objects, in this process, on ``config`` (a named experiment, a TOML path or a
     RunConfig) with ``overrides`` (``"key=value"``) for ``steps`` training steps (default:
-    the config's). Nothing is written. Bad input is a result too (status ``error`` or
-    ``bad_output``, exit_code 2); a bad config raises ``ConfigError``.
+    the config's). Nothing is written. Bad input is a result too (status
+    ``not_a_submission``, ``bad_output``..., exit_code 2); a bad config raises
+    ``ConfigError``.
 
     In this process the function shares this process's state: a module-level cache or
     counter it keeps carries over from one test to the next, and nothing limits its time

@@ -28,16 +28,24 @@ any other folder needs --force.
   handgrad check my_backprop.py xor --steps 100
   handgrad check examples/learners/missing_factor_2.py seed --set loss=mse
 
-exit codes: 0 agree, 1 differ, 2 bad input, 3 diverged, 4 the learner's code failed,
-5 ran past --timeout"""
+exit codes (the status in brackets, docs/check.md): 0 agree; 1 differ; 2 the file cannot be
+checked as it is (not_a_submission, import_error, wrong_assignment, bad_output); 3
+diverged; 4 the learner's code failed in a call or its process died (crashed,
+output_limit); 5 ran past --timeout (timeout).
+With several --config, one result each and the highest code."""
 
 
 def add_limits(p: argparse.ArgumentParser) -> None:
     """The options ``check`` and ``grade`` share."""
-    p.add_argument("experiment", nargs="?", default="seed",
+    p.add_argument("experiment", nargs="?", default=None,
                    metavar="NAME|CONFIG.toml|REFERENCE.py",
                    help="a named experiment (see `handgrad list`), a TOML config, or a "
-                        "reference file: a model in torch (docs/references.md)")
+                        "reference file: a model in torch (docs/references.md) "
+                        "(default: seed)")
+    p.add_argument("--config", dest="configs", action="append", default=None,
+                   metavar="NAME|CONFIG.toml|REFERENCE.py",
+                   help="a config or reference to check on (repeatable: each gives its "
+                        "own result)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--steps", type=int, default=None, metavar="N",
@@ -51,6 +59,11 @@ def add_limits(p: argparse.ArgumentParser) -> None:
                    help="run only the file's imports, definitions and literal assignments "
                         "(a notebook's training loops left out)")
     p.add_argument("--force", action="store_true", help="replace existing output")
+
+
+def configs_of(args) -> list[str]:
+    """The configs asked for: the positional one, then each ``--config`` (default seed)."""
+    return ([args.experiment] if args.experiment else []) + (args.configs or []) or ["seed"]
 
 
 def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "") -> None:
@@ -68,37 +81,53 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
 def cmd_check(args) -> int:
     from experiments.core.config import ConfigError
     from experiments.core.interrupt import raise_interrupt
-    from experiments.teaching.check.api import check_file
+    from experiments.teaching.check.api import check_file, resolve_config
     from experiments.teaching.reference.check import check_reference_file
     from experiments.teaching.reference.load import is_reference
 
     out = args.out or Path("checks") / args.file.stem
+    configs = configs_of(args)
+    if args.overrides and any(is_reference(c) for c in configs):
+        raise ConfigError(f"--set {args.overrides[0]}: --set changes a config; a reference "
+                          f"file sets LR, STEPS and BATCH_SIZE itself")
+    names = [Path(c).stem if is_reference(c) else   # all valid before any is checked
+             resolve_config(c, args.overrides, args.steps).name for c in configs]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"--config: {', '.join(sorted({n for n in names if names.count(n) > 1}))}"
+                          f" given twice; give each config once")
     signal.signal(signal.SIGTERM, raise_interrupt)
+    codes = []
+    for config, name in zip(configs, names, strict=True):
+        where = out / name if len(configs) > 1 else out   # several: one folder each
 
-    def announce(result):      # the verdict first; the folder's reports and figures after
-        print(result.explanation, flush=True)
+        def announce(result, name=name):   # the verdict first; reports and figures after
+            if len(configs) > 1:
+                print(f"== {name}: {result.status} (exit {result.exit_code})")
+            print(result.explanation, flush=True)
 
-    if is_reference(args.experiment):   # a teacher's model in torch
-        if args.overrides:
-            raise ConfigError(f"--set {args.overrides[0]}: --set changes a config; a "
-                              f"reference file sets LR, STEPS and BATCH_SIZE itself")
-        result = check_reference_file(args.file, args.experiment, steps=args.steps,
-                                      timeout=args.timeout, memory_mb=args.memory, out=out,
-                                      force=args.force,
-                                      definitions_only=args.definitions_only)
-        if result.exit_code != 2:
-            announce(result)
-    else:
-        result = check_file(args.file, args.experiment, overrides=args.overrides,
-                            steps=args.steps, timeout=args.timeout, memory_mb=args.memory,
-                            out=out, force=args.force, plots=not args.no_plots,
-                            definitions_only=args.definitions_only, announce=announce)
-    if result.exit_code == 2:
-        raise ConfigError(result.message)          # one line on stderr, nothing written
-    print(f"check folder: {out}")
-    if result.sandbox_missing:
-        print(f"handgrad: your code ran without a filesystem sandbox: "
-              f"{'; '.join(result.sandbox_missing)}", file=sys.stderr)
-    if result.exit_code not in (0, 1):
-        print(f"handgrad: {result.status}: {result.message}", file=sys.stderr)
-    return result.exit_code
+        if is_reference(config):   # a teacher's model in torch
+            result = check_reference_file(args.file, config, steps=args.steps,
+                                          timeout=args.timeout, memory_mb=args.memory,
+                                          out=where, force=args.force,
+                                          definitions_only=args.definitions_only)
+            if result.exit_code != 2:
+                announce(result)
+        else:
+            result = check_file(args.file, config, overrides=args.overrides,
+                                steps=args.steps, timeout=args.timeout,
+                                memory_mb=args.memory, out=where, force=args.force,
+                                plots=not args.no_plots,
+                                definitions_only=args.definitions_only, announce=announce)
+        codes.append(result.exit_code)
+        if result.exit_code == 2:
+            if len(configs) == 1:
+                raise ConfigError(result.message)      # one line on stderr, nothing written
+            print(f"== {name}: {result.status} (exit 2)\n{result.message}")
+        else:
+            print(f"check folder: {where}")
+        if result.sandbox_missing:
+            print(f"handgrad: your code ran without a filesystem sandbox: "
+                  f"{'; '.join(result.sandbox_missing)}", file=sys.stderr)
+        if result.exit_code not in (0, 1):
+            print(f"handgrad: {result.status}: {result.message}", file=sys.stderr)
+    return max(codes)   # several configs: the worst

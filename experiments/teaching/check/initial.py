@@ -91,7 +91,7 @@ def first_batch(cfg: RunConfig):
 def check_initial(cfg: RunConfig, learner) -> Initial:
     """Run the calls of the module docstring; stop at the first that differs."""
     cfg, X, Y, w0, idx = first_batch(cfg)
-    conv = Convention(learner.convention, cfg.sizes, cfg.bias)
+    conv = Convention(learner.convention, cfg.sizes, cfg.bias, f"`{cfg.name}`")
     Xb, Yb = (X, Y) if idx is None else (X[idx], Y[idx])
     net = manual.MLP(cfg.sizes, **cfg.spec(), params=w0)
     tor = torch_impl.MLP(cfg.sizes, **cfg.spec(), params=w0)

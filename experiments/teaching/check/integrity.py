@@ -208,10 +208,12 @@ def gradients_fingerprint(arrays: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def class_flags(rows: list[dict], sources: dict) -> list[str]:
+def class_flags(rows: list[dict], sources: dict, names: dict | None = None) -> list[str]:
     """Each row's flags ("; "-joined, "" for none), in row order. ``rows``: grade rows with
-    ``file``, ``status``, ``worst_rel_err`` and ``grad_sha256``; ``sources``: file -> its
-    syntax tree (None when unreadable)."""
+    ``file``, ``status``, ``worst_rel_err`` and ``grad_sha256``, one per file; ``sources``:
+    file -> its syntax tree (None when unreadable); ``names``: file -> how a flag names it
+    (default: the file)."""
+    names = names or {}
     prints = {r["file"]: code_fingerprint(sources.get(r["file"])) for r in rows}
     flags = []
     for r in rows:
@@ -221,15 +223,16 @@ def class_flags(rows: list[dict], sources: dict) -> list[str]:
             mine.append(f"autograd: {', '.join(uses[:SHOWN_USES])}")
         elif r["status"] == "agree" and r["worst_rel_err"] == 0:
             mine.append("autograd: an error of exactly 0 on every entry")
-        same = [o["file"] for o in rows if o is not r and prints[r["file"]]
+        same = [names.get(o["file"], o["file"]) for o in rows
+                if o["file"] != r["file"] and prints[r["file"]]
                 and prints[o["file"]] == prints[r["file"]]]
         if same:
             mine.append(f"same_code: {', '.join(same[:SHOWN_USES])}"
                         + (f" and {len(same) - SHOWN_USES} more" if len(same) > SHOWN_USES
                            else ""))
         wrong = r.get("grad_sha256") or ""
-        twins = [o["file"] for o in rows if o is not r and wrong
-                 and o.get("grad_sha256") == wrong]
+        twins = [names.get(o["file"], o["file"]) for o in rows
+                 if o["file"] != r["file"] and wrong and o.get("grad_sha256") == wrong]
         if twins:
             mine.append(f"same_mistake: {', '.join(twins[:SHOWN_USES])}"
                         + (f" and {len(twins) - SHOWN_USES} more" if len(twins) > SHOWN_USES

@@ -28,8 +28,9 @@ from experiments.teaching.boundary.learner import BadLearner
 class Convention:
     """How a learner names and lays out the parameters of the network ``sizes``/``bias``."""
 
-    def __init__(self, name: str, sizes, bias):
+    def __init__(self, name: str, sizes, bias, config: str = "this config"):
         self.name, self.sizes, self.bias = name, tuple(sizes), bias
+        self.config = config             # the config's name in messages: "`seed`"
         shapes = manual.parameter_shapes(sizes, bias)
         self.frozen = {k for k in shapes if bias == "frozen" and k.endswith("bias")}
         #: torch key -> (the learner's name, whether the learner's array is the transpose)
@@ -75,6 +76,10 @@ class Convention:
         allowed = wanted | {self.name_of(k) for k in self.frozen}
         got = set(value)
         if not wanted <= got or not got <= allowed:
+            hint = self.network_hint(list(value), config=self.config)
+            if hint:   # the keys of another network: a file for another assignment
+                raise BadLearner(f"{hint[2:]} ({what} returned the keys {sorted(value)}; "
+                                 f"expected {self.expected()})", status="wrong_assignment")
             raise BadLearner(self._keys_message(value, what, wanted, allowed), output=True)
         out = {}
         for k in trained:
@@ -131,7 +136,7 @@ class Convention:
                      f"\"{other}\" at the top of the file")
         return text + self.network_hint(list(value))
 
-    def network_hint(self, names, verb: str = "returns", config: str = "this config") -> str:
+    def network_hint(self, names, verb: str = "returns", config: str | None = None) -> str:
         """A hint when ``names`` (the learner's keys, returned or read) belong to another
         network of this convention: biases on a network without, none on one with, other
         layers. "" when nothing says so."""
@@ -141,6 +146,7 @@ class Convention:
         biases = [n for k, (n, _) in self.names.items() if k.endswith("bias")
                   and k not in self.frozen]
         listed = ", ".join(sorted(names))
+        config = config or self.config
         if extra and self.bias is False and all(n in _bias_names(ours) for n in extra):
             return (f". Your code {verb} {listed}: written for a network with biases; "
                     f"{config} has none (bias = false)")
@@ -166,6 +172,7 @@ class LearnerSide(ManualSide):
                  name: str):
         super().__init__(net, sgd, name=name)
         self.learner, self.conv, self.lr = learner, convention, sgd["lr"]
+        self.steps_done = 0   # updates made: training steps the learner's code got through
 
     def bind(self, X, Y) -> LearnerSide:
         super().bind(X, Y)
@@ -182,19 +189,25 @@ class LearnerSide(ManualSide):
 
     def update(self, grads) -> None:
         if not self.learner.has_update:
-            return super().update(grads)       # manual.SGD: torch.optim.SGD's rule by hand
-        new = self.learner.update(self.conv.to_learner(self.net.param_arrays),
-                                  self.conv.to_learner(grads), self.lr)
-        new = self.conv.from_learner(new, "update(params, grads, lr)", dtype=self.net.dtype,
-                                     trained=self.keys)
-        for k in self.keys:
-            self.net.param_arrays[k][...] = new[k]
+            super().update(grads)       # manual.SGD: torch.optim.SGD's rule by hand
+        else:
+            new = self.learner.update(self.conv.to_learner(self.net.param_arrays),
+                                      self.conv.to_learner(grads), self.lr)
+            new = self.conv.from_learner(new, "update(params, grads, lr)",
+                                         dtype=self.net.dtype, trained=self.keys)
+            for k in self.keys:
+                self.net.param_arrays[k][...] = new[k]
+        self.steps_done += 1
 
 
 def side_factory(learner):
     """``run_experiment``'s ``side=``: ``(cfg, params) -> LearnerSide`` for ``learner``."""
     def make(cfg, params) -> LearnerSide:
         net = manual.MLP(cfg.sizes, **cfg.spec(), params=params)
-        conv = Convention(learner.convention, cfg.sizes, cfg.bias)
-        return LearnerSide(net, cfg.sgd, learner, conv, learner.name)
+        conv = Convention(learner.convention, cfg.sizes, cfg.bias, f"`{cfg.name}`")
+        side = LearnerSide(net, cfg.sgd, learner, conv, learner.name)
+        made.append(side)
+        return side
+    made: list[LearnerSide] = []
+    make.made = made   # the side made: how many steps it trained, when a check stops early
     return make

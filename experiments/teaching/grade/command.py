@@ -1,4 +1,5 @@
-"""``handgrad grade DIR [NAME|CONFIG.toml] [--out FOLDER]``: every learner's file, checked.
+"""``handgrad grade DIR [NAME|CONFIG.toml] [--config ...] [--out FOLDER]``: every learner's
+submission, checked.
 
 For teachers. The library (``folder.grade_folder``) does the work and returns the table;
 this module parses the arguments and prints a line per submission as it is graded, then
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 from experiments.core import backends
-from experiments.teaching.check.command import add_limits
+from experiments.teaching.check.command import add_limits, configs_of
 
 
 def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "") -> None:
@@ -20,13 +21,19 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
     p = subparsers.add_parser(
         "grade", formatter_class=formatter_class,
         help=help,
-        description="Check every *.py in DIR as `handgrad check` does, each in its own "
-                    "sandboxed process with its own limits, and write one grade folder: "
-                    "grades.csv (one row per submission, with points, the mistake in words "
-                    "and integrity flags), grades.md and report.html (the class summary), "
-                    "not_graded.csv and checks/NAME/ (with feedback.md), replaced "
-                    "together.\n\n  handgrad grade submissions/ seed "
-                    "--out grades/week3 --timeout 20 --jobs 2")
+        description="Check every submission in DIR as `handgrad check` does — each .py or "
+                    ".ipynb file directly in DIR, and in each folder of DIR (one per "
+                    "student, as Canvas, Moodle or Gradescope download them) the file that "
+                    "defines gradients, its other .py files its helpers — each in its own "
+                    "sandboxed process with its own limits, on each config or reference "
+                    "given, and write one grade folder: grades.csv (one row per submission "
+                    "and config, with points, the mistake in words and integrity flags), "
+                    "grades.md and report.html (the class summary), not_graded.csv (every "
+                    "other file, with the reason) and checks/NAME/ (with feedback.md), "
+                    "replaced together. --steps defaults to the config's, at most 200."
+                    "\n\n  handgrad grade submissions/ seed --out grades/week3 "
+                    "--timeout 20 --jobs 2\n  handgrad grade lms-export/ --config seed "
+                    "--config worked-2-2-2")
     p.add_argument("folder", type=Path, metavar="DIR")
     add_limits(p)
     p.add_argument("--out", type=Path, default=None, metavar="FOLDER",
@@ -55,7 +62,7 @@ def _line(row: dict, done: int, total: int) -> None:
     what = row["status"] + (f" ({row.get('mistake') or row['diagnosis']}, "
                             f"{row['first_param']})" if row["status"] == "differ" else "") \
         + (f", {row['score']:g}/{row['max_score']:g} points" if "max_score" in row else "")
-    print(f"[{done}/{total}] {shown(row['file'])}: {what}", flush=True)
+    print(f"[{done}/{total}] {shown(row['file'])} ({row['config']}): {what}", flush=True)
 
 
 def cmd_grade(args) -> int:
@@ -63,7 +70,7 @@ def cmd_grade(args) -> int:
     from experiments.teaching.grade.folder import grade_folder
     from experiments.teaching.grade.report import UNSANDBOXED
 
-    grades = grade_folder(args.folder, args.experiment, out=args.out,
+    grades = grade_folder(args.folder, configs_of(args), out=args.out,
                           overrides=args.overrides, steps=args.steps, timeout=args.timeout,
                           memory_mb=args.memory, jobs=args.jobs, force=args.force,
                           resume=args.resume, definitions_only=args.definitions_only,

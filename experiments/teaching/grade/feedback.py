@@ -16,6 +16,16 @@ from __future__ import annotations
 
 from experiments.teaching.grade.rubric import Part
 
+#: a status that is not a verdict, in the learner's words (docs/check.md's statuses)
+STATUS_WORDS = {"not_a_submission": "no gradients(params, X, Y) to check",
+                "wrong_assignment": "written for another network",
+                "import_error": "the file failed to load",
+                "bad_output": "a call returned the wrong form",
+                "crashed": "your code failed in a call",
+                "output_limit": "your code printed too much",
+                "timeout": "your code ran out of time",
+                "diverged": "training diverged",
+                "grader_error": "handgrad could not check it (not your fault)"}
 _KEPT = ("∂E/∂w =", "Σ_n =", ">>> yours:", "w⁺ =", "w - lr", "w − lr")
 
 
@@ -72,7 +82,9 @@ def feedback_markdown(result, parts: list[Part], score: float, max_score: float)
         if chain:
             lines += [chain[0], "", *chain[1:], ""]
     elif result.status != "agree":
-        lines += [f"**Fix this first** ({result.status}): {result.message}", ""]
+        why = STATUS_WORDS.get(result.status)
+        lines += [f"**Fix this first** ({f'{why}: ' if why else ''}{result.status}): "
+                  f"{result.message}", ""]
     lines += ["**Points:**", ""]
     lines += [f"- {p.name.replace('_', ' ')}: {p.score:.3g} of {p.max_score:g} ({p.output})"
               for p in parts]

@@ -1,21 +1,25 @@
 """A class's grading, start to end: every submission checked, one grade folder written.
 
 ``grade_folder(DIR, config, out=OUT)`` checks each submission that ``discover`` finds in
-DIR as ``handgrad check`` does (``api.check_file``: its own sandboxed process, its own time
-and memory limits) and writes one folder, replaced as a whole (``rundir.atomic_folder``,
-marker ``handgrad grade``)::
+DIR (a file, or one student's folder with its helpers) as ``handgrad check`` does
+(``api.check_file``: its own sandboxed process, its own time and memory limits), on each
+config given (``GRADE_STEPS`` training steps at most unless ``steps`` says), and writes one
+folder, replaced as a whole (``rundir.atomic_folder``, marker ``handgrad grade``)::
 
-    OUT/grades.csv       one row per submission, in file-name order (GRADE_COLUMNS)
+    OUT/grades.csv       one row per submission and config, in file-name order
+                         (GRADE_COLUMNS)
     OUT/grades.md        the settings, counts per status and diagnosis, the table, and the
                          entries that were not graded with their reasons
     OUT/not_graded.csv   those entries: name, why
     OUT/checks/SLOT/     each submission's check folder (none for a file that could not be
-                         loaded: its row says why); training runs are written without plots
+                         loaded: its row says why); training runs are written without plots;
+                         with several configs, SLOT/CONFIG/
     OUT/INTERRUPTED      only after Ctrl-C / SIGTERM: grades.csv holds the rows done
 
 The folder is put in place once every row is done, so every learner process of the run is
 gone by then (each check closes its own). ``resume=True`` keeps the rows of an earlier
-folder at OUT whose file is unchanged (same sha256) and grades the rest. ``jobs`` > 1
+folder at OUT whose file is unchanged (same sha256), by file and config, and grades the
+rest. ``jobs`` > 1
 checks that many submissions at once (joblib's loky workers, one torch and one BLAS
 thread each, so the rows do not depend on it). A worker that dies is replaced; the
 submission it was checking is tried again, and after a second death its row says
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -41,6 +46,10 @@ OWN_FILES = frozenset({".handgrad", "grades.csv", "grades.md", "not_graded.csv",
                        "report.html"})
 WORKER_DEATHS = 2     # deaths of the worker checking one submission before it is a row
 BACKENDS = ("loky", "dask")   # where the submissions are checked (``_grade_all``)
+#: training steps a grading runs by default (at most; ``--steps`` sets them): the diagnosis is
+#: made at the initial point and the second call, and 200 lockstep steps show a drift, while
+#: the seed config's 10,000 would take a class of 300 most of an hour
+GRADE_STEPS = 200
 
 
 def sha256(path: Path) -> str:
@@ -53,7 +62,8 @@ def sha256(path: Path) -> str:
 
 def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
               definitions_only: bool = False, rubric=None, fmt: str = "csv") -> dict:
-    """One submission's row; handgrad's own failures become ``grader_error`` rows."""
+    """One submission's row on ``cfg`` (a config, or a ``ReferenceFile``); handgrad's own
+    failures become ``grader_error`` rows."""
     from experiments.core.threads import limited_threads
     from experiments.teaching.check.api import CheckResult, check_file
     from experiments.teaching.grade.per_submission import extras
@@ -61,75 +71,86 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
     from experiments.teaching.reference.load import ReferenceFile
 
     t0 = time.perf_counter()
-    try:
-        with limited_threads(1):
-            # no helpers: in a flat folder every other file is a classmate's; never a link
-            # (a file swapped for one after discovery)
-            if isinstance(cfg, ReferenceFile):   # a teacher's model in torch
-                r = check_reference_file(sub.path, cfg.load(), timeout=timeout,
-                                         memory_mb=memory_mb, out=out, helpers=(),
-                                         follow=False, definitions_only=definitions_only)
-            else:
-                r = check_file(sub.path, cfg, timeout=timeout, memory_mb=memory_mb, out=out,
-                               plots=False, helpers=(), follow=False,
-                               definitions_only=definitions_only)
-    except Exception as err:   # one submission never stops the grading
-        r = CheckResult(sub.path.name, "grader_error", 4, f"handgrad failed on this file "
-                        f"(not the learner's fault): {type(err).__name__}: {err}",
-                        seconds=time.perf_counter() - t0)
-    return {"file": sub.path.name, "status": r.status, "diagnosis": r.kind,
+    if sub.path is None:   # a student's folder without a single submission in it
+        r = CheckResult(sub.file, "not_a_submission", 2, sub.problem)
+    else:
+        try:
+            with limited_threads(1):
+                # helpers: the student's own folder's modules only (in a flat folder every
+                # other file is a classmate's); never a link (a file swapped for one)
+                if isinstance(cfg, ReferenceFile):   # a teacher's model in torch
+                    r = check_reference_file(sub.path, cfg.load(), timeout=timeout,
+                                             memory_mb=memory_mb, out=out,
+                                             helpers=sub.helpers, follow=False,
+                                             definitions_only=definitions_only)
+                else:
+                    r = check_file(sub.path, cfg, timeout=timeout, memory_mb=memory_mb,
+                                   out=out, plots=False, helpers=sub.helpers, follow=False,
+                                   definitions_only=definitions_only)
+        except Exception as err:   # one submission never stops the grading
+            r = CheckResult(sub.file, "grader_error", 4, f"handgrad failed on this file "
+                            f"(not the learner's fault): {type(err).__name__}: {err}",
+                            seconds=time.perf_counter() - t0)
+    return {"student": sub.student, "file": sub.file, "config": cfg.name,
+            "status": r.status, "diagnosis": r.kind,
             "first_param": r.first_param, "worst_rel_err": r.worst_rel_err,
             "worst_ratio": r.worst_ratio, "seconds": round(r.seconds, 3),
-            "message": r.message, "sha256": r.sha256 or sha256(sub.path),
+            "message": r.message,
+            "sha256": r.sha256 or (sha256(sub.path) if sub.path is not None else ""),
             "_sandbox": r.sandbox_missing, **extras(r, out, rubric, fmt)}
 
 
-def grader_error_row(sub: Submission, message: str, sha: str | None = None) -> dict:
-    """The row of a submission handgrad could not grade (not the learner's fault)."""
-    return {"file": sub.path.name, "status": "grader_error", "diagnosis": "",
-            "first_param": "", "worst_rel_err": float("nan"), "worst_ratio": float("nan"),
-            "seconds": 0.0, "score": 0.0, "message": message,
-            "sha256": sha256(sub.path) if sha is None else sha, "_sandbox": []}
+def grader_error_row(sub: Submission, cfg, message: str, sha: str | None = None) -> dict:
+    """The row of a submission handgrad could not grade on ``cfg`` (not the learner's
+    fault)."""
+    if sha is None:
+        sha = sha256(sub.path) if sub.path is not None else ""
+    return {"student": sub.student, "file": sub.file, "config": cfg.name,
+            "status": "grader_error", "diagnosis": "", "first_param": "",
+            "worst_rel_err": float("nan"), "worst_ratio": float("nan"), "seconds": 0.0,
+            "score": 0.0, "message": message, "sha256": sha, "_sandbox": []}
 
 
-def _died(sub: Submission) -> dict:
-    return grader_error_row(sub, f"the grading worker died {WORKER_DEATHS} times while "
+def _died(sub: Submission, cfg) -> dict:
+    return grader_error_row(sub, cfg, f"the grading worker died {WORKER_DEATHS} times while "
                             f"checking this file; it was not graded (not the learner's "
                             f"fault: rerun with --resume)")
 
 
-def _grade_all(pending: list[Submission], run, jobs: int, rows: dict, progress,
-               total: int, backend: str = "loky", scheduler: str | None = None) -> None:
-    """Fill ``rows`` (name -> row) for ``pending``, replacing workers that die; on
-    ``backend="dask"``, one task per submission on a Dask cluster (``remote``)."""
+def _grade_all(pending: list[tuple], run, jobs: int, rows: dict, progress, total: int,
+               backend: str = "loky", scheduler: str | None = None) -> None:
+    """Fill ``rows`` ((file, config) -> row) for ``pending`` (submission, config) pairs,
+    replacing workers that die; on ``backend="dask"``, one task per pair on a Dask cluster
+    (``remote``)."""
     if backend == "dask":
         from experiments.teaching.grade.remote import grade_on_dask
         return grade_on_dask(pending, run.keywords, jobs, rows, progress, total, scheduler)
     import joblib
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-    deaths: dict[str, int] = {}
+    deaths: dict[tuple, int] = {}
     pending = list(pending)
     while pending:
         batch = list(pending)   # joblib reads its tasks lazily: never the list that shrinks
         results = joblib.Parallel(n_jobs=jobs, return_as="generator")(
-            joblib.delayed(run)(sub) for sub in batch)
+            joblib.delayed(run)(sub, cfg) for sub, cfg in batch)
         try:
-            for sub, row in zip(batch, results, strict=False):
-                rows[sub.path.name] = row
-                pending.remove(sub)
+            for (sub, cfg), row in zip(batch, results, strict=False):
+                rows[sub.file, cfg.name] = row
+                pending.remove((sub, cfg))
                 if progress is not None:
                     progress(row, len(rows), total)
         except (TerminatedWorkerError, BrokenProcessPool):
             # results come in order, so the first one missing was being checked when its
             # worker died (perhaps beside another: that one is simply tried again)
-            first = pending[0]
-            deaths[first.path.name] = deaths.get(first.path.name, 0) + 1
-            if deaths[first.path.name] >= WORKER_DEATHS:
-                rows[first.path.name] = _died(first)
-                pending.remove(first)
+            sub, cfg = pending[0]
+            key = (sub.file, cfg.name)
+            deaths[key] = deaths.get(key, 0) + 1
+            if deaths[key] >= WORKER_DEATHS:
+                rows[key] = _died(sub, cfg)
+                pending.remove((sub, cfg))
                 if progress is not None:
-                    progress(rows[first.path.name], len(rows), total)
+                    progress(rows[key], len(rows), total)
         finally:
             close = getattr(results, "close", None)
             if close is not None:
@@ -157,21 +178,49 @@ def check_own_files(out: Path) -> None:
                               f"replaces only what handgrad wrote: choose another --out")
 
 
-def grading_settings(cfg, timeout: float, memory_mb: int, definitions_only: bool,
+def grading_config(config, overrides=(), steps: int | None = None):
+    """``config`` resolved for grading: ``steps`` training steps, or by default the config's
+    own, at most ``GRADE_STEPS``. A reference file (``is_reference``) is loaded and vetted
+    once, here, as a ``ReferenceFile``: a broken one fails before any grading."""
+    import math
+
+    from experiments.core.runner import resolve
+    from experiments.teaching.check.api import resolve_config
+    from experiments.teaching.reference.load import ReferenceFile, is_reference
+
+    if is_reference(config):   # a teacher's model in torch
+        if overrides:
+            raise ConfigError(f"--set {overrides[0]}: --set changes a config; a reference "
+                              f"file sets LR, STEPS and BATCH_SIZE itself")
+        ref = ReferenceFile.vetted(config, steps)
+        return ReferenceFile.vetted(config, GRADE_STEPS) if steps is None \
+            and ref.steps > GRADE_STEPS else ref
+    cfg = resolve_config(config, overrides, steps)
+    if steps is None:
+        N = len(resolve(cfg)[1].X)
+        B = N if cfg.batch_size == "full" else cfg.batch_size
+        total = cfg.steps if cfg.steps else cfg.epochs * math.ceil(N / B)
+        if total > GRADE_STEPS:
+            cfg = resolve_config(cfg, (), GRADE_STEPS)
+    return cfg
+
+
+def grading_settings(cfgs, timeout: float, memory_mb: int, definitions_only: bool,
                      rubric=None, fmt: str = "csv") -> dict:
     """What a row's grade depends on besides the file: kept in settings.json, and compared
     on ``--resume``."""
     from experiments.teaching.grade.report import version
     from experiments.teaching.grade.rubric import DEFAULT
 
-    return {"config": cfg.to_dict(), "timeout": timeout, "memory_mb": memory_mb,
+    return {"configs": [c.to_dict() for c in cfgs], "timeout": timeout, "memory_mb": memory_mb,
             "definitions_only": definitions_only, "handgrad": version(),
             "rubric": (rubric or DEFAULT).to_dict(), "format": fmt}
 
 
-def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[str, dict]:
-    """The rows of the grade folder at ``out`` to keep on ``--resume``: graded to the end
-    with the same ``settings``, and the file still there with the same sha256."""
+def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[tuple, dict]:
+    """The rows of the grade folder at ``out`` to keep on ``--resume``, by (file, config):
+    graded to the end with the same ``settings``, and the file still there with the same
+    sha256."""
     import pandas as pd
 
     try:
@@ -183,29 +232,30 @@ def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[str, di
                          or before.get(k) != json.loads(json.dumps(settings[k])))
         raise ConfigError(f"--resume: {out} was graded with other settings ("
                           f"{', '.join(changed) or 'none recorded'} differ); grade again "
-                          f"with --force, or resume with the same config, --set, --steps, "
+                          f"with --force, or resume with the same configs, --set, --steps, "
                           f"--timeout and --memory")
     csv = out / "grades.csv"
     if not csv.is_file():
         return {}
     try:
-        table = pd.read_csv(csv, keep_default_na=False, dtype={"sha256": str,
-                                                               "grad_sha256": str})
+        table = pd.read_csv(csv, keep_default_na=False, dtype={
+            "sha256": str, "grad_sha256": str, "file": str, "student": str, "config": str})
     except (ValueError, OSError) as err:
         raise ConfigError(f"--resume: {csv} cannot be read ({err}); grade again with "
                           f"--force") from None
-    if "sha256" not in table.columns or "file" not in table.columns:
-        raise ConfigError(f"--resume: {csv} was written by an older handgrad (no sha256 "
-                          f"column); grade again with --force")
-    now = {s.path.name: s for s in subs}
+    if not {"sha256", "file", "config"} <= set(table.columns):
+        raise ConfigError(f"--resume: {csv} was written by an older handgrad (no sha256 or "
+                          f"config column); grade again with --force")
+    now = {s.file: s for s in subs}
     rows = {}
     for row in table.to_dict("records"):
         sub = now.get(row["file"])
-        if sub is not None and row["status"] not in ("grader_error", "interrupted") \
+        if sub is not None and sub.path is not None \
+                and row["status"] not in ("grader_error", "interrupted") \
                 and row["sha256"] and row["sha256"] == sha256(sub.path):
             for col in ("worst_rel_err", "worst_ratio", "score", "max_score"):
                 row[col] = float(row[col]) if row[col] != "" else float("nan")
-            rows[row["file"]] = {**row, "_sandbox": []}
+            rows[row["file"], row["config"]] = {**row, "_sandbox": []}
     return rows
 
 
@@ -214,11 +264,12 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
                  force: bool = False, resume: bool = False, definitions_only: bool = False,
                  progress=None, backend: str = "loky", scheduler: str | None = None,
                  rubric=None, fmt: str = "csv"):
-    """Grade every submission in ``folder`` (module docstring); return ``Grades``.
-    ``progress(row, done, total)`` is called as rows are done. ``backend``: ``loky``
-    (this machine) or ``dask`` (``remote``: the cluster at ``scheduler``, else at
-    $DASK_SCHEDULER_ADDRESS, else a local one of ``jobs`` workers). Bad arguments raise
-    ``ConfigError`` before anything runs or is written."""
+    """Grade every submission in ``folder`` (module docstring) on ``config`` — a name, a
+    TOML path, a RunConfig, a reference file, or a list of them: one row per submission
+    and config — and return ``Grades``. ``progress(row, done, total)`` is called as rows
+    are done. ``backend``: ``loky`` (this machine) or ``dask`` (``remote``: the cluster at
+    ``scheduler``, else at $DASK_SCHEDULER_ADDRESS, else a local one of ``jobs``
+    workers). Bad arguments raise ``ConfigError`` before anything runs or is written."""
     import functools
 
     import pandas as pd
@@ -226,15 +277,13 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
     from experiments.core.schema import GRADE_COLUMNS
     from experiments.output.rundir import atomic_folder, check_out
     from experiments.teaching.boundary.process import check_limits
-    from experiments.teaching.check.api import resolve_config
     from experiments.teaching.grade import rubric as rubrics
     from experiments.teaching.grade.report import grades_markdown
-    from experiments.teaching.reference.load import ReferenceFile, is_reference
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise ConfigError(f"{folder} is not a folder; give the folder of the learners' .py "
-                          f"files")
+        raise ConfigError(f"{folder} is not a folder; give the folder of the learners' "
+                          f"submissions (.py or .ipynb files, or one folder per student)")
     out = Path(out) if out is not None else Path("grades") / folder.resolve().name
     if out.suffix.lower() == ".csv":
         raise ConfigError(f"--out {out}: give the grade folder (grades.csv, grades.md and "
@@ -249,55 +298,61 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
     if scheduler is not None and backend != "dask":
         raise ConfigError(f"--scheduler {scheduler}: a Dask scheduler's address goes with "
                           f"--backend dask")
-    subs, skipped = discover(folder)
-    if not subs:
-        raise ConfigError(f"{folder} holds no .py files to grade" + (
-            f" ({len(skipped)} other entries, e.g. {shown(skipped[0].name)}: "
-            f"{skipped[0].why})" if skipped else ""))
-    if is_reference(config):   # a teacher's model in torch: loaded and vetted once, here
-        if overrides:
-            raise ConfigError(f"--set {overrides[0]}: --set changes a config; a reference "
-                              f"file sets LR, STEPS and BATCH_SIZE itself")
-        cfg = ReferenceFile.vetted(config, steps)
-    else:
-        cfg = resolve_config(config, overrides, steps)
+    configs = list(config) if isinstance(config, (list, tuple)) else [config]
+    if not configs:
+        raise ConfigError("give at least one config (a name or a TOML file) to grade on")
+    cfgs = [grading_config(c, overrides, steps) for c in configs]
+    names = [c.name for c in cfgs]
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError(f"--config: {', '.join(twice)} given twice (configs are told "
+                          f"apart by their name); give each config once")
     rubric = rubric if isinstance(rubric, rubrics.Rubric) else rubrics.load(rubric)
     if fmt not in ("csv", "gradescope"):
         raise ConfigError(f"--format {fmt}: give csv or gradescope")
+    subs, skipped = discover(folder)
+    if not subs:
+        raise ConfigError(f"{folder} holds no .py or .ipynb files and no folders to grade"
+                          + (f" ({len(skipped)} other entries, e.g. {shown(skipped[0].name)}"
+                             f": {skipped[0].why})" if skipped else ""))
     check_out(out, force or resume, "grade", legacy=False)
     check_own_files(out)
-    recorded = grading_settings(cfg, timeout, memory_mb, definitions_only, rubric, fmt)
+    recorded = grading_settings(cfgs, timeout, memory_mb, definitions_only, rubric, fmt)
     kept = kept_rows(out, subs, recorded) if resume and out.exists() else {}
-    rows: dict[str, dict] = dict(kept)
-    pending = [s for s in subs if s.path.name not in kept]
+    rows: dict[tuple, dict] = dict(kept)
+    jobs_list = [(s, c) for s in subs for c in cfgs]
+    pending = [(s, c) for s, c in jobs_list if (s.file, c.name) not in kept]
+    several = len(cfgs) > 1
     interrupted = False
     with atomic_folder(out, force or resume, kind="grade", keep=(KeyboardInterrupt,),
                        legacy=False) as tmp:
         checks = tmp / "checks"
         checks.mkdir()
-        for sub in subs:   # the kept rows' check folders come along
-            old = out / "checks" / sub.slot
-            if sub.path.name in kept and old.is_dir() and not old.is_symlink():
-                shutil.copytree(old, checks / sub.slot, symlinks=True)
-        run = functools.partial(_grade_sub, cfg=cfg, checks=checks.resolve(),
+        for sub, cfg in jobs_list:   # the kept rows' check folders come along
+            where = _check_folder(Path("checks"), sub, cfg, several)
+            old = out / where
+            if (sub.file, cfg.name) in kept and old.is_dir() and not old.is_symlink():
+                shutil.copytree(old, tmp / where, symlinks=True)
+        run = functools.partial(_grade_sub, checks=checks.resolve(), several=several,
                                 timeout=timeout, memory_mb=memory_mb,
                                 definitions_only=definitions_only, rubric=rubric, fmt=fmt)
         try:
-            _grade_all(pending, run, jobs, rows, progress, len(subs), backend, scheduler)
+            _grade_all(pending, run, jobs, rows, progress, len(jobs_list), backend,
+                       scheduler)
         except KeyboardInterrupt:
             interrupted = True
             (tmp / "INTERRUPTED").write_text(
-                f"interrupted after {len(rows)} of {len(subs)} submissions; grades.csv "
+                f"interrupted after {len(rows)} of {len(jobs_list)} rows; grades.csv "
                 f"lists those graded: `handgrad grade ... --resume` grades the rest\n",
                 encoding="utf-8")
             raise
         finally:
             missing = sorted({m for r in rows.values() for m in r.pop("_sandbox", [])})
-            table = pd.DataFrame([rows[s.path.name] for s in subs if s.path.name in rows],
-                                 columns=GRADE_COLUMNS)
-            table = class_columns(table, {s.path.name: s.path for s in subs}, rubric)
-            settings = {"config": cfg, "steps": cfg.steps, "timeout": timeout,
-                        "definitions_only": definitions_only,
+            table = pd.DataFrame([rows[s.file, c.name] for s, c in jobs_list
+                                  if (s.file, c.name) in rows], columns=GRADE_COLUMNS)
+            table = class_columns(table, {s.file: s.path for s in subs}, rubric)
+            settings = {"config": cfgs[0], "configs": cfgs, "steps": cfgs[0].steps,
+                        "timeout": timeout, "definitions_only": definitions_only,
                         "memory_mb": memory_mb, "jobs": jobs, "resumed": len(kept),
                         "interrupted": interrupted, "sandbox_missing": missing,
                         "rubric": rubric}
@@ -307,21 +362,27 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
     return Grades(table, skipped, out, missing)
 
 
-def _grade_sub(sub: Submission, cfg, checks: Path, timeout: float, memory_mb: int,
-               definitions_only: bool, rubric=None, fmt: str = "csv") -> dict:
-    return grade_one(sub, cfg, checks / sub.slot, timeout, memory_mb, definitions_only,
-                     rubric, fmt)
+def _check_folder(checks: Path, sub: Submission, cfg, several: bool) -> Path:
+    """A row's check folder: checks/SLOT, or checks/SLOT/CONFIG when grading on several."""
+    return checks / sub.slot / re.sub(r"[^A-Za-z0-9_.-]", "_", cfg.name) if several \
+        else checks / sub.slot
+
+
+def _grade_sub(sub: Submission, cfg, checks: Path, several: bool, timeout: float,
+               memory_mb: int, definitions_only: bool, rubric=None, fmt: str = "csv") -> dict:
+    return grade_one(sub, cfg, _check_folder(checks, sub, cfg, several), timeout, memory_mb,
+                     definitions_only, rubric, fmt)
 
 
 def class_columns(table, paths: dict, rubric):
     """The columns made from the whole class: flags (and the points of a row the grading
-    could not score)."""
+    could not score). ``paths``: file -> the submission's path (None: no submission)."""
     from experiments.teaching.grade.summary import add_flags
 
     table = table.assign(score=table["score"].fillna(0.0),
                          max_score=table["max_score"].fillna(rubric.total),
-                         mistake=table["mistake"].fillna(""),
-                         grad_sha256=table["grad_sha256"].fillna(""))
+                         mistake=table["mistake"].astype(object).fillna(""),
+                         grad_sha256=table["grad_sha256"].astype(object).fillna(""))
     return add_flags(table, paths)
 
 
@@ -339,7 +400,8 @@ def _write(tmp: Path, table, skipped: list[NotGraded], folder: Path, settings: d
     from experiments.output.rundir import write_csv
     from experiments.teaching.grade.summary import rounded, write_page, write_summary
 
-    write_csv(rounded(table).assign(file=table["file"].map(inert),
+    write_csv(rounded(table).assign(student=table["student"].map(inert),
+                                    file=table["file"].map(inert),
                                     message=table["message"].map(inert),
                                     mistake=table["mistake"].map(inert),
                                     flags=table["flags"].map(inert)),

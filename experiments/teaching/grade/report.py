@@ -21,18 +21,18 @@ def md_text(text: str) -> str:
 def settings_line(settings: dict) -> str:
     from experiments.core.runner import resolve
 
-    if hasattr(settings["config"], "summary"):   # a reference file (teaching.reference)
-        return (f"{settings['config'].summary}, {settings['steps']} training steps (synced), "
-                f"--timeout {settings['timeout']:g} s, --memory {settings['memory_mb']} MiB, "
-                f"--jobs {settings['jobs']}, "
-                f"{'definitions only' if settings.get('definitions_only') else 'whole files run'}"
-                f", handgrad {version()}")
-    cfg = resolve(settings["config"])[0]   # sizes filled in from the data
-    sizes = "-".join(map(str, cfg.sizes)) if cfg.sizes else "from the data"
-    act = f"{cfg.activation}/{cfg.resolved_output_activation}"
-    return (f"config `{cfg.name}` (sizes {sizes}, {act}, "
-            f"loss {cfg.loss} {reduction(cfg.loss)}, mode {cfg.mode}), "
-            f"{settings['steps']} training steps, "
+    described = []
+    for cfg in settings.get("configs") or [settings["config"]]:
+        if hasattr(cfg, "summary"):   # a reference file (teaching.reference)
+            described.append(f"{cfg.summary}, {cfg.steps} training steps (synced)")
+            continue
+        cfg = resolve(cfg)[0]   # sizes filled in from the data
+        sizes = "-".join(map(str, cfg.sizes)) if cfg.sizes else "from the data"
+        act = f"{cfg.activation}/{cfg.resolved_output_activation}"
+        described.append(f"config `{cfg.name}` (sizes {sizes}, {act}, "
+                         f"loss {cfg.loss} {reduction(cfg.loss)}, mode {cfg.mode}, "
+                         f"{cfg.steps} training steps)")
+    return (f"{'; '.join(described)}, "
             f"--timeout {settings['timeout']:g} s, --memory {settings['memory_mb']} MiB, "
             f"--jobs {settings['jobs']}, "
             f"{'definitions only' if settings.get('definitions_only') else 'whole files run'}"
@@ -64,15 +64,18 @@ def version() -> str:
 def grades_markdown(table, skipped, folder: Path, settings: dict) -> str:
     from experiments.output.report import markdown_table
     from experiments.teaching.grade.discover import shown
-
-    counts = table.groupby(["status", "diagnosis"], dropna=False).size().reset_index(
-        name="submissions")
     from experiments.teaching.grade.summary import rounded, summary_lines
 
+    several = "config" in table and table["config"].nunique() > 1   # counts per config
+    counts = table.groupby(["config"] * several + ["status", "diagnosis"],
+                           dropna=False).size().reset_index(name="submissions")
     texts = [c for c in ("message", "mistake", "flags") if c in table.columns]
     shown_table = rounded(table).drop(columns=["sha256", "grad_sha256"], errors="ignore")
-    shown_table = shown_table.assign(file=table["file"].map(lambda f: md_text(shown(f))),
-                                     **{c: table[c].map(md_text) for c in texts})
+    shown_table = shown_table.assign(
+        **({"student": table["student"].map(lambda f: md_text(shown(str(f))))}
+           if "student" in table else {}),
+        file=table["file"].map(lambda f: md_text(shown(f))),
+        **{c: table[c].map(md_text) for c in texts})
     lines = [f"# handgrad grade: {shown(str(folder))}", "",
              f"{len(table)} submissions checked against autograd; "
              f"{settings_line(settings)}. Each one's check folder is under `checks/`."]

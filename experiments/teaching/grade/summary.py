@@ -24,13 +24,23 @@ A4_CSS = ("@page { size: A4; margin: 12mm; } @media print { body { max-width: no
 
 def add_flags(table, paths: dict):
     """``table`` with its ``flags`` column filled; ``paths``: file -> the submission's path
-    (its source is parsed, never run)."""
+    (its source is parsed, never run; None: no submission). Rows are compared with the
+    other students' rows on the same config, and named by student (by file where two
+    files are one student's)."""
     from experiments.teaching.check.integrity import class_flags, read_source
 
     rows = table.to_dict("records")
-    sources = {r["file"]: read_source(paths[r["file"]]) if r["file"] in paths else None
+    sources = {r["file"]: read_source(paths[r["file"]]) if paths.get(r["file"]) else None
                for r in rows}
-    return table.assign(flags=class_flags(rows, sources) if rows else [])
+    students = [r.get("student") or r["file"] for r in {r["file"]: r for r in rows}.values()]
+    names = {r["file"]: r["file"] if students.count(r.get("student") or r["file"]) > 1
+             else r.get("student") or r["file"] for r in rows}
+    flags = [""] * len(rows)
+    for config in dict.fromkeys(r.get("config") for r in rows):
+        at = [i for i, r in enumerate(rows) if r.get("config") == config]
+        for i, f in zip(at, class_flags([rows[i] for i in at], sources, names), strict=True):
+            flags[i] = f
+    return table.assign(flags=flags)
 
 
 def sig3(x) -> str:
