@@ -443,3 +443,52 @@ def test_a_notebook_is_read_cell_by_cell_without_running(tmp_path):
     assert code_fingerprint(parse_source(b"pass\nimport torch\ndef gradients(params, X, Y):"
                                          b"\n    loss.backward()\n")) \
         == code_fingerprint(read_source(path))
+
+
+def test_autograd_run_in_the_learners_process_raises_the_flag(tmp_path):
+    """The runtime half of the autograd flag: the learner's process counts torch's backward
+    passes (``boundary.autograd_watch``), so autograd hidden from the syntax tree is named as
+    having run — and torch used without autograd is not."""
+    from experiments.teaching.check.integrity import RAN
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "ivan.py").write_text(HIDDEN_AUTOGRAD, encoding="utf-8")
+    shutil.copy(EXAMPLES / "correct_torch_tensors.py", subs / "tess.py")   # no autograd
+    ivan = check_file(subs / "ivan.py", "seed", steps=2, timeout=60)
+    tess = check_file(subs / "tess.py", "seed", steps=2, timeout=60)
+    # one backward pass per gradients() call: the initial point's two calls, the second
+    # call, the training steps and the reversed-batch witness all call it; at least 3
+    assert ivan.status == "agree" and ivan.autograd_runs >= 3
+    assert tess.status == "agree" and tess.autograd_runs == 0
+    out = tmp_path / "g"
+    assert main(["grade", str(subs), "seed", "--steps", "2", "--out", str(out),
+                 "--timeout", "60"]) == 0
+    table = pd.read_csv(out / "grades.csv", keep_default_na=False).set_index("file")
+    assert table.loc["ivan.py", "flags"] == \
+        f"{RAN} ({ivan.autograd_runs} backward passes)"   # not the weaker exact-0 hint
+    assert table.loc["tess.py", "flags"] == ""
+    # --resume keeps the kept row's runtime flag (the learner's process is not rerun)
+    assert main(["grade", str(subs), "seed", "--steps", "2", "--out", str(out),
+                 "--timeout", "60", "--resume"]) == 0
+    again = pd.read_csv(out / "grades.csv", keep_default_na=False).set_index("file")
+    assert again.loc["ivan.py", "flags"] == table.loc["ivan.py", "flags"]
+
+
+def test_the_watch_counts_every_route_to_the_backward_engine():
+    """``autograd_watch`` in a fresh interpreter, as the learner's process installs it
+    before the learner's code imports torch: .backward(), torch.autograd.grad and
+    torch.func.grad each count; tensor arithmetic without autograd does not."""
+    code = (
+        "from experiments.teaching.boundary import autograd_watch as w\n"
+        "w.install()\n"
+        "import torch\n"
+        "x = torch.ones(3) * 2; n0 = w.runs()\n"
+        "p = torch.ones(3, requires_grad=True); (p * p).sum().backward(); n1 = w.runs()\n"
+        "torch.autograd.grad((p ** 3).sum(), p); n2 = w.runs()\n"
+        "torch.func.grad(lambda t: (t ** 2).sum())(torch.ones(2)); n3 = w.runs()\n"
+        "print(n0, n1, n2, n3)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "1", "2", "3"]

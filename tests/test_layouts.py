@@ -60,6 +60,24 @@ ROWS = {
     "smithjane_1240_9999_hw3.py": ("smithjane", "agree", "every parameter"),
     "utils.py": ("utils", "not_a_submission", "defines no function gradients"),
 }
+# row -> (score of the default rubric's 10, mistake, flags): every row's class columns.
+# 10: agrees everywhere (no update() asked: its point is given); 1: the file ran but its
+# gradients never agreed, so only the update point; 0: it could not be run at all.
+CLASS_COLUMNS = {
+    "Ann Lee_101_assignsubmission_file_/hw3.ipynb": (10, "", ""),   # notebook: other code
+    "Bob Ray_102_assignsubmission_file_/backprop.py": (10, "", "same_code: hank"),
+    "carol/": (0, "", ""),
+    "dan/": (0, "", ""),
+    "doejane_LATE_2345_6789_hw3.py": (0, "averaged over the batch", ""),
+    "erin/hw3.py": (1, "", ""),
+    "frank/src/hw3.py": (0, "", ""),
+    "gina/hw3.py": (1, "", ""),
+    "hank/hw3.py": (0, "", "same_code: Bob Ray"),   # Bob's code, without Bob's helper
+    "ivan/": (0, "", ""),
+    "smithjane_1240_9999_hw3.py": (10, "", "same_code: smithjohn"),   # named by student
+    "smithjohn_1234_5678_hw3.py": (10, "", "same_code: smithjane"),
+    "utils.py": (0, "", ""),
+}
 NOT_GRADED = {
     "Ann Lee_101_assignsubmission_file_/.ipynb_checkpoints/": "duplicate: Jupyter's checkpoints",
     "Bob Ray_102_assignsubmission_file_/mathutil.py": "not a submission: a helper module of "
@@ -156,10 +174,13 @@ def test_grade_an_lms_export(tmp_path, lms_export, capsys):
                  "10", "--memory", "400", "--jobs", "2", "--definitions-only"]) == 0
     table = pd.read_csv(out / "grades.csv", keep_default_na=False).set_index("file")
     assert list(table.index) == sorted(ROWS)                      # file-name order
+    assert sorted(CLASS_COLUMNS) == sorted(ROWS)
     for file, (student, status, words) in ROWS.items():
         row = table.loc[file]
         assert (row["student"], row["status"], row["config"]) == (student, status, "seed"), file
         assert words in row["message"], (file, row["message"])
+        assert (row["score"], row["max_score"], row["mistake"], row["flags"]) == \
+            (*CLASS_COLUMNS[file][:1], 10, *CLASS_COLUMNS[file][1:]), file
     not_graded = pd.read_csv(out / "not_graded.csv").set_index("name")["why"]
     for name, words in NOT_GRADED.items():
         assert words in not_graded[name]
@@ -179,6 +200,7 @@ def test_several_configs_a_row_each(tmp_path, capsys):
     assert list(zip(table["config"], table["status"], strict=True)) == [
         ("seed", "wrong_assignment"), ("xor", "agree")]
     assert (out / "checks" / "erin" / "xor" / "check.md").is_file()
+    assert list(table["flags"]) == ["", ""]   # a file is never its own copy on another config
     md = (out / "grades.md").read_text(encoding="utf-8")
     assert "config `seed` (sizes 3-4-1" in md and "config `xor` (sizes 2-" in md
     assert "| seed | wrong_assignment |  | 1 |" in md and "| xor | agree | agree | 1 |" in md

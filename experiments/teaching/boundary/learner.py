@@ -18,7 +18,9 @@ the standard library and numpy, so the learner's process starts fast.
 
 Messages are ``wire`` frames (JSON and raw arrays, never pickle), lists ``[op, *args]``:
 ``["load", {"file": NAME, "name": SHOWN}]``, ``["bind", X, Y]``,
-``["gradients", params, idx]``, ``["update", params, grads, lr]``. The process first sends
+``["gradients", params, idx]``, ``["update", params, grads, lr]``, ``["autograd"]`` (how
+many backward passes torch's autograd ran in the process: ``autograd_watch``). The process
+first sends
 ``["ready", {"missing": [...]}]`` (the sandbox layers it could not apply), then one answer
 per message:
     ["ok", value]                 value vetted by ``vet_dict`` (a dict of numpy arrays)
@@ -45,7 +47,7 @@ import numpy as np
 
 if __name__ == "__main__":   # the learner's process: import this very checkout's modules
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from experiments.teaching.boundary import sandbox, wire
+from experiments.teaching.boundary import autograd_watch, sandbox, wire
 
 CONVENTIONS = ("torch", "W1b1")
 SIGNATURES = {"gradients": ("params", "X", "Y"), "update": ("params", "grads", "lr")}
@@ -387,6 +389,8 @@ def _answer(learner: Learner | None, msg):
             return learner, ["ok", learner.bind(*args)]
         if op in ("gradients", "update"):
             return learner, ["ok", getattr(learner, op)(*args)]
+        if op == "autograd":
+            return learner, ["ok", autograd_watch.runs()]
         raise BadLearner(f"unknown request {op!r}")
     except BadLearner as err:
         return learner, ["bad", cap_text(str(err)), err.status]
@@ -424,6 +428,7 @@ def main(argv: list[str]) -> None:
     sys.path[:] = [work] + [p for p in sys.path
                             if p and sandbox.inside(os.path.realpath(p), python)]
     missing = sandbox.confine(work)
+    autograd_watch.install()   # before the learner's code: its torch imports are watched
     serve(fd_in, fd_out, missing)
     os._exit(0)   # the parent closed the pipe: threads the learner started end here too
 

@@ -51,6 +51,7 @@ from experiments.teaching.boundary.learner import (
     OUTPUT_LIMIT,
     BadLearner,
     LearnerCrashed,
+    LearnerError,
     LearnerRaised,
     LearnerTimeout,
     cap_text,
@@ -254,6 +255,17 @@ class LearnerProcess:
     def update(self, params: dict, grads: dict, lr: float) -> dict:
         return self._ask(["update", params, grads, float(lr)], "update(params, grads, lr)",
                          expect=_nbytes(params))
+
+    def autograd_runs(self) -> int | None:
+        """Backward passes torch's autograd ran in the learner's process so far
+        (``autograd_watch``); None when the process cannot say (stopped, out of time)."""
+        if self.proc is None or self._out_fd is None or self.budget <= 0 or self._exited():
+            return None
+        try:
+            runs = self._ask(["autograd"], "counting autograd's backward passes", expect=None)
+        except LearnerError:
+            return None
+        return runs if type(runs) is int and runs >= 0 else None
 
     def output(self) -> str:
         """The last 64 KiB of what the learner's code printed (stdout and stderr); a cut

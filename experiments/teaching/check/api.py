@@ -72,6 +72,7 @@ class CheckResult:
     mode: str = ""                    # "the whole file" or "definitions only" (check_file)
     notes: list[str] = field(default_factory=list)   # what of the file was left out
     has_update: bool = False          # the learner defines update(params, grads, lr)
+    autograd_runs: int = 0            # backward passes torch ran in its process (check_file)
     explanation: str = ""             # everything, as `handgrad check` prints it
 
     @property
@@ -394,6 +395,7 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
     else:
         try:
             result = run_check(learner, cfg, learner.notes, learner.mode)
+            result.autograd_runs = learner.autograd_runs() or 0
         finally:
             output = learner.close()
         result.output, result.seconds = output, time.perf_counter() - t0

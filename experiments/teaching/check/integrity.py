@@ -208,9 +208,20 @@ def gradients_fingerprint(arrays: dict) -> str:
     return h.hexdigest()[:16]
 
 
+#: the start of the flag a grade row gets where torch's autograd ran in the learner's
+#: process (``boundary.autograd_watch``); ``add_flags`` keeps it when it recomputes the rest
+RAN = "autograd: ran in the learner's process"
+
+
+def ran_flag(runs: int) -> str:
+    """The row's runtime autograd flag ("" when autograd never ran)."""
+    return f"{RAN} ({runs} backward pass{'es' if runs != 1 else ''})" if runs else ""
+
+
 def class_flags(rows: list[dict], sources: dict, names: dict | None = None) -> list[str]:
     """Each row's flags ("; "-joined, "" for none), in row order. ``rows``: grade rows with
-    ``file``, ``status``, ``worst_rel_err`` and ``grad_sha256``, one per file; ``sources``:
+    ``file``, ``status``, ``worst_rel_err``, ``grad_sha256`` and ``flags`` (a ``ran_flag``
+    already there is kept), one per file; ``sources``:
     file -> its syntax tree (None when unreadable); ``names``: file -> how a flag names it
     (default: the file)."""
     names = names or {}
@@ -219,8 +230,11 @@ def class_flags(rows: list[dict], sources: dict, names: dict | None = None) -> l
     for r in rows:
         mine = []
         uses = autograd_uses(sources.get(r["file"]))
+        ran = [f for f in str(r.get("flags") or "").split("; ") if f.startswith(RAN)]
         if uses:
             mine.append(f"autograd: {', '.join(uses[:SHOWN_USES])}")
+        elif ran:   # no use in the source, yet autograd ran: a use the source hides
+            mine.append(ran[0])
         elif r["status"] == "agree" and r["worst_rel_err"] == 0:
             mine.append("autograd: an error of exactly 0 on every entry")
         same = [names.get(o["file"], o["file"]) for o in rows

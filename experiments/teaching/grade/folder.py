@@ -66,6 +66,7 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
     failures become ``grader_error`` rows."""
     from experiments.core.threads import limited_threads
     from experiments.teaching.check.api import CheckResult, check_file
+    from experiments.teaching.check.integrity import ran_flag
     from experiments.teaching.grade.per_submission import extras
     from experiments.teaching.reference.check import check_reference_file
     from experiments.teaching.reference.load import ReferenceFile
@@ -97,7 +98,8 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
             "worst_ratio": r.worst_ratio, "seconds": round(r.seconds, 3),
             "message": r.message,
             "sha256": r.sha256 or (sha256(sub.path) if sub.path is not None else ""),
-            "_sandbox": r.sandbox_missing, **extras(r, out, rubric, fmt)}
+            "flags": ran_flag(r.autograd_runs), "_sandbox": r.sandbox_missing,
+            **extras(r, out, rubric, fmt)}
 
 
 def grader_error_row(sub: Submission, cfg, message: str, sha: str | None = None) -> dict:

@@ -307,6 +307,7 @@ def check_reference_file(path, reference, *, steps: int | None = None,
     else:
         try:
             result, mc = check_model(learner, ref)
+            result.autograd_runs = learner.autograd_runs() or 0
         finally:
             output = learner.close()
         result.output, result.sha256 = output, learner.sha256
