@@ -34,7 +34,9 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
                     "\n\n  handgrad grade submissions/ seed --out grades/week3 "
                     "--timeout 20 --jobs 2\n  handgrad grade lms-export/ --config seed "
                     "--config worked-2-2-2")
-    p.add_argument("folder", type=Path, metavar="DIR")
+    p.add_argument("folder", type=Path, metavar="DIR|ARCHIVE.zip",
+                   help="the submissions: a folder, or the LMS's zip of them (unpacked "
+                        "safely into a temporary folder)")
     add_limits(p)
     p.add_argument("--out", type=Path, default=None, metavar="FOLDER",
                    help="the grade folder (default: grades/DIR's name)")

@@ -29,6 +29,7 @@ rows, never the learner's fault.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -280,13 +281,17 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
     from experiments.output.rundir import atomic_folder, check_out
     from experiments.teaching.boundary.process import check_limits
     from experiments.teaching.grade import rubric as rubrics
+    from experiments.teaching.grade.archive import is_archive, unpacked
     from experiments.teaching.grade.report import grades_markdown
 
     folder = Path(folder)
-    if not folder.is_dir():
-        raise ConfigError(f"{folder} is not a folder; give the folder of the learners' "
-                          f"submissions (.py or .ipynb files, or one folder per student)")
-    out = Path(out) if out is not None else Path("grades") / folder.resolve().name
+    archive = is_archive(folder)
+    if not (folder.is_file() if archive else folder.is_dir()):
+        raise ConfigError(f"{folder} is not a {'file' if archive else 'folder'}; give the "
+                          f"folder of the learners' submissions (.py or .ipynb files, or one "
+                          f"folder per student) or the LMS's .zip of them")
+    out = Path(out) if out is not None else Path("grades") / (
+        folder.stem if archive else folder.resolve().name)
     if out.suffix.lower() == ".csv":
         raise ConfigError(f"--out {out}: give the grade folder (grades.csv, grades.md and "
                           f"the check folders go inside it, replaced together), e.g. "
@@ -312,56 +317,59 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
     rubric = rubric if isinstance(rubric, rubrics.Rubric) else rubrics.load(rubric)
     if fmt not in ("csv", "gradescope"):
         raise ConfigError(f"--format {fmt}: give csv or gradescope")
-    subs, skipped = discover(folder)
-    if not subs:
-        raise ConfigError(f"{folder} holds no .py or .ipynb files and no folders to grade"
-                          + (f" ({len(skipped)} other entries, e.g. {shown(skipped[0].name)}"
-                             f": {skipped[0].why})" if skipped else ""))
-    check_out(out, force or resume, "grade", legacy=False)
-    check_own_files(out)
-    recorded = grading_settings(cfgs, timeout, memory_mb, definitions_only, rubric, fmt)
-    kept = kept_rows(out, subs, recorded) if resume and out.exists() else {}
-    rows: dict[tuple, dict] = dict(kept)
-    jobs_list = [(s, c) for s in subs for c in cfgs]
-    pending = [(s, c) for s, c in jobs_list if (s.file, c.name) not in kept]
-    several = len(cfgs) > 1
-    interrupted = False
-    with atomic_folder(out, force or resume, kind="grade", keep=(KeyboardInterrupt,),
-                       legacy=False) as tmp:
-        checks = tmp / "checks"
-        checks.mkdir()
-        for sub, cfg in jobs_list:   # the kept rows' check folders come along
-            where = _check_folder(Path("checks"), sub, cfg, several)
-            old = out / where
-            if (sub.file, cfg.name) in kept and old.is_dir() and not old.is_symlink():
-                shutil.copytree(old, tmp / where, symlinks=True)
-        run = functools.partial(_grade_sub, checks=checks.resolve(), several=several,
-                                timeout=timeout, memory_mb=memory_mb,
-                                definitions_only=definitions_only, rubric=rubric, fmt=fmt)
-        try:
-            _grade_all(pending, run, jobs, rows, progress, len(jobs_list), backend,
-                       scheduler)
-        except KeyboardInterrupt:
-            interrupted = True
-            (tmp / "INTERRUPTED").write_text(
-                f"interrupted after {len(rows)} of {len(jobs_list)} rows; grades.csv "
-                f"lists those graded: `handgrad grade ... --resume` grades the rest\n",
-                encoding="utf-8")
-            raise
-        finally:
-            missing = sorted({m for r in rows.values() for m in r.pop("_sandbox", [])})
-            table = pd.DataFrame([rows[s.file, c.name] for s, c in jobs_list
-                                  if (s.file, c.name) in rows], columns=GRADE_COLUMNS)
-            table = class_columns(table, {s.file: s.path for s in subs}, rubric)
-            settings = {"config": cfgs[0], "configs": cfgs, "steps": cfgs[0].steps,
-                        "timeout": timeout, "definitions_only": definitions_only,
-                        "memory_mb": memory_mb, "jobs": jobs, "resumed": len(kept),
-                        "interrupted": interrupted, "sandbox_missing": missing,
-                        "rubric": rubric}
-            _write(tmp, table, skipped, folder, settings, grades_markdown)
-            (tmp / "settings.json").write_text(json.dumps(recorded, indent=1) + "\n",
-                                               encoding="utf-8")
-    return Grades(table, skipped, out, missing)
+    with contextlib.ExitStack() as stack:   # an archive: unpacked for the grading only
+        root, left_out = stack.enter_context(unpacked(folder)) if archive else (folder, [])
+        subs, skipped = discover(root)
+        skipped = left_out + skipped
+        if not subs:
+            raise ConfigError(f"{folder} holds no .py or .ipynb files and no folders to grade"
+                              + (f" ({len(skipped)} other entries, e.g. {shown(skipped[0].name)}"
+                                 f": {skipped[0].why})" if skipped else ""))
+        check_out(out, force or resume, "grade", legacy=False)
+        check_own_files(out)
+        recorded = grading_settings(cfgs, timeout, memory_mb, definitions_only, rubric, fmt)
+        kept = kept_rows(out, subs, recorded) if resume and out.exists() else {}
+        rows: dict[tuple, dict] = dict(kept)
+        jobs_list = [(s, c) for s in subs for c in cfgs]
+        pending = [(s, c) for s, c in jobs_list if (s.file, c.name) not in kept]
+        several = len(cfgs) > 1
+        interrupted = False
+        with atomic_folder(out, force or resume, kind="grade", keep=(KeyboardInterrupt,),
+                           legacy=False) as tmp:
+            checks = tmp / "checks"
+            checks.mkdir()
+            for sub, cfg in jobs_list:   # the kept rows' check folders come along
+                where = _check_folder(Path("checks"), sub, cfg, several)
+                old = out / where
+                if (sub.file, cfg.name) in kept and old.is_dir() and not old.is_symlink():
+                    shutil.copytree(old, tmp / where, symlinks=True)
+            run = functools.partial(_grade_sub, checks=checks.resolve(), several=several,
+                                    timeout=timeout, memory_mb=memory_mb,
+                                    definitions_only=definitions_only, rubric=rubric, fmt=fmt)
+            try:
+                _grade_all(pending, run, jobs, rows, progress, len(jobs_list), backend,
+                           scheduler)
+            except KeyboardInterrupt:
+                interrupted = True
+                (tmp / "INTERRUPTED").write_text(
+                    f"interrupted after {len(rows)} of {len(jobs_list)} rows; grades.csv "
+                    f"lists those graded: `handgrad grade ... --resume` grades the rest\n",
+                    encoding="utf-8")
+                raise
+            finally:
+                missing = sorted({m for r in rows.values() for m in r.pop("_sandbox", [])})
+                table = pd.DataFrame([rows[s.file, c.name] for s, c in jobs_list
+                                      if (s.file, c.name) in rows], columns=GRADE_COLUMNS)
+                table = class_columns(table, {s.file: s.path for s in subs}, rubric)
+                settings = {"config": cfgs[0], "configs": cfgs, "steps": cfgs[0].steps,
+                            "timeout": timeout, "definitions_only": definitions_only,
+                            "memory_mb": memory_mb, "jobs": jobs, "resumed": len(kept),
+                            "interrupted": interrupted, "sandbox_missing": missing,
+                            "rubric": rubric}
+                _write(tmp, table, skipped, folder, settings, grades_markdown)
+                (tmp / "settings.json").write_text(json.dumps(recorded, indent=1) + "\n",
+                                                   encoding="utf-8")
+        return Grades(table, skipped, out, missing)
 
 
 def _check_folder(checks: Path, sub: Submission, cfg, several: bool) -> Path:
