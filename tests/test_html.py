@@ -230,3 +230,19 @@ def test_check_report_opens_on_the_first_mismatch(tmp_path, capsys):
     assert "The chain rule for" in box and "&gt;&gt;&gt; yours" in box and "∂E/∂" in box
     assert 'href="training/report.html"' in text
     assert_report(out / "training")
+
+
+def test_backslash_escapes_show_the_character_not_the_backslash():
+    """grades.md escapes a learner's text (``md_text``): the page shows the text as written,
+    with no markup of theirs taking effect and no stray backslash (a Moodle folder name is
+    full of underscores)."""
+    from experiments.output.html import inline
+    from experiments.teaching.grade.report import md_text
+
+    text = "Ann Lee_101_assignsubmission_file_/hw3.py: *x* `y` <b>z</b> [a](javascript:b)"
+    shown = inline(md_text(text))
+    assert shown == ("Ann Lee_101_assignsubmission_file_/hw3.py: *x* `y` &lt;b&gt;z&lt;/b&gt; "
+                     "[a](javascript:b)")
+    assert "\\" not in shown and "<em>" not in shown and "<code>" not in shown
+    assert inline("**bold** `a_b` a\\_b") == "<strong>bold</strong> <code>a_b</code> a_b"
+    assert inline("\ue0000\ue001") == "\ufffd0\ufffd"   # a placeholder of the learner's

@@ -61,17 +61,17 @@ ROWS = {
     "utils.py": ("utils", "not_a_submission", "defines no function gradients"),
 }
 # row -> (score of the default rubric's 10, mistake, flags): every row's class columns.
-# 10: agrees everywhere (no update() asked: its point is given); 1: the file ran but its
-# gradients never agreed, so only the update point; 0: it could not be run at all.
+# 10: agrees everywhere (no update() asked: its point is given); 0: its gradients never
+# agreed, or the first call never returned (erin's KeyError, gina's raise), or it never ran.
 CLASS_COLUMNS = {
     "Ann Lee_101_assignsubmission_file_/hw3.ipynb": (10, "", ""),   # notebook: other code
     "Bob Ray_102_assignsubmission_file_/backprop.py": (10, "", "same_code: hank"),
     "carol/": (0, "", ""),
     "dan/": (0, "", ""),
     "doejane_LATE_2345_6789_hw3.py": (0, "averaged over the batch", ""),
-    "erin/hw3.py": (1, "", ""),
+    "erin/hw3.py": (0, "", ""),
     "frank/src/hw3.py": (0, "", ""),
-    "gina/hw3.py": (1, "", ""),
+    "gina/hw3.py": (0, "", ""),
     "hank/hw3.py": (0, "", "same_code: Bob Ray"),   # Bob's code, without Bob's helper
     "ivan/": (0, "", ""),
     "smithjane_1240_9999_hw3.py": (10, "", "same_code: smithjohn"),   # named by student
@@ -187,6 +187,11 @@ def test_grade_an_lms_export(tmp_path, lms_export, capsys):
     md = (out / "grades.md").read_text(encoding="utf-8")
     assert "| Ann Lee |" in md and "| wrong_assignment |" in md
     assert (out / "checks" / "Ann_Lee" / "check.md").is_file()   # the student's slot
+    # a Moodle file is called hw3.ipynb: the feedback names whose it is
+    assert (out / "checks" / "Ann_Lee" / "feedback.md").read_text(encoding="utf-8") \
+        .startswith("# Feedback on hw3.ipynb (Ann Lee): 10 of 10 points\n")
+    assert (out / "checks" / "smithjohn_1234_5678_hw3" / "feedback.md").read_text(
+        encoding="utf-8").startswith("# Feedback on smithjohn_1234_5678_hw3.py: 10 of 10")
 
 
 @pytest.mark.slow

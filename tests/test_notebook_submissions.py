@@ -34,14 +34,18 @@ def test_cells_keep_their_numbers_and_lines():
         nbformat.v4.new_markdown_cell("text"),
         nbformat.v4.new_code_cell("%matplotlib inline\nimport numpy as np\n!pip install x"),
         nbformat.v4.new_code_cell("%%time\nx = 1"),
-        nbformat.v4.new_code_cell("if True:\n    %timeit 1\nA = 2")]))
+        nbformat.v4.new_code_cell("if True:\n    %timeit 1\nA = 2"),
+        nbformat.v4.new_code_cell("%%bash\nls -l")]))
     cells, notes = notebook_cells(text, "hw.ipynb")
-    assert [label for label, _ in cells] == ["hw.ipynb, cell 2", "hw.ipynb, cell 4"]
+    assert [label for label, _ in cells] == ["hw.ipynb, cell 2", "hw.ipynb, cell 3",
+                                             "hw.ipynb, cell 4"]
     assert cells[0][1] == "pass\nimport numpy as np\npass"       # line numbers unchanged
-    assert cells[1][1] == "if True:\n    pass\nA = 2"            # a block stays a block
+    assert cells[1][1] == "\nx = 1"       # %%time's cell is Python the kernel runs: kept
+    assert cells[2][1] == "if True:\n    pass\nA = 2"            # a block stays a block
     assert notes == ["cell 2, line 1: %matplotlib inline", "cell 2, line 3: !pip install x",
-                     "cell 3: the cell magic %%time (the whole cell)",
-                     "cell 4, line 2: %timeit 1"]
+                     "cell 3, line 1: %%time (the cell's code runs, once)",
+                     "cell 4, line 2: %timeit 1",
+                     "cell 5: the cell magic %%bash (the whole cell)"]
 
 
 def test_definitions_only_keeps_what_a_check_needs():
@@ -59,13 +63,15 @@ def test_definitions_only_keeps_what_a_check_needs():
 
 def test_check_a_notebook_with_magics_and_a_training_loop(tmp_path, capsys):
     nb = notebook(tmp_path / "hw.ipynb", "%matplotlib inline\nimport numpy as np",
-                  "!pip install numpy", CORRECT, "%%time\nprint('slow')", LOOP)
+                  "!pip install numpy", CORRECT, "%%time\nprint('slow')", LOOP,
+                  "%%time\nlosses = [0.5, 0.25]",       # a training loop under %%time ...
+                  "assert losses[-1] < losses[0]")       # ... whose names the next cell uses
     assert main(["check", str(nb), "--steps", "3", "--no-plots", "--out",
                  str(tmp_path / "c")]) == 0
     out = capsys.readouterr().out
-    assert "ran: the whole file; left out: 3 lines of IPython or top-level code" in out
+    assert "ran: the whole file; left out: 4 lines of IPython or top-level code" in out
     assert "  - cell 2, line 1: %matplotlib inline" in out
-    assert "  - cell 5: the cell magic %%time (the whole cell)" in out
+    assert "  - cell 5, line 1: %%time (the cell's code runs, once)" in out
     assert "result: agree (exit 0)" in out
     assert main(["check", str(nb), "--steps", "3", "--no-plots", "--definitions-only",
                  "--out", str(tmp_path / "d")]) == 0

@@ -22,6 +22,10 @@ CASES = {   # file -> (source, status, exit code, words in the message)
     "biases.py": (BIAS_KEYS, "wrong_assignment", 2,
                   "Your code returns W1, W2, b1, b2: written for a network with biases; "
                   "`seed` has none (bias = false)"),
+    "syntax.py": ("def gradients(params, X, Y)\n    return {}\n", "import_error", 2,
+                  "syntax.py:1: expected ':': def gradients(params, X, Y)"),
+    "missing.py": ("import not_installed_xyz\n", "import_error", 2,
+                   "missing.py:1: ModuleNotFoundError: No module named 'not_installed_xyz'"),
     "top.py": ("import numpy as np\nx = 1 / 0\n", "import_error", 2,
                "ZeroDivisionError: division by zero (at top.py, line 2: x = 1 / 0)"),
     "listed.py": ("def gradients(params, X, Y):\n    return [0]\n", "bad_output", 2,
@@ -41,6 +45,7 @@ def test_each_status_says_one_thing(tmp_path, name):
     r = check_file(tmp_path / name, "seed", steps=2, timeout=20, memory_mb=400, helpers=())
     assert (r.status, r.exit_code) == (status, code), r.message
     assert words in r.message, r.message
+    assert str(tmp_path) not in r.message   # the learner's names, never the teacher's path
 
 
 @pytest.mark.slow
@@ -59,6 +64,29 @@ def test_timeout_says_how_far_it_got(tmp_path):
     assert m is not None, r.message
     # calls 1-2: the initial point; call k + 3 is training step k + 1, so 7 calls -> 5 steps
     assert int(m.group(1)) == 5, r.message
+
+
+def test_a_first_call_that_never_returns(tmp_path):
+    """A loop in the very first call: the message says so (never "the initial point
+    agreed": nothing was compared), check.md shows no empty table, and a grade's rubric
+    gives no part a point, the update part included."""
+    from experiments.teaching.check.report import explanation
+    from experiments.teaching.grade import rubric as rubrics
+
+    (tmp_path / "loop.py").write_text("def gradients(params, X, Y):\n    while True:\n"
+                                      "        pass\n", encoding="utf-8")
+    r = check_file(tmp_path / "loop.py", "seed", steps=5, timeout=2, memory_mb=400,
+                   helpers=())
+    assert (r.status, r.exit_code) == ("timeout", 5), r.message
+    assert r.message.endswith("(stopped at the initial point: the first call of "
+                              "gradients() did not finish)"), r.message
+    text = explanation(r)
+    assert "Empty DataFrame" not in text and "nothing to compare" in text
+    parts = rubrics.score(r, rubrics.DEFAULT)
+    assert [(p.name, p.score) for p in parts] == [
+        ("gradients", 0.0), ("second_call", 0.0), ("training", 0.0), ("update", 0.0)]
+    assert all("the first call of gradients() did not finish (timeout)" in p.output
+               for p in parts)
 
 
 def test_docs_table_lists_every_status_with_its_exit_code():

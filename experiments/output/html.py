@@ -77,8 +77,25 @@ def _link(m: re.Match) -> str:
     return f'<a href="{html.escape(target, quote=True)}">{text}</a>'
 
 
+_BACKSLASHED = re.compile(r"\\([!-/:-@\[-`{-~])")   # markdown's escape of a punctuation mark
+_HELD = re.compile("\ue000(\\d+)\ue001")
+
+
 def inline(text: str) -> str:
-    """Escape, then the inline markup: code spans, bold, emphasis, links."""
+    """Escape, then the inline markup: backslash escapes (``\\_`` is a literal ``_``, as
+    ``report.md_text`` writes a learner's text), code spans, bold, emphasis, links."""
+    held: list[str] = []
+
+    def hold(m: re.Match) -> str:   # a private-use placeholder no markup rule matches
+        held.append(m.group(1))
+        return f"\ue000{len(held) - 1}\ue001"
+
+    text = _BACKSLASHED.sub(hold, re.sub("[\ue000\ue001]", "\ufffd", text))
+    return _HELD.sub(lambda m: html.escape(held[int(m.group(1))], quote=False),
+                     _marked_up(text))
+
+
+def _marked_up(text: str) -> str:
     parts = re.split(r"(`[^`]+`)", text)       # no markup inside code spans
     out = []
     for p in parts:

@@ -99,8 +99,10 @@ def check_out(out: Path, force: bool, kind: str = "run", legacy: bool = True) ->
     if exists and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory; choose another --out")
     if exists and not force:
-        raise ConfigError(f"{noun} {out} already exists; pass --force to replace it "
-                          f"or --out DIR to write elsewhere")
+        raise ConfigError(f"{noun} {out} already exists; pass --force to replace it"
+                          + (", --resume to grade only what is new or changed,"
+                             if kind == "grade" else "")
+                          + " or --out DIR to write elsewhere")
     if exists and not is_handgrad_output(out, legacy):
         raise ConfigError(f"{out} holds files handgrad did not write (no {MARKER} marker); "
                           f"--force replaces only handgrad output folders: choose another --out")

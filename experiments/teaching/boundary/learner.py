@@ -174,19 +174,20 @@ def _compile(source: bytes | str, shown: str):
     """The code object of a learner's file (or notebook cell), or ``BadLearner`` naming the
     learner's line. Its lines are registered under ``shown`` so that a traceback quotes
     them."""
+    name = Path(shown).name   # the learner's own name for it, never the teacher's path
     try:
         text = source.decode("utf-8-sig") if isinstance(source, bytes) else source
         code = compile(text, shown, "exec", dont_inherit=True)
     except UnicodeDecodeError:
-        raise BadLearner(f"{shown} is not Python: it is not UTF-8 text") from None
+        raise BadLearner(f"{name} is not Python: it is not UTF-8 text") from None
     except SyntaxError as err:
         if err.lineno is None:   # NUL bytes (Python 3.12+ says so with a SyntaxError)
-            raise BadLearner(f"{shown} is not Python ({err.msg})") from None
+            raise BadLearner(f"{name} is not Python ({err.msg})") from None
         line = (err.text or "").strip()
-        raise BadLearner(f"{shown}:{err.lineno}: {err.msg}" + (f": {line}" if line else ""),
+        raise BadLearner(f"{name}:{err.lineno}: {err.msg}" + (f": {line}" if line else ""),
                          status="import_error") from None
     except ValueError as err:   # NUL bytes: a binary file
-        raise BadLearner(f"{shown} is not Python ({err})") from None
+        raise BadLearner(f"{name} is not Python ({err})") from None
     linecache.cache[shown] = (len(text), None, text.splitlines(True), shown)
     return code
 
@@ -227,7 +228,7 @@ def load_cells(cells, shown: str, file: str | None = None) -> Learner:
             exec(code, module.__dict__)
         except ImportError as err:
             line = traceback.extract_tb(err.__traceback__)[-1].lineno
-            raise BadLearner(cap_text(f"{label}:{line}: {type(err).__name__}: {err} "
+            raise BadLearner(cap_text(f"{Path(label).name}:{line}: {type(err).__name__}: {err} "
                                       f"(install it, or remove the import)"),
                              status="import_error") from None
         except (Exception, SystemExit) as err:

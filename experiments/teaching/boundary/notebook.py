@@ -5,9 +5,10 @@ Runs in handgrad's process, before the learner's: the notebook is read with nbfo
 become ``(label, source)`` pairs, ``label`` being ``"NAME, cell N"`` (N counts every cell,
 markdown included, as the notebook shows them), so that a traceback says ``File
 "hw.ipynb, cell 7", line 3``. IPython's own syntax neither fails nor runs: a line magic
-(``%matplotlib inline``), a shell line (``!pip install ...``) and a cell magic (``%%time``)
-are left out, each named in ``notes``; a line keeps its number (a ``pass`` takes its
-place).
+(``%matplotlib inline``), a shell line (``!pip install ...``) and a cell magic's line are
+left out, each named in ``notes``; a line keeps its number (a ``pass`` takes its place). A
+cell under ``%%time``, ``%%timeit``, ``%%capture`` or ``%%prun`` is Python the kernel runs,
+and runs (once); any other cell magic's cell (``%%bash``, ``%%writefile``) is left out whole.
 
 ``definitions_only`` keeps, per cell, the statements a check needs — imports, function and
 class definitions, and assignments of literals (``CONVENTION = "W1b1"``, ``lr = 0.5``) —
@@ -21,6 +22,10 @@ import ast
 import re
 
 _IPYTHON = re.compile(r"^(\s*)[%!]")     # a line magic or a shell line
+#: cell magics whose cell is Python run in the kernel itself: the cell is kept, its magic
+#: line left out (``%%time`` around a training loop); any other cell magic's cell is not
+#: Python of the notebook's (a shell script, a file written, HTML) and is left out whole
+PYTHON_CELL_MAGICS = ("time", "timeit", "capture", "prun")
 _KEPT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
          ast.Pass)
 _WHAT = {ast.For: "a for loop", ast.While: "a while loop", ast.Expr: "an expression",
@@ -44,10 +49,16 @@ def notebook_cells(text: str, shown: str) -> tuple[list[tuple[str, str]], list[s
             continue
         source = cell.get("source", "")
         first = source.lstrip().split("\n", 1)[0]
-        if first.startswith("%%"):
-            notes.append(f"cell {n}: the cell magic {first.split()[0]} (the whole cell)")
-            continue
         lines = source.split("\n")
+        if first.startswith("%%"):
+            magic = first.split()[0]
+            if magic[2:] not in PYTHON_CELL_MAGICS:   # %%bash, %%writefile, %%html, ...
+                notes.append(f"cell {n}: the cell magic {magic} (the whole cell)")
+                continue
+            at = next(i for i, line in enumerate(lines) if line.strip())
+            lines[at] = ""   # its own line; the cell's code runs, once, as in the kernel
+            notes.append(f"cell {n}, line {at + 1}: {first.strip()[:80]} (the cell's code "
+                         f"runs, once)")
         for i, line in enumerate(lines):
             m = _IPYTHON.match(line)
             if m:

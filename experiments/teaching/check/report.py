@@ -142,6 +142,9 @@ def chain_rule(init, key: str, index: tuple) -> list[str]:
 def _initial_lines(init) -> list[str]:
     t = init.table.drop(columns=["key"])
     n = len(init.X)
+    if t.empty:   # the first call never returned: nothing to compare
+        return [f"At the initial point (step 0's batch, N = {n}): nothing to compare — the "
+                f"first call of gradients() did not finish"]
     return [f"At the initial point (step 0's batch, N = {n}): yours against autograd, "
             f"rel_err held to the rounding bound rel_tol; fd_rel_err against central "
             f"differences (a witness with its own error, ~h² + u·|E|/h at h = 1e-6: far "

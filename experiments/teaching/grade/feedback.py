@@ -67,10 +67,13 @@ def _chain(result) -> list[str]:
     return [lines[0].split(", as `")[0] + ":", *(f"    {k}" for k in kept)] if kept else []
 
 
-def feedback_markdown(result, parts: list[Part], score: float, max_score: float) -> str:
-    """feedback.md for one submission (module docstring)."""
+def feedback_markdown(result, parts: list[Part], score: float, max_score: float,
+                      student: str = "") -> str:
+    """feedback.md for one submission (module docstring); ``student`` is named in the title
+    where the file's name does not say whose it is (``hw3.py``, Alice Jones)."""
     cfg = result.config
-    lines = [f"# Feedback on {result.file}: {score:g} of {max_score:g} points", ""]
+    whose = f" ({student})" if student and student not in result.file else ""
+    lines = [f"# Feedback on {result.file}{whose}: {score:g} of {max_score:g} points", ""]
     if cfg is not None:
         lines += [f"Your code was checked against PyTorch's autograd on `{cfg.name}` (sizes "
                   f"{'-'.join(map(str, cfg.sizes))}, {cfg.loss}).", ""]

@@ -100,7 +100,7 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
             "message": r.message,
             "sha256": r.sha256 or (sha256(sub.path) if sub.path is not None else ""),
             "flags": ran_flag(r.autograd_runs), "_sandbox": r.sandbox_missing,
-            **extras(r, out, rubric, fmt)}
+            **extras(r, out, rubric, fmt, sub.student)}
 
 
 def grader_error_row(sub: Submission, cfg, message: str, sha: str | None = None) -> dict:
@@ -233,10 +233,11 @@ def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[tuple, 
     if before != json.loads(json.dumps(settings)):
         changed = sorted(k for k in settings if not isinstance(before, dict)
                          or before.get(k) != json.loads(json.dumps(settings[k])))
-        raise ConfigError(f"--resume: {out} was graded with other settings ("
-                          f"{', '.join(changed) or 'none recorded'} differ); grade again "
-                          f"with --force, or resume with the same configs, --set, --steps, "
-                          f"--timeout and --memory")
+        said = (f"{', '.join(changed)} differ{'s' if len(changed) == 1 else ''}" if changed
+                else "none recorded")
+        raise ConfigError(f"--resume: {out} was graded with other settings ({said}); grade "
+                          f"again with --force, or resume with the same configs, --set, "
+                          f"--steps, --timeout, --memory, --rubric and --format")
     csv = out / "grades.csv"
     if not csv.is_file():
         return {}

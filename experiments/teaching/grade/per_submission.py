@@ -20,17 +20,18 @@ from experiments.teaching.grade import rubric as rubrics
 FORMATS = ("csv", "gradescope")
 
 
-def extras(result, out: Path, rubric=None, fmt: str = "csv") -> dict:
-    """The row's extra columns; feedback.md (and results.json) written into ``out``."""
+def extras(result, out: Path, rubric=None, fmt: str = "csv", student: str = "") -> dict:
+    """The row's extra columns; feedback.md (and results.json) written into ``out``;
+    ``student``: whose it is, in feedback.md's title."""
     rubric = rubric or rubrics.DEFAULT
     try:
-        return _extras(result, Path(out), rubric, fmt)
+        return _extras(result, Path(out), rubric, fmt, student)
     except Exception as err:   # handgrad's own failure: the row stays, unscored, and says so
         return {**failed_extras(rubric), "mistake": f"(handgrad could not score this row: "
                 f"{type(err).__name__}: {err})"}
 
 
-def _extras(result, out: Path, rubric, fmt: str) -> dict:
+def _extras(result, out: Path, rubric, fmt: str, student: str = "") -> dict:
     from experiments.teaching.check.in_words import is_named, mistake_words
     from experiments.teaching.check.integrity import gradients_fingerprint
     from experiments.teaching.grade.feedback import feedback_markdown
@@ -44,7 +45,7 @@ def _extras(result, out: Path, rubric, fmt: str) -> dict:
     wrong = (gradients_fingerprint(init.yours) if result.status == "differ" and init
              is not None and init.call.startswith("gradients") and not is_named(result)
              else "")
-    text = feedback_markdown(result, parts, score, max_score)
+    text = feedback_markdown(result, parts, score, max_score, student)
     out.mkdir(parents=True, exist_ok=True)
     (out / "feedback.md").write_text(text, encoding="utf-8")
     if fmt == "gradescope":

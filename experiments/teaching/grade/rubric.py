@@ -141,6 +141,9 @@ def score(result, rubric: Rubric) -> list[Part]:
     parts = []
     first = _rows(init, "gradients")
     n, ok = len(first), int((first["verdict"] != "differ").sum())
+    if n == 0:   # the first call never returned (it raised, looped, read other keys)
+        return [Part(p, 0.0, pts[p], f"not checked: the first call of gradients() did not "
+                     f"finish ({result.status})") for p in PARTS]
     wrong = [p for p, v in zip(first["param"], first["verdict"], strict=True) if v == "differ"]
     parts.append(Part("gradients", pts["gradients"] * ok / n if n else 0.0, pts["gradients"],
                       f"{ok} of {n} parameters agree with autograd at the initial point"
