@@ -381,7 +381,7 @@ def test_force_and_resume_need_own_files(tmp_path, capsys):
     capsys.readouterr()
     assert main(["grade", str(subs), "--steps", "2", "--out", str(out), "--resume",
                  "--set", "activation=tanh"]) == 2
-    assert "was graded with other settings (configs differ)" in capsys.readouterr().err
+    assert "was graded with other settings (configs changed)" in capsys.readouterr().err
     # a file of the teacher's inside the grade folder: --force refuses to replace it
     (out / "teacher_notes.txt").write_text("mine\n", encoding="utf-8")
     capsys.readouterr()

@@ -233,8 +233,7 @@ def kept_rows(out: Path, subs: list[Submission], settings: dict) -> dict[tuple, 
     if before != json.loads(json.dumps(settings)):
         changed = sorted(k for k in settings if not isinstance(before, dict)
                          or before.get(k) != json.loads(json.dumps(settings[k])))
-        said = (f"{', '.join(changed)} differ{'s' if len(changed) == 1 else ''}" if changed
-                else "none recorded")
+        said = f"{', '.join(changed)} changed" if changed else "none recorded"
         raise ConfigError(f"--resume: {out} was graded with other settings ({said}); grade "
                           f"again with --force, or resume with the same configs, --set, "
                           f"--steps, --timeout, --memory, --rubric and --format")
