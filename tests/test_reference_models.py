@@ -2,7 +2,9 @@
 
 * a reference file's own mistakes: one line, exit 2, nothing written;
 * one engine: the MLP of a config, built as a Reference, is torch_impl's network (the same
-  gradients as engine.TorchSide) and checks a learner through the same path;
+  gradients as torch_impl.MLP called directly), and every command trains against that one
+  autograd side (``ReferenceSide``): run, the check against a config or a reference, the
+  bug gallery, explain's witness;
 * the tolerance: no false alarm on correct code that rounds in its own order, and an error
   of 1e-8 relative in float64 detected on every assignment;
 * the learner's names and shapes: renamed keys, a transposed shape named as such;
@@ -135,9 +137,9 @@ def test_a_broken_reference_is_one_line_exit_2_and_nothing_written(tmp_path, cap
 # -- one engine --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["seed", "xor", "worked-2-2-2"])
-def test_a_config_as_a_reference_has_torch_sides_gradients(name):
+def test_a_config_as_a_reference_has_torch_impls_gradients(name):
     """from_config builds the config's network as a Reference: its ReferenceSide gives
-    exactly engine.TorchSide's gradients (torch_impl's module, through functional_call)."""
+    exactly torch_impl.MLP's own gradients (its module, through functional_call)."""
     cfg = load_config(name, ["mode=synced", "momentum=0"])
     ref = from_config(cfg)
     cfg, _, params, _, _ = initial_state(cfg)
@@ -147,6 +149,43 @@ def test_a_config_as_a_reference_has_torch_sides_gradients(name):
     assert list(got) == list(want)
     for k in want:
         np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+
+
+def test_every_command_trains_against_the_one_autograd_side(monkeypatch):
+    """One autograd side: ``handgrad run``, the check against a config, the check against a
+    reference, the bug gallery and explain's witness all step a ``ReferenceSide``; the
+    engine has no other (no TorchSide)."""
+    from experiments.core import engine
+    from experiments.core.runner import run_experiment
+    from experiments.teaching.bugs import run_gallery
+    from experiments.teaching.check.api import check_function
+    from experiments.teaching.explain.model import prepare
+    from experiments.teaching.explain.worked import trajectories
+
+    built, references = [], []
+    init, lockstep = ReferenceSide.__init__, Lockstep.__init__
+
+    def side(self, ref, name="autograd"):
+        built.append(ref.source)
+        init(self, ref, name)
+
+    def stepped(self, sides, reference=None, mode="free"):
+        references.append(type(reference).__name__)
+        lockstep(self, sides, reference, mode)
+
+    monkeypatch.setattr(ReferenceSide, "__init__", side)
+    monkeypatch.setattr(Lockstep, "__init__", stepped)
+    ok = _module(ROOT / "examples" / "learners" / "correct_torch.py")
+    run_experiment(load_config("seed", ["steps=2"]))
+    assert built == ["seed"] and references == ["ReferenceSide"]
+    assert check_function(ok.gradients, "seed", steps=2).agree
+    assert built[1:] == ["seed"]                   # training
+    assert check_reference(ok.gradients, from_config(load_config("seed", ["steps=2"]))).agree
+    run_gallery(["missing_mean"], steps=1)
+    assert references == ["ReferenceSide"] * 4     # run, check, reference check, bugs
+    witness = trajectories(prepare(load_config("worked-2-2-2")), 1)["autograd"]
+    assert isinstance(witness.side, ReferenceSide)
+    assert not hasattr(engine, "TorchSide")
 
 
 def test_the_mlp_checks_through_the_reference_path_in_the_one_engine():
@@ -163,8 +202,9 @@ def test_the_mlp_checks_through_the_reference_path_in_the_one_engine():
     assert mean.status == "differ" and mean.kind == "constant_ratio", mean.explanation
     assert "an extra 1/N (N = 4" in mean.message
     assert bad.gradients   # the gallery's file loads as a module
-    with pytest.raises(ConfigError, match=r"momentum = 0\.9; a reference trains with plain SGD"):
-        from_config(load_config("iris"))
+    with pytest.raises(ConfigError, match=r"iris: momentum = 0\.9; a learner is checked "
+                                          r"against a reference that trains with plain SGD"):
+        check_reference(ok.gradients, from_config(load_config("iris")))
 
 
 def test_reference_side_trains_like_torch_optim_sgd_in_lockstep():
