@@ -152,9 +152,9 @@ def test_a_config_as_a_reference_has_torch_impls_gradients(name):
 
 
 def test_every_command_trains_against_the_one_autograd_side(monkeypatch):
-    """One autograd side: ``handgrad run``, the check against a config, the check against a
-    reference, the bug gallery and explain's witness all step a ``ReferenceSide``; the
-    engine has no other (no TorchSide)."""
+    """One autograd side: ``handgrad run``, the check against a config (its initial point
+    and its training), the check against a reference, the bug gallery and explain's
+    witness all step a ``ReferenceSide``; the engine has no other (no TorchSide)."""
     from experiments.core import engine
     from experiments.core.runner import run_experiment
     from experiments.teaching.bugs import run_gallery
@@ -179,7 +179,7 @@ def test_every_command_trains_against_the_one_autograd_side(monkeypatch):
     run_experiment(load_config("seed", ["steps=2"]))
     assert built == ["seed"] and references == ["ReferenceSide"]
     assert check_function(ok.gradients, "seed", steps=2).agree
-    assert built[1:] == ["seed"]                   # training
+    assert built[1:] == ["mlp", "seed"]            # the initial point, then training
     assert check_reference(ok.gradients, from_config(load_config("seed", ["steps=2"]))).agree
     run_gallery(["missing_mean"], steps=1)
     assert references == ["ReferenceSide"] * 4     # run, check, reference check, bugs
