@@ -332,6 +332,30 @@ def test_handgrad_check_with_a_reference_file_end_to_end(tmp_path, capsys):
     assert torch.get_num_threads() >= 1
 
 
+def test_a_teacher_checks_against_a_reference_from_python(tmp_path):
+    """The public API (docs/references.md, "From Python"): load a reference once, check
+    function objects in this process and a learner's file in its own process, with the
+    check folder `handgrad check FILE reference.py --out` writes."""
+    from experiments import check_reference as check_fn
+    from experiments import check_reference_file
+    from experiments import load_reference as load
+
+    folder = ASSIGNMENTS / "logistic"
+    ref = load(folder / "reference.py", steps=3)
+    assert ref.steps == 3 and list(ref.params) == ["w", "b"] and ref.intermediates == ["z"]
+    assert check_fn(_module(folder / "correct.py").gradients, ref).agree
+    flipped = check_fn(_module(folder / "sign_flipped.py").gradients, ref)
+    assert (flipped.status, flipped.exit_code) == ("differ", 1)
+    assert "the sign is flipped" in flipped.message, flipped.message
+    out = tmp_path / "check"
+    result = check_reference_file(folder / "sum_not_mean.py", folder / "reference.py",
+                                  steps=3, out=out)
+    assert (result.status, result.kind) == ("differ", "constant_ratio"), result.explanation
+    assert result.sha256 and "sum_not_mean.py" in result.file
+    assert {"check.md", "initial.csv", "steps.csv"} <= {p.name for p in out.iterdir()}
+    assert check_reference_file(folder / "correct.py", ref).agree   # a loaded Reference too
+
+
 @pytest.mark.slow   # three learner processes: about 7 s on 2 busy cores
 def test_handgrad_grade_with_a_reference_file(tmp_path, capsys):
     """grade DIR reference.py: a row per submission with the check's status, diagnosis

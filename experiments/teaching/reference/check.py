@@ -283,7 +283,7 @@ def check_reference(gradients, ref: Reference, *, update=None, name: str | None 
     return check_model(learner, ref)[0]
 
 
-__all__ = ["BadLearner", "check_model", "check_reference"]
+__all__ = ["BadLearner", "check_model", "check_reference", "check_reference_file"]
 
 
 def check_reference_file(path, reference, *, steps: int | None = None,
