@@ -311,7 +311,8 @@ def test_mini_batches_and_the_learners_update(tmp_path):
 
 def test_handgrad_check_with_a_reference_file_end_to_end(tmp_path, capsys):
     """The learner's file runs in its own process (importing its folder's correct.py); the
-    first wrong intermediate is printed and the check folder written."""
+    first wrong intermediate is printed and the check folder written: CSVs, the training
+    figure and report.html, as a config check's (none of the figure with --no-plots)."""
     out = tmp_path / "check"
     code = main(["check", str(ASSIGNMENTS / "makemore" / "tanh_of_preactivation.py"),
                  str(ASSIGNMENTS / "makemore" / "reference.py"), "--steps", "2",
@@ -321,14 +322,23 @@ def test_handgrad_check_with_a_reference_file_end_to_end(tmp_path, capsys):
     assert "the first wrong intermediate on the way back from the loss is hpreact" in printed
     assert "  hpreact         wrong" in printed and "  h               close" in printed
     assert sorted(p.name for p in out.iterdir()) == [
-        ".handgrad", "check.md", "initial.csv", "intermediates.csv", "steps.csv"]
+        ".handgrad", "check.md", "initial.csv", "initial.png", "intermediates.csv",
+        "report.html", "steps.csv"]                 # differs at the initial point: no training
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "handgrad check: tanh_of_preactivation.py against makemore" in page
+    assert "<strong>differ</strong> (exit 1)" in page and "data:image/png;base64," in page
+    assert "the first wrong intermediate on the way back from the loss is hpreact" in page
     code = main(["check", str(ASSIGNMENTS / "makemore" / "dC_assigned.py"),
                  str(ASSIGNMENTS / "makemore" / "reference.py"), "--steps", "2",
-                 "--out", str(tmp_path / "c2")])
+                 "--out", str(tmp_path / "c2"), "--no-plots"])
     assert code == 1 and "your gradient of C differs" in capsys.readouterr().out
+    assert (tmp_path / "c2" / "report.html").is_file()
+    assert not list((tmp_path / "c2").glob("*.png"))
     code = main(["check", str(ASSIGNMENTS / "rnn" / "correct.py"),
                  str(ASSIGNMENTS / "rnn" / "reference.py"), "--out", str(tmp_path / "c3")])
     assert code == 0 and "rnn/correct.py" not in capsys.readouterr().err
+    assert {"initial.png", "steps.png", "report.html"} <= {p.name for p in
+                                                           (tmp_path / "c3").iterdir()}
     assert torch.get_num_threads() >= 1
 
 

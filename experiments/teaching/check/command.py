@@ -84,7 +84,7 @@ def cmd_check(args) -> int:
                               f"reference file sets LR, STEPS and BATCH_SIZE itself")
         result = check_reference_file(args.file, args.experiment, steps=args.steps,
                                       timeout=args.timeout, memory_mb=args.memory, out=out,
-                                      force=args.force,
+                                      force=args.force, plots=not args.no_plots,
                                       definitions_only=args.definitions_only)
         if result.exit_code != 2:
             announce(result)

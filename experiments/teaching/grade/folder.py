@@ -67,8 +67,9 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
             # (a file swapped for one after discovery)
             if isinstance(cfg, ReferenceFile):   # a teacher's model in torch
                 r = check_reference_file(sub.path, cfg.load(), timeout=timeout,
-                                         memory_mb=memory_mb, out=out, helpers=(),
-                                         follow=False, definitions_only=definitions_only)
+                                         memory_mb=memory_mb, out=out, plots=False,
+                                         helpers=(), follow=False,
+                                         definitions_only=definitions_only)
             else:
                 r = check_file(sub.path, cfg, timeout=timeout, memory_mb=memory_mb, out=out,
                                plots=False, helpers=(), follow=False,

@@ -288,12 +288,13 @@ __all__ = ["BadLearner", "check_model", "check_reference", "check_reference_file
 
 def check_reference_file(path, reference, *, steps: int | None = None,
                          timeout: float = 60.0, memory_mb: int = 1024, out=None,
-                         force: bool = False, helpers=None, follow: bool = True,
-                         definitions_only: bool = False) -> CheckResult:
+                         force: bool = False, plots: bool = True, helpers=None,
+                         follow: bool = True, definitions_only: bool = False) -> CheckResult:
     """Check a learner's file, in its own sandboxed process, against ``reference`` (a
     reference file's path or a loaded Reference), as ``handgrad check FILE reference.py``
-    does; with ``out``, the check folder is written there unless the input was bad. A bad
-    reference raises ``ReferenceError`` before anything runs."""
+    does; with ``out``, the check folder is written there unless the input was bad
+    (``plots=False``: without its figure). A bad reference raises ``ReferenceError``
+    before anything runs."""
     from pathlib import Path
 
     from experiments.output.rundir import check_out
@@ -327,5 +328,5 @@ def check_reference_file(path, reference, *, steps: int | None = None,
         result.notes, result.mode = list(learner.notes), learner.mode
     result.seconds = time.perf_counter() - t0
     if out is not None and result.exit_code != 2 and mc is not None:
-        write_check(result, mc, Path(out), force=force)
+        write_check(result, mc, Path(out), force=force, plots=plots)
     return result
