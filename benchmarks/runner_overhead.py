@@ -22,6 +22,7 @@ import tracemalloc
 
 import numpy as np
 
+import torch_impl
 from experiments.core.config import load_config, replace
 from experiments.core.engine import Lockstep, batches
 from experiments.core.runner import initial_state, run_experiment, standard_sides
@@ -29,12 +30,14 @@ from experiments.core.threads import limited_threads
 
 
 def sides(cfg):
-    """The runner's two standard sides from the runner's init, bound to the full batch."""
+    """The runner's two standard sides from the runner's init, bound to the full batch, and
+    torch_impl's network at that init (the bare torch loop's)."""
     cfg, data, params, _, _ = initial_state(cfg)
-    man, tor = standard_sides(cfg, params)
+    man, tor = standard_sides(cfg, data, params)
     X = data.X.astype(cfg.dtype)
     Y = data.Y if data.Y.dtype.kind == "i" else data.Y.astype(cfg.dtype)
-    return man.bind(X, Y), tor.bind(X, Y)
+    net = torch_impl.MLP(cfg.sizes, **cfg.spec(), params=params, device=cfg.device)
+    return man.bind(X, Y), tor.bind(X, Y), net
 
 
 class Clock:
@@ -55,18 +58,18 @@ def bare_loops(cfg, steps: int) -> tuple[Clock, Clock, Clock]:
     """Clocks of: the manual loop alone, the torch loop alone (the libraries' own calls,
     nothing around them), and the engine stepping both, full batch, with no observer (what
     lockstep costs before any metric is computed)."""
-    man, tor = sides(cfg)
+    man, tor, tnet = sides(cfg)
     net, opt, X, Y = man.net, man.opt, man.X, man.Y
     with Clock() as c_manual:
         for _ in range(steps):
             _, g = net.loss_and_gradients(X, Y, native=True)
             opt.step(g)
-    tnet, topt, Xt, Yt = tor.tor, tor.opt, tor.X, tor.Y
+    topt, Xt, Yt = tnet.optimizer(**cfg.sgd), tor.X, tor.Y
     with Clock() as c_torch:
         for _ in range(steps):
             tnet.loss_and_gradients(Xt, Yt, native=True)
             topt.step()
-    man, tor = sides(cfg)
+    man, tor, _ = sides(cfg)
     N = len(man.X)
     with Clock() as c_engine:
         Lockstep([man], reference=tor).run(batches(N, N, False, None, steps))

@@ -33,6 +33,10 @@ _HOMES = {
     "check_function": "experiments.teaching.check.api",
     "check_file": "experiments.teaching.check.api",
     "CheckResult": "experiments.teaching.check.api",
+    # teaching: a learner's gradients against a teacher's model in torch
+    "load_reference": "experiments.teaching.reference.load",
+    "check_reference": "experiments.teaching.reference.check",
+    "check_reference_file": "experiments.teaching.reference.check",
     "run_study": "experiments.teaching.studies",
     # many runs
     "run_sweep": "experiments.tools.sweep",

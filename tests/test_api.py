@@ -27,6 +27,9 @@ PUBLIC = [
     ("check_function", "experiments.teaching.check.api"),
     ("check_file", "experiments.teaching.check.api"),
     ("CheckResult", "experiments.teaching.check.api"),
+    ("load_reference", "experiments.teaching.reference.load"),
+    ("check_reference", "experiments.teaching.reference.check"),
+    ("check_reference_file", "experiments.teaching.reference.check"),
     ("run_study", "experiments.teaching.studies"),
     ("run_sweep", "experiments.tools.sweep"),
 ]

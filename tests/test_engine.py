@@ -1,4 +1,5 @@
-"""experiments.core.engine: the Side protocol, the two standard sides, ``batches`` and the
+"""experiments.core.engine: the Side protocol, the two standard sides (``ManualSide``, and the
+autograd side ``reference.ReferenceSide`` of torch_impl's network), ``batches`` and the
 ``Lockstep`` loop (step order, observer hooks, synced vs free, several sides, stopping).
 
 Real sides are tiny (a 3-4-2 network on 7 samples); the order tests use recording fakes,
@@ -17,9 +18,9 @@ from experiments.core.engine import (
     ManualSide,
     Observer,
     Side,
-    TorchSide,
     batches,
 )
+from experiments.core.reference import ReferenceSide, mlp_reference
 
 SIZES = [3, 4, 2]
 SPEC = dict(activation="sigmoid", bias=True, loss="half_sse")
@@ -40,9 +41,10 @@ def manual_side(params, X, Y, name="manual", **sgd) -> ManualSide:
     return ManualSide(manual.MLP(SIZES, **SPEC, params=params), sgd, name=name).bind(X, Y)
 
 
-def torch_side(params, X, Y, name="torch", **sgd) -> TorchSide:
+def torch_side(params, X, Y, name="torch", **sgd) -> ReferenceSide:
     sgd = {"lr": 1.0, **sgd}
-    return TorchSide(torch_impl.MLP(SIZES, **SPEC, params=params), sgd, name=name).bind(X, Y)
+    ref = mlp_reference(torch_impl.MLP(SIZES, **SPEC, params=params), X, Y, sgd)
+    return ReferenceSide(ref, name=name).bind(X, Y)
 
 
 def full_batch(steps: int):

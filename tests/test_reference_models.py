@@ -2,7 +2,9 @@
 
 * a reference file's own mistakes: one line, exit 2, nothing written;
 * one engine: the MLP of a config, built as a Reference, is torch_impl's network (the same
-  gradients as engine.TorchSide) and checks a learner through the same path;
+  gradients as torch_impl.MLP called directly), and every command trains against that one
+  autograd side (``ReferenceSide``): run, the check against a config or a reference, the
+  bug gallery, explain's witness;
 * the tolerance: no false alarm on correct code that rounds in its own order, and an error
   of 1e-8 relative in float64 detected on every assignment;
 * the learner's names and shapes: renamed keys, a transposed shape named as such;
@@ -135,9 +137,9 @@ def test_a_broken_reference_is_one_line_exit_2_and_nothing_written(tmp_path, cap
 # -- one engine --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["seed", "xor", "worked-2-2-2"])
-def test_a_config_as_a_reference_has_torch_sides_gradients(name):
+def test_a_config_as_a_reference_has_torch_impls_gradients(name):
     """from_config builds the config's network as a Reference: its ReferenceSide gives
-    exactly engine.TorchSide's gradients (torch_impl's module, through functional_call)."""
+    exactly torch_impl.MLP's own gradients (its module, through functional_call)."""
     cfg = load_config(name, ["mode=synced", "momentum=0"])
     ref = from_config(cfg)
     cfg, _, params, _, _ = initial_state(cfg)
@@ -147,6 +149,43 @@ def test_a_config_as_a_reference_has_torch_sides_gradients(name):
     assert list(got) == list(want)
     for k in want:
         np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+
+
+def test_every_command_trains_against_the_one_autograd_side(monkeypatch):
+    """One autograd side: ``handgrad run``, the check against a config (its initial point
+    and its training), the check against a reference, the bug gallery and explain's
+    witness all step a ``ReferenceSide``; the engine has no other (no TorchSide)."""
+    from experiments.core import engine
+    from experiments.core.runner import run_experiment
+    from experiments.teaching.bugs import run_gallery
+    from experiments.teaching.check.api import check_function
+    from experiments.teaching.explain.model import prepare
+    from experiments.teaching.explain.worked import trajectories
+
+    built, references = [], []
+    init, lockstep = ReferenceSide.__init__, Lockstep.__init__
+
+    def side(self, ref, name="autograd"):
+        built.append(ref.source)
+        init(self, ref, name)
+
+    def stepped(self, sides, reference=None, mode="free"):
+        references.append(type(reference).__name__)
+        lockstep(self, sides, reference, mode)
+
+    monkeypatch.setattr(ReferenceSide, "__init__", side)
+    monkeypatch.setattr(Lockstep, "__init__", stepped)
+    ok = _module(ROOT / "examples" / "learners" / "correct_torch.py")
+    run_experiment(load_config("seed", ["steps=2"]))
+    assert built == ["seed"] and references == ["ReferenceSide"]
+    assert check_function(ok.gradients, "seed", steps=2).agree
+    assert built[1:] == ["mlp", "seed"]            # the initial point, then training
+    assert check_reference(ok.gradients, from_config(load_config("seed", ["steps=2"]))).agree
+    run_gallery(["missing_mean"], steps=1)
+    assert references == ["ReferenceSide"] * 4     # run, check, reference check, bugs
+    witness = trajectories(prepare(load_config("worked-2-2-2")), 1)["autograd"]
+    assert isinstance(witness.side, ReferenceSide)
+    assert not hasattr(engine, "TorchSide")
 
 
 def test_the_mlp_checks_through_the_reference_path_in_the_one_engine():
@@ -163,8 +202,9 @@ def test_the_mlp_checks_through_the_reference_path_in_the_one_engine():
     assert mean.status == "differ" and mean.kind == "constant_ratio", mean.explanation
     assert "an extra 1/N (N = 4" in mean.message
     assert bad.gradients   # the gallery's file loads as a module
-    with pytest.raises(ConfigError, match=r"momentum = 0\.9; a reference trains with plain SGD"):
-        from_config(load_config("iris"))
+    with pytest.raises(ConfigError, match=r"iris: momentum = 0\.9; a learner is checked "
+                                          r"against a reference that trains with plain SGD"):
+        check_reference(ok.gradients, from_config(load_config("iris")))
 
 
 def test_reference_side_trains_like_torch_optim_sgd_in_lockstep():
@@ -271,7 +311,8 @@ def test_mini_batches_and_the_learners_update(tmp_path):
 
 def test_handgrad_check_with_a_reference_file_end_to_end(tmp_path, capsys):
     """The learner's file runs in its own process (importing its folder's correct.py); the
-    first wrong intermediate is printed and the check folder written."""
+    first wrong intermediate is printed and the check folder written: CSVs, the training
+    figure and report.html, as a config check's (none of the figure with --no-plots)."""
     out = tmp_path / "check"
     code = main(["check", str(ASSIGNMENTS / "makemore" / "tanh_of_preactivation.py"),
                  str(ASSIGNMENTS / "makemore" / "reference.py"), "--steps", "2",
@@ -281,15 +322,48 @@ def test_handgrad_check_with_a_reference_file_end_to_end(tmp_path, capsys):
     assert "the first wrong intermediate on the way back from the loss is hpreact" in printed
     assert "  hpreact         wrong" in printed and "  h               close" in printed
     assert sorted(p.name for p in out.iterdir()) == [
-        ".handgrad", "check.md", "initial.csv", "intermediates.csv", "steps.csv"]
+        ".handgrad", "check.md", "initial.csv", "initial.png", "intermediates.csv",
+        "report.html", "steps.csv"]                 # differs at the initial point: no training
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "handgrad check: tanh_of_preactivation.py against makemore" in page
+    assert "<strong>differ</strong> (exit 1)" in page and "data:image/png;base64," in page
+    assert "the first wrong intermediate on the way back from the loss is hpreact" in page
     code = main(["check", str(ASSIGNMENTS / "makemore" / "dC_assigned.py"),
                  str(ASSIGNMENTS / "makemore" / "reference.py"), "--steps", "2",
-                 "--out", str(tmp_path / "c2")])
+                 "--out", str(tmp_path / "c2"), "--no-plots"])
     assert code == 1 and "your gradient of C differs" in capsys.readouterr().out
+    assert (tmp_path / "c2" / "report.html").is_file()
+    assert not list((tmp_path / "c2").glob("*.png"))
     code = main(["check", str(ASSIGNMENTS / "rnn" / "correct.py"),
                  str(ASSIGNMENTS / "rnn" / "reference.py"), "--out", str(tmp_path / "c3")])
     assert code == 0 and "rnn/correct.py" not in capsys.readouterr().err
+    assert {"initial.png", "steps.png", "report.html"} <= {p.name for p in
+                                                           (tmp_path / "c3").iterdir()}
     assert torch.get_num_threads() >= 1
+
+
+def test_a_teacher_checks_against_a_reference_from_python(tmp_path):
+    """The public API (docs/references.md, "From Python"): load a reference once, check
+    function objects in this process and a learner's file in its own process, with the
+    check folder `handgrad check FILE reference.py --out` writes."""
+    from experiments import check_reference as check_fn
+    from experiments import check_reference_file
+    from experiments import load_reference as load
+
+    folder = ASSIGNMENTS / "logistic"
+    ref = load(folder / "reference.py", steps=3)
+    assert ref.steps == 3 and list(ref.params) == ["w", "b"] and ref.intermediates == ["z"]
+    assert check_fn(_module(folder / "correct.py").gradients, ref).agree
+    flipped = check_fn(_module(folder / "sign_flipped.py").gradients, ref)
+    assert (flipped.status, flipped.exit_code) == ("differ", 1)
+    assert "the sign is flipped" in flipped.message, flipped.message
+    out = tmp_path / "check"
+    result = check_reference_file(folder / "sum_not_mean.py", folder / "reference.py",
+                                  steps=3, out=out)
+    assert (result.status, result.kind) == ("differ", "constant_ratio"), result.explanation
+    assert result.sha256 and "sum_not_mean.py" in result.file
+    assert {"check.md", "initial.csv", "steps.csv"} <= {p.name for p in out.iterdir()}
+    assert check_reference_file(folder / "correct.py", ref).agree   # a loaded Reference too
 
 
 @pytest.mark.slow   # three learner processes: about 7 s on 2 busy cores

@@ -40,9 +40,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import manual
-import torch_impl
 from experiments.cli import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, main
 from experiments.core.config import load_config
+from experiments.core.reference import ReferenceSide
 
 FAST = ["--quiet", "--no-plots"]
 METRICS = ["max_abs_diff", "rel_err", "cosine", "norm_manual", "norm_torch",
@@ -358,8 +358,8 @@ def test_sigint_and_sigterm_mid_training_leave_a_marked_consistent_run(tmp_path)
 
 
 def _interrupt_at_call(monkeypatch, n: int):
-    """Make the torch side's n-th loss_and_gradients call raise KeyboardInterrupt."""
-    original = torch_impl.MLP.loss_and_gradients
+    """Make the torch side's n-th evaluate call raise KeyboardInterrupt."""
+    original = ReferenceSide.evaluate
     calls = {"n": 0}
 
     def patched(self, *args, **kwargs):
@@ -367,7 +367,7 @@ def _interrupt_at_call(monkeypatch, n: int):
         if calls["n"] == n:
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
-    monkeypatch.setattr(torch_impl.MLP, "loss_and_gradients", patched)
+    monkeypatch.setattr(ReferenceSide, "evaluate", patched)
 
 
 def test_interrupt_in_process_keeps_whole_steps(tmp_path, monkeypatch, capsys):
@@ -430,9 +430,11 @@ def test_interrupted_run_writes_no_predictions(tmp_path, monkeypatch, capsys):
 # -- divergence --------------------------------------------------------------------------------
 
 def _poison(monkeypatch, cls, at_call: int, *, loss: bool):
-    """``cls.loss_and_gradients`` returns a nan loss (loss=True) or, with a finite loss, an
-    inf gradient entry (loss=False) on its ``at_call``-th call."""
-    original = cls.loss_and_gradients
+    """``cls.loss_and_gradients`` (the torch side's: ``ReferenceSide.evaluate``) returns a
+    nan loss (loss=True) or, with a finite loss, an inf gradient entry (loss=False) on its
+    ``at_call``-th call."""
+    method = "evaluate" if cls is ReferenceSide else "loss_and_gradients"
+    original = getattr(cls, method)
     calls = {"n": 0}
 
     def patched(self, *args, **kwargs):
@@ -448,14 +450,14 @@ def _poison(monkeypatch, cls, at_call: int, *, loss: bool):
         bad.reshape(-1)[0] = math.inf
         g[k] = bad
         return E, g
-    monkeypatch.setattr(cls, "loss_and_gradients", patched)
+    monkeypatch.setattr(cls, method, patched)
 
 
 @pytest.mark.parametrize(("cls", "loss", "log_every", "side"), [
     (manual.MLP, True, 5, "the manual side"),         # nan loss at an unlogged step
-    (torch_impl.MLP, True, 5, "the torch side"),
+    (ReferenceSide, True, 5, "the torch side"),
     (manual.MLP, False, 1, "the manual side"),        # inf gradient, finite loss
-    (torch_impl.MLP, False, 1, "the torch side"),
+    (ReferenceSide, False, 1, "the torch side"),
 ], ids=["manual-loss", "torch-loss", "manual-grad", "torch-grad"])
 def test_one_sided_divergence_names_the_side_and_step(cls, loss, log_every, side, tmp_path,
                                                       monkeypatch, capsys):

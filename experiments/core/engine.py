@@ -4,8 +4,10 @@ A *side* is one implementation being trained (the ``Side`` protocol below): it g
 loss and gradients at its current weights, takes an SGD step with them, shows its
 parameters and can take another side's weights. The standard sides:
 
-    ManualSide   manual.MLP (hand-derived backprop) + manual.SGD (hand-written update)
-    TorchSide    torch_impl.MLP (autograd) + torch.optim.SGD
+    ManualSide      manual.MLP (hand-derived backprop) + manual.SGD (hand-written update)
+    ReferenceSide   autograd + torch.optim.SGD on a reference's loss
+                    (``experiments.core.reference``): a config's torch_impl.MLP
+                    (``reference.from_config``) or a teacher's model in torch alike
 
 A bugged manual side from the gallery, a learner's side or a side that trains in another
 update order are further sides: anything with these five members.
@@ -139,72 +141,6 @@ class ManualSide:
 
     def momentum_buffer(self, key):
         return self.opt.momentum_buffer.get(key)
-
-
-class TorchSide:
-    """torch_impl.MLP (autograd) + torch.optim.SGD: the reference side."""
-
-    def __init__(self, tor, sgd: Mapping, name: str = "torch"):
-        self.tor, self.name = tor, name
-        self.opt = tor.optimizer(**sgd)
-        self.keys = list(tor.trainable)
-        #: the live weights, detached (updated in place by the optimizer)
-        self.arrays = {k: v.detach() for k, v in tor.module.state_dict().items()}
-        self.X = self.Y = None
-
-    def bind(self, X, Y) -> TorchSide:
-        self.X, self.Y = self.tor.as_input(X), self.tor.as_target(Y)
-        return self
-
-    def batch(self, idx):
-        if idx is None:
-            return self.X, self.Y
-        import torch
-        it = torch.as_tensor(idx, device=self.X.device)
-        return self.X[it], self.Y[it]
-
-    def evaluate(self, idx) -> tuple[float, dict]:
-        try:
-            return self.tor.loss_and_gradients(*self.batch(idx), native=True)
-        except RuntimeError:
-            # torch.nn.BCELoss refuses NaN outputs instead of returning NaN: with non-finite
-            # weights, or finite ones (1e300, say) whose forward pass overflowed to NaN,
-            # that is divergence; anything else is a real error
-            import torch
-            if finite(self.arrays) and bool(torch.isfinite(self.tor.last_output).all()):
-                raise
-            return math.nan, {k: torch.full_like(v, math.nan)
-                              for k, v in self.tor.trainable.items()}
-
-    def update(self, grads: Mapping) -> None:
-        self.opt.step()   # autograd left the gradients in each parameter's .grad
-
-    @property
-    def last_output(self):
-        return self.tor.last_output
-
-    @property
-    def params(self) -> dict[str, np.ndarray]:
-        return self.tor.params
-
-    def load(self, other) -> None:
-        """Copy ``other``'s weights and momentum buffers into this side.
-
-        torch.optim.SGD keeps a parameter's buffer in ``opt.state[p]["momentum_buffer"]``
-        and starts one (b = g) on the step that finds none: a buffer absent on ``other``
-        is removed here, so the next step is such a first step again."""
-        import torch
-        self.tor.set_params(other.params)
-        for k in self.keys:
-            p, buf = self.tor.trainable[k], other.momentum_buffer(k)
-            if buf is None:
-                self.opt.state.get(p, {}).pop("momentum_buffer", None)
-                continue
-            self.opt.state[p]["momentum_buffer"] = torch.tensor(
-                to_numpy(buf), dtype=p.dtype, device=p.device)        # a copy
-
-    def momentum_buffer(self, key):
-        return self.opt.state.get(self.tor.trainable[key], {}).get("momentum_buffer")
 
 
 class Observer:

@@ -1,6 +1,9 @@
 """``handgrad run``: the manual side against autograd, through the lockstep engine.
 
-The engine (``experiments.core.engine``) steps the two standard sides; the ``Recorder``
+The engine (``experiments.core.engine``) steps the two standard sides: the manual one and
+the config's MLP as a reference (``experiments.core.reference.from_config``: torch_impl's
+network in the one autograd side, ``ReferenceSide``, that a teacher's reference also
+trains in). The ``Recorder``
 here fills the run's tables at each logged step: the gradient metrics
 (``experiments.core.metrics``), the step's rounding bound rel_tol
 (``experiments.core.tolerance``), the float64 and finite-difference witnesses, and the
@@ -21,7 +24,6 @@ import pandas as pd
 import torch
 
 import manual
-import torch_impl
 from experiments.core import witnesses
 from experiments.core.config import ConfigError, RunConfig, replace
 from experiments.core.datasets import Dataset, load_dataset
@@ -32,13 +34,13 @@ from experiments.core.engine import (
     ManualSide,
     Observer,
     Side,
-    TorchSide,
     batches,
     finite,
     to_numpy,
 )
 from experiments.core.init import InitError, initial_params
 from experiments.core.metrics import TINY, Comparison, compare_many
+from experiments.core.reference import ReferenceSide, from_config
 from experiments.core.schema import (
     GRAD_ENTRIES_MAX_ROWS,
     GRAD_ENTRY_COLUMNS,
@@ -199,15 +201,17 @@ def run_experiment(cfg: RunConfig, *, progress: bool = False, side=None,
         return _run(cfg, progress, side, threads, grad_entries)
 
 
-def standard_sides(cfg: RunConfig, params: dict) -> tuple[ManualSide, TorchSide]:
+def standard_sides(cfg: RunConfig, data: Dataset, params: dict
+                   ) -> tuple[ManualSide, ReferenceSide]:
     """manual.MLP + manual.SGD (on numpy, or on torch tensors on ``cfg.device`` for the
-    torch backend) and torch_impl.MLP + torch.optim.SGD, both from ``params``."""
-    tor = torch_impl.MLP(cfg.sizes, **cfg.spec(), params=params, device=cfg.device)
+    torch backend) and the config as a reference (torch_impl.MLP + torch.optim.SGD, on
+    ``cfg.device``), both from ``params``, on the resolved config's ``data``."""
+    tor = ReferenceSide(from_config(cfg, data, params), name="torch")
     if cfg.manual_backend == "torch":   # the same hand code, on torch tensors on `device`
         device = torch.device(cfg.device)
         params = {k: torch.as_tensor(v, device=device) for k, v in params.items()}
     man = manual.MLP(cfg.sizes, **cfg.spec(), params=params)
-    return ManualSide(man, cfg.sgd), TorchSide(tor, cfg.sgd)
+    return ManualSide(man, cfg.sgd), tor
 
 
 def auto_threads(sizes, batch: int) -> int:
@@ -232,7 +236,7 @@ def _run(cfg: RunConfig, progress: bool, side, threads: int | None,
 
 def _train(cfg, data, params, order_rng, seeds, progress, side, t_start,
            entries: bool | None = None) -> RunResult:
-    man, tor = standard_sides(cfg, params)
+    man, tor = standard_sides(cfg, data, params)
     if side is not None:
         man = side(cfg, params)
     # Data, converted once: numpy in the run dtype for manual/numpy, tensors for torch.
@@ -293,7 +297,7 @@ class Recorder(Observer):
     filled from the engine's hooks. ``compare`` also detects divergence (a non-finite loss
     at any step, a non-finite gradient at a logged one) and raises ``Diverged``."""
 
-    def __init__(self, cfg: RunConfig, data: Dataset, man: ManualSide, tor: TorchSide,
+    def __init__(self, cfg: RunConfig, data: Dataset, man: ManualSide, tor: ReferenceSide,
                  logged: np.ndarray, entries: bool = False):
         self.cfg, self.data, self.man, self.tor, self.logged = cfg, data, man, tor, logged
         self.keys = man.keys
@@ -316,7 +320,7 @@ class Recorder(Observer):
         self.T_all = T
         # numpy views of the torch weights (updated in place by the optimizer; CPU only)
         self.t_np = ({k: v.numpy() for k, v in tor.arrays.items()}
-                     if tor.tor.device.type == "cpu" else None)
+                     if tor.device.type == "cpu" else None)
         self.is_logged = False
         self.probe, self.update_check = None, witnesses.UpdateCheck(self)
 
@@ -554,7 +558,7 @@ def _grad_entries(entries: np.ndarray, loss: pd.DataFrame, index: pd.DataFrame) 
     return frame[GRAD_ENTRY_COLUMNS]
 
 
-def _predictions(man: Side, tor: TorchSide) -> pd.DataFrame:
+def _predictions(man: Side, tor: ReferenceSide) -> pd.DataFrame:
     """The last forward pass of both sides (made before the last update), long form."""
     a = to_numpy(man.last_output).astype(np.float64)
     b = to_numpy(tor.last_output).astype(np.float64)

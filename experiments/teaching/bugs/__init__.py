@@ -30,8 +30,9 @@ import tomli_w
 
 from experiments.core.config import ConfigError
 from experiments.core.diagnose import diagnose, fit_ratio, param_kinds
-from experiments.core.engine import Lockstep, ManualSide, Observer, TorchSide, batches, to_numpy
+from experiments.core.engine import Lockstep, ManualSide, Observer, batches, to_numpy
 from experiments.core.metrics import compare_many, verdict
+from experiments.core.reference import ReferenceSide, mlp_reference
 from experiments.core.schema import BUGS_COLUMNS as COLUMNS
 from experiments.core.tolerance import step_tolerances
 from experiments.output.html import write_table_report
@@ -98,7 +99,8 @@ def run_gallery(bugs=None, *, sizes=(3, 4, 4, 3), batch: int = 5, steps: int = 4
     spec = dict(sizes=tuple(sizes), activation="sigmoid", bias=True, loss="mse", params=params)
     sides = [ManualSide(buggy_mlp(name, **spec), {"lr": lr}, name).bind(X, Y)
              for name in [CONTROL, *names]]
-    reference = TorchSide(torch_impl.MLP(**spec), {"lr": lr}).bind(X, Y)
+    reference = ReferenceSide(mlp_reference(torch_impl.MLP(**spec), X, Y, {"lr": lr},
+                                            steps=steps), name="torch")
     table = Signatures(sides, Y, batch)
     Lockstep(sides, reference, mode).run(batches(batch, batch, False, None, steps), table)
     return pd.DataFrame([r for rows in table.rows.values() for r in rows], columns=COLUMNS)

@@ -109,6 +109,7 @@ def cmd_check(args) -> int:
             result = check_reference_file(args.file, config, steps=args.steps,
                                           timeout=args.timeout, memory_mb=args.memory,
                                           out=where, force=args.force,
+                                          plots=not args.no_plots,
                                           definitions_only=args.definitions_only)
             if result.exit_code != 2:
                 announce(result)

@@ -38,6 +38,7 @@ from experiments.core.config import RunConfig
 from experiments.core.diagnose import Finding, diagnose, fit_ratio, param_kinds
 from experiments.core.engine import batches
 from experiments.core.metrics import TINY, compare_many, verdict
+from experiments.core.reference import ReferenceSide, mlp_reference
 from experiments.core.runner import initial_state
 from experiments.core.schema import CHECK_COLUMNS
 from experiments.core.tolerance import step_tolerances, unit_roundoff
@@ -94,9 +95,10 @@ def check_initial(cfg: RunConfig, learner) -> Initial:
     conv = Convention(learner.convention, cfg.sizes, cfg.bias, f"`{cfg.name}`")
     Xb, Yb = (X, Y) if idx is None else (X[idx], Y[idx])
     net = manual.MLP(cfg.sizes, **cfg.spec(), params=w0)
-    tor = torch_impl.MLP(cfg.sizes, **cfg.spec(), params=w0)
-    _, g0 = tor.loss_and_gradients(Xb, Yb)
-    tor.optimizer(**cfg.sgd).step()          # autograd left its gradients in .grad
+    tor = ReferenceSide(mlp_reference(torch_impl.MLP(cfg.sizes, **cfg.spec(), params=w0),
+                                      X, Y, cfg.sgd))    # the run's autograd side, at w0
+    _, g0, _ = tor.gradients_at(idx)
+    tor.update(g0)                           # autograd left its gradients in .grad
     w1 = tor.params                          # torch.optim.SGD's step: the 2nd call's point
     fd = manual.finite_difference_gradients(net, Xb, Yb)
     init = Initial(cfg, conv, w0, Xb, Yb, g0, fd, pd.DataFrame(columns=CHECK_COLUMNS))
@@ -117,7 +119,7 @@ def _calls(init, learner, net, tor, w0, w1, g0, fd, Xb, Yb, idx, rows: list) -> 
     cfg, conv = init.config, init.convention
     for call, w, previous in ((CALLS[0], w0, None), (CALLS[1], w1, g0)):
         net.set_params(w)
-        g_t = g0 if previous is None else tor.loss_and_gradients(Xb, Yb)[1]
+        g_t = g0 if previous is None else tor.gradients_at(idx)[1]
         raw = learner.gradients(conv.to_learner(w), idx)
         g = conv.from_learner(raw, "gradients(params, X, Y)", dtype=cfg.dtype,
                               trained=net.trainable, transposed_ok=True, finite=True,

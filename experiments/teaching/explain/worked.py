@@ -3,7 +3,8 @@
 Both orders (and autograd + torch.optim.SGD as witness) train on the explained batch as
 sides of the lockstep engine, in free mode: ``ManualSide`` is the simultaneous order (the
 runner's), ``SequentialSide`` the sequential one (``SequentialMLP``: backward updates as it
-goes), ``TorchSide`` the witness. A ``Recorder`` keeps E and the outputs after k = 0 …
+goes), the config's MLP as a reference (``ReferenceSide`` of ``mlp_reference``: autograd +
+torch.optim.SGD) the witness. A ``Recorder`` keeps E and the outputs after k = 0 …
 steps updates; ``update_order_table`` checks each published figure against each order.
 
 What it shows (``--steps 10000``): ∂E/∂w1 = 0.000438568 and w1⁺ = 0.149780716 are
@@ -22,7 +23,8 @@ import pandas as pd
 
 import manual
 from experiments.core.config import ConfigError, RunConfig, load_config
-from experiments.core.engine import Lockstep, ManualSide, Observer, TorchSide, batches, to_numpy
+from experiments.core.engine import Lockstep, ManualSide, Observer, batches, to_numpy
+from experiments.core.reference import ReferenceSide, mlp_reference
 from experiments.core.schema import UPDATE_ORDER_COLUMNS as TABLE_COLUMNS
 from experiments.core.threads import limited_threads
 
@@ -88,9 +90,16 @@ class Trajectory:
         if step in self.keep:
             self.out[step] = to_numpy(out).copy()
 
-    @property
-    def model(self):               # the MLP behind the side (manual's or torch_impl's)
-        return self.side.tor if isinstance(self.side, TorchSide) else self.side.net
+    def record_final(self, steps: int, X, Y) -> None:
+        """E and the outputs after the last update: one more forward pass (the manual
+        sides' own; the witness's an evaluation, whose gradients no update uses)."""
+        if isinstance(self.side, ManualSide):
+            net = self.side.net
+            self.record(steps, net.loss(X, Y), net.forward(X))
+        else:
+            E, _ = self.side.evaluate(None)
+            self.record(steps, E, self.side.last_output)
+        self.final = self.side.params
 
 
 class SequentialSide(ManualSide):
@@ -110,7 +119,7 @@ class Recorder(Observer):
 
     def compare(self, step, epoch, idx, ref, evals) -> None:
         for t, (E, grads) in zip(self.trajs, evals, strict=True):
-            t.record(step, E, t.model.last_output)
+            t.record(step, E, t.side.last_output)
             if step == 0:
                 t.grads0 = {k: to_numpy(g).copy() for k, g in grads.items()}
 
@@ -130,8 +139,9 @@ def trajectories(prob: Problem, steps: int, witness: bool = True) -> dict[str, T
     sides = [ManualSide(nets[0], cfg.sgd, "simultaneous"),
              SequentialSide(nets[1], cfg.sgd, "sequential")]
     if witness:
-        sides.append(TorchSide(torch_impl.MLP(cfg.sizes, **cfg.spec(), params=prob.params),
-                               cfg.sgd, "autograd"))
+        tor = torch_impl.MLP(cfg.sizes, **cfg.spec(), params=prob.params)
+        sides.append(ReferenceSide(mlp_reference(tor, prob.X, prob.Y, cfg.sgd, name=cfg.name,
+                                                 steps=steps), "autograd"))
     # outputs of every step when they fit (the search note scans them); the witness keeps
     # the steps its table column reads in any case
     every = range(steps + 1) if (steps + 1) * N * K <= KEEP_OUTPUTS else range(0)
@@ -143,8 +153,7 @@ def trajectories(prob: Problem, steps: int, witness: bool = True) -> dict[str, T
             side.bind(prob.X, prob.Y)
         Lockstep(sides, mode="free").run(batches(N, N, False, None, steps), Recorder(trajs))
         for t in trajs:        # after the last update: one more forward pass
-            t.record(steps, t.model.loss(prob.X, prob.Y), t.model.forward(prob.X))
-            t.final = t.side.params
+            t.record_final(steps, prob.X, prob.Y)
     return {t.side.name: t for t in trajs}
 
 

@@ -82,7 +82,7 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
                 # other file is a classmate's); never a link (a file swapped for one)
                 if isinstance(cfg, ReferenceFile):   # a teacher's model in torch
                     r = check_reference_file(sub.path, cfg.load(), timeout=timeout,
-                                             memory_mb=memory_mb, out=out,
+                                             memory_mb=memory_mb, out=out, plots=False,
                                              helpers=sub.helpers, follow=False,
                                              definitions_only=definitions_only)
                 else:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from experiments.core.config import ConfigError
 from experiments.core.diagnose import diagnose, fit_ratio, param_kinds
 from experiments.core.engine import Lockstep, Observer, batches, finite
 from experiments.core.metrics import TINY, compare_many, verdict
@@ -136,7 +137,10 @@ class _Recorder(Observer):
 
 def check_model(learner, ref: Reference) -> tuple[CheckResult, ModelCheck]:
     """The three parts of the module docstring, with a loaded learner (``Learner`` or
-    ``LearnerProcess``); the learner's failures become the result's status."""
+    ``LearnerProcess``); the learner's failures become the result's status. A reference
+    that does not train with plain SGD (a config's with momentum, say) raises
+    ``ConfigError``: the learner's side steps w − lr·g."""
+    plain_sgd(ref)
     t0 = time.perf_counter()
     mc = ModelCheck(ref, pd.DataFrame(columns=COLUMNS), pd.DataFrame(columns=STEP_COLUMNS))
     try:
@@ -151,12 +155,20 @@ def check_model(learner, ref: Reference) -> tuple[CheckResult, ModelCheck]:
     return result, mc
 
 
+def plain_sgd(ref: Reference) -> None:
+    """``ConfigError`` for a reference that trains with more than plain SGD."""
+    if not ref.plain:
+        k, v = next(iter(ref.sgd.items()))
+        raise ConfigError(f"{ref.source}: {k} = {v}; a learner is checked against a reference "
+                          f"that trains with plain SGD (--set {k}=0)")
+
+
 def _check(learner, ref: Reference, mc: ModelCheck) -> CheckResult:
     runs = order(ref)
     idx = runs[0][2]
     auto = ReferenceSide(ref)
     learner.bind(ref.X, ref.Y)
-    w0 = auto.params
+    w0 = {k: auto.params[k] for k in ref.params}     # the trained parameters
     # 1. the initial point
     auto.evaluate(idx)
     Xb, Yb = auto.batch(idx)
@@ -169,7 +181,7 @@ def _check(learner, ref: Reference, mc: ModelCheck) -> CheckResult:
     if not _wrong(j):
         g0 = j.autograd
         auto.update(None)                                  # torch.optim.SGD's first step
-        w1 = auto.params
+        w1 = {k: auto.params[k] for k in ref.params}
         auto.evaluate(idx)
         g, gi = from_learner(ref, learner.gradients(to_learner(ref, w1), idx), GRADIENTS,
                              shapes)
@@ -271,17 +283,18 @@ def check_reference(gradients, ref: Reference, *, update=None, name: str | None 
     return check_model(learner, ref)[0]
 
 
-__all__ = ["BadLearner", "check_model", "check_reference"]
+__all__ = ["BadLearner", "check_model", "check_reference", "check_reference_file"]
 
 
 def check_reference_file(path, reference, *, steps: int | None = None,
                          timeout: float = 60.0, memory_mb: int = 1024, out=None,
-                         force: bool = False, helpers=None, follow: bool = True,
-                         definitions_only: bool = False) -> CheckResult:
+                         force: bool = False, plots: bool = True, helpers=None,
+                         follow: bool = True, definitions_only: bool = False) -> CheckResult:
     """Check a learner's file, in its own sandboxed process, against ``reference`` (a
     reference file's path or a loaded Reference), as ``handgrad check FILE reference.py``
-    does; with ``out``, the check folder is written there unless the input was bad. A bad
-    reference raises ``ReferenceError`` before anything runs."""
+    does; with ``out``, the check folder is written there unless the input was bad
+    (``plots=False``: without its figure). A bad reference raises ``ReferenceError``
+    before anything runs."""
     from pathlib import Path
 
     from experiments.output.rundir import check_out
@@ -290,6 +303,7 @@ def check_reference_file(path, reference, *, steps: int | None = None,
     from experiments.teaching.reference.report import write_check
 
     ref = reference if isinstance(reference, Reference) else load_reference(reference, steps)
+    plain_sgd(ref)
     check_limits(timeout, memory_mb)
     if out is not None:
         check_out(Path(out), force, "check", legacy=False)
@@ -315,5 +329,5 @@ def check_reference_file(path, reference, *, steps: int | None = None,
         result.notes, result.mode = list(learner.notes), learner.mode
     result.seconds = time.perf_counter() - t0
     if out is not None and result.exit_code != 2 and mc is not None:
-        write_check(result, mc, Path(out), force=force)
+        write_check(result, mc, Path(out), force=force, plots=plots)
     return result

@@ -2,9 +2,15 @@
 ``handgrad check`` prints, and the check folder.
 
     check.md            the explanation, as printed
+    report.html         the same page as a config check's: the verdict, the figure, the
+                        explanation (self-contained: the figure inside it)
     initial.csv         the initial point: one row per call and parameter or intermediate
                         (``check.COLUMNS``)
     steps.csv           training: one row per step and parameter (``check.STEP_COLUMNS``)
+    initial.png         initial.csv drawn at the last call made: rel_err against rel_tol,
+                        per parameter and intermediate (not with ``plots=False``)
+    steps.png           steps.csv drawn: rel_err against each step's rel_tol, per parameter
+                        (when training ran; not with ``plots=False``)
     intermediates.csv   the intermediates at the point diagnosed (``intermediates.COLUMNS``)
     learner_output.txt  what the learner's code printed, if anything
 """
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -205,8 +212,11 @@ def kinds(j) -> dict:
     return param_kinds(j.findings, list(j.autograd))
 
 
-def write_check(result, mc, out: Path, *, force: bool = False) -> None:
-    """The check folder (module docstring), written whole or not at all."""
+def write_check(result, mc, out: Path, *, force: bool = False, plots: bool = True) -> None:
+    """The check folder (module docstring), written whole or not at all; ``plots=False``:
+    no steps.png (grading many files)."""
+    from experiments.output.html import write_report_html
+
     with atomic_folder(Path(out), force, "check", legacy=False) as tmp:
         (tmp / "check.md").write_text(result.explanation + "\n", encoding="utf-8")
         write_csv(mc.table, tmp / "initial.csv")
@@ -215,3 +225,29 @@ def write_check(result, mc, out: Path, *, force: bool = False) -> None:
             write_csv(mc.judged.inter, tmp / "intermediates.csv")
         if result.output:
             (tmp / "learner_output.txt").write_text(result.output, encoding="utf-8")
+        figures = []
+        if plots:
+            from experiments.output.plots import plot_reference_initial, plot_reference_steps
+            if not mc.table.empty:
+                figures.append(plot_reference_initial(mc.table, tmp / "initial.png").name)
+            if not mc.steps.empty:
+                figures.append(plot_reference_steps(mc.steps, tmp / "steps.png").name)
+        write_report_html(tmp, report_markdown(result, mc, figures))
+
+
+def report_markdown(result, mc, figures=()) -> str:
+    """report.html's source: the verdict, the figures, the explanation as printed, and
+    the folder's tables."""
+    # a fence longer than any run of backticks in the text, which is partly the learner's
+    fence = "`" * max(3, 1 + max(map(len, re.findall("`+", result.explanation)), default=0))
+    md = [f"# handgrad check: {result.file} against {mc.ref.name}", "",
+          f"- status: **{result.status}** (exit {result.exit_code}) — {result.message}",
+          f"- {result.seconds:.2f} s", ""]
+    alt = {"initial.png": "the initial point: rel_err against rel_tol",
+           "steps.png": "training: rel_err against rel_tol"}
+    md += [line for f in figures for line in (f"![{alt.get(f, f)}]({f})", "")]
+    md += [f"{fence}text", result.explanation, fence, "",
+           "Tables: initial.csv (the initial point), steps.csv (training)"
+           + (", intermediates.csv (the point diagnosed)" if mc.judged is not None else "")
+           + ".", ""]
+    return "\n".join(md)
