@@ -68,11 +68,17 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
 def cmd_check(args) -> int:
     from experiments.core.config import ConfigError
     from experiments.core.interrupt import raise_interrupt
+    from experiments.teaching.check.early import start_early
+
+    out = args.out or Path("checks") / args.file.stem
+    # the learner's process starts on the other core while torch and pandas are imported
+    early = start_early(args.file, args.experiment, overrides=args.overrides,
+                        steps=args.steps, timeout=args.timeout, memory_mb=args.memory,
+                        out=out, force=args.force, definitions_only=args.definitions_only)
     from experiments.teaching.check.api import check_file
     from experiments.teaching.reference.check import check_reference_file
     from experiments.teaching.reference.load import is_reference
 
-    out = args.out or Path("checks") / args.file.stem
     signal.signal(signal.SIGTERM, raise_interrupt)
 
     def announce(result):      # the verdict first; the folder's reports and figures after
@@ -92,7 +98,8 @@ def cmd_check(args) -> int:
         result = check_file(args.file, args.experiment, overrides=args.overrides,
                             steps=args.steps, timeout=args.timeout, memory_mb=args.memory,
                             out=out, force=args.force, plots=not args.no_plots,
-                            definitions_only=args.definitions_only, announce=announce)
+                            definitions_only=args.definitions_only, announce=announce,
+                            early=early)
     if result.exit_code == 2:
         raise ConfigError(result.message)          # one line on stderr, nothing written
     print(f"check folder: {out}")
