@@ -314,6 +314,26 @@ def test_raised_shows_their_frames(tmp_path, capsys):
     assert (tmp_path / "c" / "check.md").is_file()
 
 
+def test_header_of_a_file_that_did_not_load(tmp_path, capsys):
+    # module-level code that fails: CONVENTION was never read, and the header says so in
+    # words, not with a "?"
+    path = write(tmp_path, "loads_badly.py", """
+        CONVENTION = "W1b1"
+        print(training_data)
+
+        def gradients(params, X, Y):
+            return {}
+    """)
+    code, stdout, _ = check(capsys, path, *FAST, "--out", tmp_path / "c")
+    assert code == 4
+    head = stdout.splitlines()[0]
+    assert head.startswith("handgrad check: loads_badly.py (convention not read: the file "
+                           "did not load) against autograd on seed"), head
+    assert "?" not in head
+    md = (tmp_path / "c" / "check.md").read_text(encoding="utf-8")
+    assert "convention not read: the file did not load" in md and "convention ?" not in md
+
+
 @pytest.mark.parametrize("body,words", [
     ("import os\ndef gradients(params, X, Y):\n    os._exit(3)\n",
      "died during gradients(params, X, Y): exited with status 3"),

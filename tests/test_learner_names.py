@@ -50,6 +50,23 @@ def test_explain_takes_w1b1_names(seed_autograd):
     assert explain("xor", "b1[2]").gradients[0].key == "layers.0.bias"
 
 
+def test_explain_tables_name_units_in_the_learners_terms(capsys):
+    # W1[0,1] feeds unit 1 of a1 from input 0: the tables and the edge use a_l, as the
+    # chain rule's symbols do, and no "layer l, unit j"
+    assert main(["explain", "seed", "--param", "W1[0,1]"]) == 0
+    out = capsys.readouterr().out
+    forward = out.split("Forward pass")[1].split("Error")[0]
+    rows = [line.split()[1] for line in forward.splitlines()[3:] if line[:3].strip().isdigit()]
+    assert rows[:8] == ["a0[0]", "a0[1]", "a0[2]", "a1[0]", "a1[1]", "a1[2]", "a1[3]",
+                        "a2[0]"]
+    assert "z_l[j] = net" in forward
+    assert "W1[0,1] = layers.0.weight[1,0]   (a0[0] → a1[1])" in out
+    assert "unit" not in out.split("Error")[1].split("Gradients")[0]
+    assert "layer 1, unit" not in out
+    # handgrad's own names stay in the torch convention
+    assert explain("seed", "layers.0.weight[1,0]").neurons[1][0] == "layer 1, unit 0"
+
+
 @pytest.mark.parametrize("param,words", [
     ("W1[1,4]", "index [1,4] is out of range for W1 of shape (3, 4)"),
     ("W3[0,0]", "no parameter 'W3' in this network; it has W1 (3, 4), W2 (4, 1)"),

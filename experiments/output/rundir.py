@@ -25,13 +25,15 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tomli_w
-import torch
 
 from experiments.core.config import ConfigError, RunConfig
-from experiments.core.runner import RunResult
+
+if TYPE_CHECKING:   # torch only where a run is written: check_out runs before it is imported
+    from experiments.core.runner import RunResult
 
 
 def default_out(cfg: RunConfig) -> Path:
@@ -266,6 +268,7 @@ def provenance(result: RunResult) -> dict:
     from importlib.metadata import version
 
     import pandas
+    import torch
     from threadpoolctl import threadpool_info
 
     cfg = result.config

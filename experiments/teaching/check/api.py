@@ -357,7 +357,7 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
                steps: int | None = None, timeout: float = 60.0, memory_mb: int = 1024,
                out: str | Path | None = None, force: bool = False, plots: bool = True,
                helpers=None, follow: bool = True, definitions_only: bool = False,
-               announce=None) -> CheckResult:
+               announce=None, early=None) -> CheckResult:
     """Check a learner's file in its own sandboxed process (``timeout`` seconds of its code
     in all, ``memory_mb`` of address space; ``helpers``: its own modules it may import,
     by default the other ``.py`` files of its folder — pass ``()`` where those are a
@@ -369,9 +369,11 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
     the reports and figures). A bad config, limits out of range (``process.check_limits``)
     or an existing ``out`` without ``force`` raise ``ConfigError`` before anything runs;
     the check folder of an earlier check of this same file (its marker names the file) is
-    replaced without ``force``."""
+    replaced without ``force``. ``early``: the learner's process as ``early.start_early``
+    started it for these arguments, before torch was imported (used only if it matches)."""
     from experiments.output.rundir import check_out, made_from
     from experiments.teaching.boundary.process import LearnerProcess, check_limits
+    from experiments.teaching.check.early import own_helpers
     from experiments.teaching.check.report import write_check
 
     cfg = resolve_config(config, overrides, steps)
@@ -381,13 +383,12 @@ def check_file(path: str | Path, config: str | RunConfig = "seed", *, overrides=
         force = force or made_from(Path(out), "check", source)
         check_out(Path(out), force, "check", legacy=False)
     if helpers is None:
-        path = Path(path)
-        helpers = sorted(p for p in path.parent.glob("*.py") if p.name != path.name
-                         and p.is_file() and not p.is_symlink())
+        helpers = own_helpers(path)
     t0 = time.perf_counter()
     try:
-        learner = LearnerProcess(path, timeout=timeout, memory_mb=memory_mb, helpers=helpers,
-                                 follow=follow, definitions_only=definitions_only)
+        learner = (early.open if early is not None else LearnerProcess)(
+            path, timeout=timeout, memory_mb=memory_mb, helpers=helpers, follow=follow,
+            definitions_only=definitions_only)
     except LearnerError as err:           # at load time: the file's own traceback too
         from experiments.teaching.check.report import explanation
         result = failed(Path(path).name, err)

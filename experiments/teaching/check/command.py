@@ -81,12 +81,20 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
 def cmd_check(args) -> int:
     from experiments.core.config import ConfigError
     from experiments.core.interrupt import raise_interrupt
+    from experiments.teaching.check.early import start_early
+
+    out = args.out or Path("checks") / args.file.stem
+    configs = configs_of(args)
+    # one config: the learner's process starts on the other core while torch and pandas
+    # are imported (a reference file, whose name ends in .py, is loaded with torch first)
+    early = start_early(args.file, configs[0], overrides=args.overrides, steps=args.steps,
+                        timeout=args.timeout, memory_mb=args.memory, out=out,
+                        force=args.force, definitions_only=args.definitions_only) \
+        if len(configs) == 1 and not configs[0].lower().endswith(".py") else None
     from experiments.teaching.check.api import check_file, resolve_config
     from experiments.teaching.reference.check import check_reference_file
     from experiments.teaching.reference.load import is_reference
 
-    out = args.out or Path("checks") / args.file.stem
-    configs = configs_of(args)
     if args.overrides and any(is_reference(c) for c in configs):
         raise ConfigError(f"--set {args.overrides[0]}: --set changes a config; a reference "
                           f"file sets LR, STEPS and BATCH_SIZE itself")
@@ -118,7 +126,8 @@ def cmd_check(args) -> int:
                                 steps=args.steps, timeout=args.timeout,
                                 memory_mb=args.memory, out=where, force=args.force,
                                 plots=not args.no_plots,
-                                definitions_only=args.definitions_only, announce=announce)
+                                definitions_only=args.definitions_only, announce=announce,
+                                early=early)
         codes.append(result.exit_code)
         if result.exit_code == 2:
             if len(configs) == 1:

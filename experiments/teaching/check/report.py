@@ -48,7 +48,8 @@ def header(result) -> str:
     """Who is checked against what: the network, then the loss spelled out (its reduction
     is what a missing 1/N or an extra ½ turns on)."""
     cfg = result.config
-    return (f"handgrad check: {result.file} (convention {result.convention or '?'}) against "
+    conv = result.convention or "not read: the file did not load"   # failed at load time
+    return (f"handgrad check: {result.file} (convention {conv}) against "
             f"autograd on {cfg.name}: sizes {network_text(cfg)}, {cfg.loss}, {cfg.dtype}\n"
             f"loss: {loss_formula(cfg.loss)}")
 

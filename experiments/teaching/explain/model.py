@@ -191,10 +191,14 @@ def prepare(cfg: RunConfig) -> Problem:
     return Problem(cfg, params, X, Y, T, batch, is_222(cfg.sizes) and not diffs, tuple(diffs))
 
 
-def neuron_names(sizes) -> list[list[str]]:
-    """i1 h1 o1 for the 2-2-2, else "layer l, unit j"."""
+def neuron_names(sizes, convention: str = "torch") -> list[list[str]]:
+    """i1 h1 o1 for the 2-2-2, else "layer l, unit j"; in the W1b1 convention the course
+    notebooks' a_l, as the chain rule's symbols name a unit: ``a0[2]`` (an input, a column
+    of X), ``a1[0]``."""
     if is_222(sizes):
         return [["i1", "i2"], ["h1", "h2"], ["o1", "o2"]]
+    if convention == "W1b1":
+        return [[f"a{l}[{j}]" for j in range(n)] for l, n in enumerate(sizes)]
     return [[f"layer {l}, unit {j}" for j in range(n)] for l, n in enumerate(sizes)]
 
 
@@ -364,7 +368,7 @@ def explain(cfg: RunConfig | str, param: str | Sequence[str] | None = None,
     else:                                         # backward has already moved every layer
         stepped = net.params
     E_t, g_t, net_t, out_t, w_t = _autograd(prob)
-    names = neuron_names(cfg.sizes)
+    names = neuron_names(cfg.sizes, convention)
     notes = [f"{n_params(cfg)} parameters: the forward pass lists only the neurons on the "
              f"selected parameters' paths"] if n_params(cfg) > MAX_PARAMS else []
     return Explanation(
@@ -447,7 +451,7 @@ def _update_term(key, ix, cfg: RunConfig, params, grads, stepped, w_t, conventio
 def _gradient_term(key, ix, layers: dict, a, cfg, order, g_t, convention) -> GradientTerm:
     """One parameter's chain rule from the traced layers (``manual.LayerTrace``)."""
     l, j, N, sizes = int(key.split(".")[1]) + 1, ix[0], a[0].shape[0], cfg.sizes
-    names = neuron_names(sizes)                    # the parameter feeds unit j of layer l
+    names = neuron_names(sizes, convention)        # the parameter feeds unit j of layer l
 
     def d_out(layer, unit):                        # ∂E/∂out and ∂out/∂net of one unit
         out = symbol("out", layer, unit, sizes, convention)

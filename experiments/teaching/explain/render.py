@@ -16,7 +16,7 @@ import pandas as pd
 from experiments.core.config import ConfigError
 from experiments.core.schema import EXPLAIN_COLUMNS as CSV_COLUMNS
 
-from .model import ORDERS, Explanation, Factor, GradientTerm
+from .model import ORDERS, Explanation, Factor, GradientTerm, is_222
 from .worked import update_order_notes
 
 FORMATS = ("text", "markdown", "csv")
@@ -160,7 +160,9 @@ def _forward(doc: _Doc, expl: Explanation, shown: list[int]) -> None:
     doc.para("net = Σ w·out(previous layer)" + (" + b" if c.bias is not False else "")
              + f"; out = {c.activation}(net)"
              + (f", {c.resolved_output_activation} in the output layer"
-                if c.resolved_output_activation != c.activation else ""))
+                if c.resolved_output_activation != c.activation else "")
+             + ("; in your names a unit of layer l is a_l[j] = out, z_l[j] = net (a0 = X)"
+                if expl.convention == "W1b1" and not is_222(c.sizes) else ""))
 
 
 def e_line(expl: Explanation) -> str:
