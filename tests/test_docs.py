@@ -89,8 +89,8 @@ SHORTENED = {
         "--steps 5",
     "handgrad check my_backprop.py seed                          # exit 0 agree, 1 differ":
         "--steps 20",
-    "handgrad grade submissions/ seed --out grades/week3 --jobs 2  # a class: one row per "
-    "file":
+    "handgrad grade submissions/ seed --out grades/week3 --jobs 2  # a class: a row per "
+    "student":
         "--steps 5",
     "handgrad check examples/learners/correct_w1b1.py                 # the seed case "
     "(default)": "--steps 20",
