@@ -10,8 +10,9 @@ float32, finite differences, all zeros, swapped names, relu′ at 0), ``mistakes
 ``diagnosis`` (what went wrong, in the learner's terms), ``in_words`` (that mistake in a
 few words, for a table), ``integrity`` (flags read from the source's syntax tree and the
 returned arrays, never running them), ``api`` (one check, start to end), ``early`` (the
-learner's process started before torch is imported), ``command`` (the subcommand). The learner's own process is
-``experiments.teaching.boundary``; a class's grading is ``experiments.teaching.grade``.
+learner's process started before torch is imported), ``command`` (the subcommand). The
+learner's own process is ``experiments.teaching.boundary``; a class's grading is
+``experiments.teaching.grade``.
 """
 
 from __future__ import annotations
