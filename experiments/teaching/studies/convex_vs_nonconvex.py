@@ -344,14 +344,14 @@ def _inits_figure(inits: pd.DataFrame, pairs: pd.DataFrame, path: Path) -> str:
     with style():
         fig, (ax_f, ax_d) = figure(2, 4.5, 3.6)
         _strip_with_zeros(ax_f, inits.assign(excess=excess), "excess", "init",
-                          palette="tab10", size=7, jitter=0.15)
+                          palette="tab10", size=7)
         ax_f.set(ylabel="F − min F of the model (log)")
         ax_f.set_title("final objective per init", fontsize=9)
         tol = pairs.loc[pairs["model"] == "logistic", "tolerance"]
         if tol.notna().any():
             ax_d.axhline(tol.max(), color="C3", linestyle="--", linewidth=1,
                          label="logistic tolerance ‖∇F‖/λ")
-        _strip_with_zeros(ax_d, dist, "value", "distance", dodge=True, size=6, jitter=0.15)
+        _strip_with_zeros(ax_d, dist, "value", "distance", dodge=True, size=6)
         ax_d.set(ylabel="‖w_a − w_b‖, final weights (log)")
         ax_d.set_title("pairs of inits: raw and permutation-aligned", fontsize=9)
         title(fig, "convex-vs-nonconvex: where five inits end (one minimum or several)")
@@ -359,7 +359,9 @@ def _inits_figure(inits: pd.DataFrame, pairs: pd.DataFrame, path: Path) -> str:
 
 
 def _strip_with_zeros(ax, data: pd.DataFrame, y: str, hue: str, **strip) -> None:
-    """A log-axis strip plot per model of ``y`` coloured by ``hue``. Exact zeros have no
+    """A log-axis swarm plot per model of ``y`` coloured by ``hue`` (a strip plot's
+    jitter draws from numpy's global random state, so the committed figure changed from
+    run to run; a swarm spreads equal values the same way each time). Exact zeros have no
     place on a log axis: they are drawn with ``ZERO_MARKER`` on a dotted line a decade below
     the smallest non-zero value (``zero_floor``), and the legend says so."""
     order, hue_order = list(dict.fromkeys(data["model"])), list(dict.fromkeys(data[hue]))
@@ -367,9 +369,9 @@ def _strip_with_zeros(ax, data: pd.DataFrame, y: str, hue: str, **strip) -> None
     floor = zero_floor(data[y])
     kw = dict(x="model", hue=hue, order=order, hue_order=hue_order, ax=ax, **strip)
     if (~zero).any():
-        sns.stripplot(data=data[~zero], y=y, **kw)
+        sns.swarmplot(data=data[~zero], y=y, **kw)
     if zero.any():
-        sns.stripplot(data=data[zero].assign(**{y: floor}), y=y, marker=ZERO_MARKER,
+        sns.swarmplot(data=data[zero].assign(**{y: floor}), y=y, marker=ZERO_MARKER,
                       edgecolor="black", linewidth=0.5, legend=False, **kw)
         ax.axhline(floor, color="0.5", linestyle=":", linewidth=1, zorder=0)
     ax.set_yscale("log")
