@@ -8,7 +8,7 @@ block's later lines, not to the next block), started in the copy's root, with th
 own environment first on PATH (its `handgrad` and `python`). `handgrad` there is served by
 one warm process that has imported torch once (tests/doc_zygote.py): forty fresh imports
 would cost minutes. Each command's exit status is checked as the docs promise it; with
-DOC_TIMES=FILE each command's wall time is appended to FILE (about 3.5 minutes in all on 2
+DOC_TIMES=FILE each command's wall time is appended to FILE (about 6 minutes in all on 2
 busy cores). Folders the docs write
 (runs/, sweeps/, checks/, bench/ ...) are therefore shared across blocks, as they are for
 a reader: a later example that collides with an earlier one's output fails here.
