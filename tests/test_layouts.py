@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from experiments.cli import main
-from experiments.teaching.grade.discover import discover, student_of, top_level_names
+from experiments.teaching.grade.discover import discover, marked_late, student_of, top_level_names
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "learners"
 CORRECT = (EXAMPLES / "correct_w1b1.py").read_text(encoding="utf-8")
@@ -68,7 +68,8 @@ CLASS_COLUMNS = {
     "Bob Ray_102_assignsubmission_file_/backprop.py": (10, "", "same_code: hank"),
     "carol/": (0, "", ""),
     "dan/": (0, "", ""),
-    "doejane_LATE_2345_6789_hw3.py": (0, "averaged over the batch", ""),
+    "doejane_LATE_2345_6789_hw3.py": (0, "averaged over the batch",
+                                      "late: the LMS marked it LATE"),
     "erin/hw3.py": (0, "", ""),
     "frank/src/hw3.py": (0, "", ""),
     "gina/hw3.py": (0, "", ""),
@@ -137,6 +138,11 @@ def test_lms_names_give_the_student():
     # Name_ID_assignsubmission_file_ (a folder) or ..._file_hw.py (a file)
     assert student_of("smithjohn_1234_5678_hw3.py") == "smithjohn"
     assert student_of("doejane_LATE_2345_6789_hw3-1.py") == "doejane"
+    assert marked_late("doejane_LATE_2345_6789_hw3-1.py")
+    assert marked_late("sub/doejane_LATE_2345_6789_hw3.py")
+    assert not marked_late("doejane_2345_6789_hw3-1.py")
+    assert not marked_late("LATE_2345_6789_hw3.py")       # no name before it: not Canvas's
+    assert not marked_late("Ann Lee_101_assignsubmission_file_/LATE.py")
     assert student_of("Ann Lee_101_assignsubmission_file_") == "Ann Lee"
     assert student_of("Ann Lee_101_assignsubmission_file_hw3.ipynb") == "Ann Lee"
     assert student_of("alice") == "alice"

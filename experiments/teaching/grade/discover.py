@@ -47,7 +47,7 @@ TOOL_FOLDERS = {".ipynb_checkpoints": "duplicate: Jupyter's checkpoints (copies 
                 "__pycache__": "not Python source: compiled Python (.pyc)",
                 "__MACOSX": "not a submission: macOS archive metadata",
                 ".git": "not a submission: a git repository's internals"}
-CANVAS = re.compile(r"(?P<student>[A-Za-z0-9-]+?)_(?:LATE_)?\d+_\d+_(?P<file>.+)")
+CANVAS = re.compile(r"(?P<student>[A-Za-z0-9-]+?)_(?P<late>LATE_)?\d+_\d+_(?P<file>.+)")
 MOODLE = re.compile(r"(?P<student>.+?)_\d+_assignsubmission_[a-z]+_(?P<file>.*)")
 FOLDER_FILES = 2_000   # files searched in one student's folder at most
 
@@ -81,6 +81,13 @@ def student_of(name: str) -> str:
         if m is not None:
             return m.group("student")
     return re.sub(r"\.(py|ipynb)$", "", name, flags=re.IGNORECASE) or name
+
+
+def marked_late(file: str) -> bool:
+    """Whether the LMS marked the entry at ``file`` (its path in the submissions folder)
+    late: Canvas names a late file ``name_LATE_ID_ID_file``."""
+    return any((m := CANVAS.fullmatch(part)) is not None and m.group("late") is not None
+               for part in Path(file).parts)
 
 
 def _kind(mode: int) -> str:

@@ -1,7 +1,8 @@
 """The class summary: the flags of every row, the named mistakes counted, the figures
 and the class page.
 
-    add_flags(table, paths)   the ``flags`` column (``check.integrity.class_flags``)
+    add_flags(table, paths)   the ``flags`` column (``check.integrity.class_flags``, and
+                              ``late`` where the LMS's file name says so)
     rounded(table)            grades.csv's figures to 3 significant digits
     mistake_counts(table)     each named mistake with its number of submissions
     write_summary(folder, …)  mistakes.png (a seaborn bar chart), scores.png (the score
@@ -14,6 +15,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+#: the flag of a file the LMS marked late (Canvas's ``name_LATE_ID_ID_file``)
+LATE = "late: the LMS marked it LATE"
 #: grades.csv's figures written to 3 significant digits
 ROUNDED = ("worst_rel_err", "worst_ratio", "seconds", "score", "max_score")
 A4_CSS = ("@page { size: A4; margin: 12mm; } @media print { body { max-width: none; "
@@ -28,6 +31,7 @@ def add_flags(table, paths: dict):
     other students' rows on the same config, and named by student (by file where two
     files are one student's)."""
     from experiments.teaching.check.integrity import class_flags, read_source
+    from experiments.teaching.grade.discover import marked_late
 
     rows = table.to_dict("records")
     sources = {r["file"]: read_source(paths[r["file"]]) if paths.get(r["file"]) else None
@@ -40,6 +44,8 @@ def add_flags(table, paths: dict):
         at = [i for i, r in enumerate(rows) if r.get("config") == config]
         for i, f in zip(at, class_flags([rows[i] for i in at], sources, names), strict=True):
             flags[i] = f
+    flags = ["; ".join(filter(None, [LATE if marked_late(r["file"]) else "", f]))
+             for r, f in zip(rows, flags, strict=True)]
     return table.assign(flags=flags)
 
 
