@@ -161,6 +161,8 @@ def test_grade_on_the_cluster_equals_local(client, local_grade, tmp_path, capsys
         code = main(["grade", str(folder), "seed", *LIMITS, "--backend", "dask",
                      "--out", str(out)])
     assert code == 0, capsys.readouterr().err
+    # grades.md says where (the client is the caller's own: no address named)
+    assert "--jobs 1 on Dask, " in (out / "grades.md").read_text("utf-8")
     keys = ran_on_workers(client, stream, "handgrad-grade-")
     assert sorted(k.rsplit("-", 1)[0] for k in keys) == [
         f"handgrad-grade-{Path(n).parts[0].removesuffix('.py')}" for n in CLASS]

@@ -87,7 +87,8 @@ def test_grade_mixed_folder(tmp_path, submissions, capsys):
     assert not list((checks / "b_mean" / "training").glob("*.png"))   # grade skips plots
     md = (out / "grades.md").read_text(encoding="utf-8")
     assert "9 submissions checked against autograd; config `seed` (sizes 3-4-1" in md
-    assert ("2 training steps), --timeout 2 s, --memory 400 MiB, --jobs 2, whole files run, "
+    assert ("2 training steps), --timeout 2 s, --memory 400 MiB, --jobs 2 on this machine, "
+            "whole files run, "
             "handgrad ") in md
     assert "| differ | constant_ratio | 1 |" in md
     assert "- notes.txt: not Python: not a .py file or .ipynb notebook" in md   # all listed
@@ -222,3 +223,15 @@ def test_grader_failure_is_not_the_learners(tmp_path, monkeypatch):
     row = pd.read_csv(tmp_path / "g" / "grades.csv", keep_default_na=False).iloc[0]
     assert row["status"] == "grader_error"
     assert "not the learner's fault" in row["message"] and "MemoryError" in row["message"]
+
+
+def test_grades_md_says_where_the_submissions_were_checked(monkeypatch):
+    from experiments.teaching.grade.report import where_run
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    assert where_run({"backend": "loky"}) == "on this machine"
+    assert where_run({"backend": "dask", "scheduler": None}) == "on Dask"
+    assert where_run({"backend": "dask", "scheduler": "tcp://10.0.0.5:8786"}) == \
+        "on Dask (scheduler tcp://10.0.0.5:8786)"
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://10.0.0.6:8786")
+    assert where_run({"backend": "dask", "scheduler": None}) == \
+        "on Dask (scheduler tcp://10.0.0.6:8786)"

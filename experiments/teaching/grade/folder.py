@@ -363,7 +363,8 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
                 table = class_columns(table, {s.file: s.path for s in subs}, rubric)
                 settings = {"config": cfgs[0], "configs": cfgs, "steps": cfgs[0].steps,
                             "timeout": timeout, "definitions_only": definitions_only,
-                            "memory_mb": memory_mb, "jobs": jobs, "resumed": len(kept),
+                            "memory_mb": memory_mb, "jobs": jobs, "backend": backend,
+                            "scheduler": scheduler, "resumed": len(kept),
                             "interrupted": interrupted, "sandbox_missing": missing,
                             "rubric": rubric}
                 _write(tmp, table, skipped, folder, settings, grades_markdown)
