@@ -257,3 +257,15 @@ def test_the_first_row_is_timed_like_the_others(tmp_path):
     seconds = pd.read_csv(tmp_path / "g" / "grades.csv")["seconds"].tolist()
     assert len(seconds) == 4
     assert seconds[0] < 3 * max(seconds[1:]), seconds
+
+
+def test_grade_help_gives_the_steps_cap(capsys):
+    """`grade --help` states --steps' real default, the cap ``GRADE_STEPS`` included (the
+    parser's text is a literal: importing the grading module would slow every start)."""
+    from experiments.teaching.grade.folder import GRADE_STEPS
+
+    with pytest.raises(SystemExit):
+        main(["grade", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"training steps (default: the config's, at most {GRADE_STEPS})" in text
+    assert f"--steps defaults to the config's, at most {GRADE_STEPS}." in text

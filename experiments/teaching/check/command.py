@@ -35,8 +35,8 @@ output_limit); 5 ran past --timeout (timeout).
 With several --config, one result each and the highest code."""
 
 
-def add_limits(p: argparse.ArgumentParser) -> None:
-    """The options ``check`` and ``grade`` share."""
+def add_limits(p: argparse.ArgumentParser, steps: str = "the config's") -> None:
+    """The options ``check`` and ``grade`` share; ``steps``: the default of --steps, said."""
     p.add_argument("experiment", nargs="?", default=None,
                    metavar="NAME|CONFIG.toml|REFERENCE.py",
                    help="a named experiment (see `handgrad list`), a TOML config, or a "
@@ -49,7 +49,7 @@ def add_limits(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--steps", type=int, default=None, metavar="N",
-                   help="training steps (default: the config's)")
+                   help=f"training steps (default: {steps})")
     p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                    help="time the learner's code may take in all (its process is stopped "
                         "after)")
