@@ -45,14 +45,26 @@ def shares_a_fixture(module: str) -> bool:
     """Whether the test module ``module`` (a path from the root) defines a module-scoped
     fixture. Read from its text: xdist's controller, which deals the tests out, sees only
     their node ids, never the collected tests."""
-    text = (ROOT / module).read_text(encoding="utf-8")
+    try:
+        text = (ROOT / module).read_text(encoding="utf-8")
+    except OSError:          # node ids from another root (--rootdir): xdist's own dealing
+        return False
     return re.search(r"""scope\s*=\s*["']module["']""", text) is not None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    # a module that shares a fixture moves as one piece: slow if any of its tests is
+    slow_modules = {module(i) for i in items if i.get_closest_marker("slow") is not None
+                    and shares_a_fixture(module(i))}
+
     def later(item: pytest.Item) -> tuple[bool, bool]:
-        module = item.nodeid.split("::", 1)[0]
-        return item.get_closest_marker("slow") is None, not shares_a_fixture(module)
+        shared = shares_a_fixture(module(item))
+        slow = module(item) in slow_modules if shared else \
+            item.get_closest_marker("slow") is not None
+        return not slow, not shared
     items.sort(key=later)                                   # stable: else as collected
 
 
@@ -61,10 +73,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """``--dist load`` (what ``-n N`` means): a module that shares a fixture is one piece
     of work, any other test is one; handed out in collection order."""
     if config.getoption("dist") != "load":
-        return None                                         # an explicit --dist: xdist's
+        return None                               # --dist loadscope, worksteal ...: xdist's
     from xdist.scheduler import LoadScopeScheduling
 
     class SharedFixtureScheduling(LoadScopeScheduling):
+        # _split_scope is LoadScopeScheduling's hook for a test's scope (pytest-xdist 3.8;
+        # loadscopereorder, below, is 3.8's too: pyproject asks for >= 3.8)
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
             return module if shares_a_fixture(module) else nodeid

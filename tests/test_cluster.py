@@ -161,8 +161,9 @@ def test_grade_on_the_cluster_equals_local(client, local_grade, tmp_path, capsys
         code = main(["grade", str(folder), "seed", *LIMITS, "--backend", "dask",
                      "--out", str(out)])
     assert code == 0, capsys.readouterr().err
-    # grades.md says where (the client is the caller's own: no address named)
-    assert "--jobs 1 on Dask, " in (out / "grades.md").read_text("utf-8")
+    # grades.md says where: the client here is the caller's own, on a local cluster
+    assert "on Dask: a local cluster of 2 workers on this machine, " in \
+        (out / "grades.md").read_text("utf-8")
     keys = ran_on_workers(client, stream, "handgrad-grade-")
     assert sorted(k.rsplit("-", 1)[0] for k in keys) == [
         f"handgrad-grade-{Path(n).parts[0].removesuffix('.py')}" for n in CLASS]
@@ -190,6 +191,22 @@ def test_sweep_joins_the_scheduler_named_by_address(client, tmp_path, capsys):
     assert len(pd.read_csv(tmp_path / "sw" / "sweep.csv")) == 2
     clients = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.clients))
     assert len([c for c in clients if c != "fire-and-forget"]) == 1, clients   # ours only
+
+
+def test_grade_on_a_named_scheduler_says_so_in_grades_md(client, tmp_path, capsys):
+    """``--scheduler ADDRESS``: grades.md names that scheduler and its workers (``--jobs``,
+    which sizes only a local cluster, is not shown)."""
+    folder = tmp_path / "class"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "correct_torch.py", folder / "a.py")
+    address = client.scheduler.address
+    assert main(["grade", str(folder), "seed", *LIMITS, "--backend", "dask", "--scheduler",
+                 address, "--jobs", "7", "--out", str(tmp_path / "g")]) == 0, \
+        capsys.readouterr().err
+    md = (tmp_path / "g" / "grades.md").read_text("utf-8")
+    (settings,) = [line for line in md.splitlines() if "--timeout" in line]
+    assert f"on Dask: the scheduler at {address} (2 workers), " in settings
+    assert "--jobs" not in settings
 
 
 def kill_a_worker_when_busy(client, prefix: str) -> tuple[threading.Thread, list]:

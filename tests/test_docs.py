@@ -141,9 +141,10 @@ STAND_IN = {
 }
 
 #: files the docs ask the reader to write: (what the test puts there). The class is six
-#: of examples/learners, each status kind once (a notebook, a correct file, two mistakes,
-#: a file for another config, an import error): the docs grade it three times, and all 32
-#: examples cost a minute of CI (tests/test_near_miss.py checks each of them on its own)
+#: of examples/learners: a correct file and a correct notebook (agree), two mistakes
+#: (differ), a file for another config (wrong_assignment) and an import error
+#: (import_error). The docs grade it three times, and all 32 examples cost a minute of CI
+#: (tests/test_near_miss.py checks each of them on its own)
 GIVEN = {
     "my_backprop.py": "examples/learners/correct_torch.py",    # any depth, biases or not
     "submissions": [f"examples/learners/{name}" for name in (

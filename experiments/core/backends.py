@@ -93,6 +93,15 @@ def dask_client(scheduler: str | None = None, workers: int = 1) -> Iterator:
         yield client
 
 
+def describe_client(client) -> str:
+    """Where a ``dask_client`` runs its tasks, for a report: a local cluster of N workers
+    on this machine, or the scheduler at an address and its N workers."""
+    workers = len(client.scheduler_info().get("workers", {}))
+    if type(getattr(client, "cluster", None)).__name__ == "LocalCluster":
+        return f"on Dask: a local cluster of {workers} workers on this machine"
+    return f"on Dask: the scheduler at {client.scheduler.address} ({workers} workers)"
+
+
 def run_on_dask(client, fn: Callable, tasks: Sequence[tuple], names: Sequence[str], *,
                 on_result: Callable[[int, object], None], prefix: str = "handgrad") -> list[int]:
     """Run ``fn(*tasks[i])`` for every i on the cluster, calling ``on_result(i, result)``

@@ -36,7 +36,8 @@ With several --config, one result each and the highest code."""
 
 
 def add_limits(p: argparse.ArgumentParser, steps: str = "the config's") -> None:
-    """The options ``check`` and ``grade`` share; ``steps``: the default of --steps, said."""
+    """The options ``check`` and ``grade`` share; ``steps``: the default --steps' help
+    states."""
     p.add_argument("experiment", nargs="?", default=None,
                    metavar="NAME|CONFIG.toml|REFERENCE.py",
                    help="a named experiment (see `handgrad list`), a TOML config, or a "

@@ -27,7 +27,7 @@ def register(subparsers, formatter_class=argparse.HelpFormatter, help: str = "")
                     "defines gradients, its other .py files its helpers — each in its own "
                     "sandboxed process with its own limits, on each config or reference "
                     "given, and write one grade folder: grades.csv (one row per submission "
-                    "and config, with points, the mistake in words and integrity flags), "
+                    "and config, with points, the mistake in words and flags), "
                     "grades.md and report.html (the class summary), not_graded.csv (every "
                     "other file, with the reason) and checks/NAME/ (with feedback.md), "
                     "replaced together. --steps defaults to the config's, at most 200."

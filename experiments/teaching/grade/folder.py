@@ -87,11 +87,11 @@ def grade_one(sub: Submission, cfg, out: Path, timeout: float, memory_mb: int,
     from experiments.teaching.reference.check import check_reference_file
     from experiments.teaching.reference.load import ReferenceFile
 
-    warm()
-    t0 = time.perf_counter()
     if sub.path is None:   # a student's folder without a single submission in it
         r = CheckResult(sub.file, "not_a_submission", 2, sub.problem)
     else:
+        warm()
+        t0 = time.perf_counter()
         try:
             with limited_threads(1):
                 # helpers: the student's own folder's modules only (in a flat folder every
@@ -137,10 +137,10 @@ def _died(sub: Submission, cfg) -> dict:
 
 
 def _grade_all(pending: list[tuple], run, jobs: int, rows: dict, progress, total: int,
-               backend: str = "loky", scheduler: str | None = None) -> None:
+               backend: str = "loky", scheduler: str | None = None) -> str:
     """Fill ``rows`` ((file, config) -> row) for ``pending`` (submission, config) pairs,
     replacing workers that die; on ``backend="dask"``, one task per pair on a Dask cluster
-    (``remote``)."""
+    (``remote``). Returns where they ran, for grades.md."""
     if backend == "dask":
         from experiments.teaching.grade.remote import grade_on_dask
         return grade_on_dask(pending, run.keywords, jobs, rows, progress, total, scheduler)
@@ -174,6 +174,7 @@ def _grade_all(pending: list[tuple], run, jobs: int, rows: dict, progress, total
             close = getattr(results, "close", None)
             if close is not None:
                 close()
+    return f"--jobs {jobs} on this machine"
 
 
 def check_places(folder: Path, out: Path) -> None:
@@ -360,9 +361,10 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
             run = functools.partial(_grade_sub, checks=checks.resolve(), several=several,
                                     timeout=timeout, memory_mb=memory_mb,
                                     definitions_only=definitions_only, rubric=rubric, fmt=fmt)
+            where_run = "on Dask" if backend == "dask" else f"--jobs {jobs} on this machine"
             try:
-                _grade_all(pending, run, jobs, rows, progress, len(jobs_list), backend,
-                           scheduler)
+                where_run = _grade_all(pending, run, jobs, rows, progress, len(jobs_list),
+                                       backend, scheduler)
             except KeyboardInterrupt:
                 interrupted = True
                 (tmp / "INTERRUPTED").write_text(
@@ -377,8 +379,8 @@ def grade_folder(folder: Path, config="seed", *, out: Path | None = None, overri
                 table = class_columns(table, {s.file: s.path for s in subs}, rubric)
                 settings = {"config": cfgs[0], "configs": cfgs, "steps": cfgs[0].steps,
                             "timeout": timeout, "definitions_only": definitions_only,
-                            "memory_mb": memory_mb, "jobs": jobs, "backend": backend,
-                            "scheduler": scheduler, "resumed": len(kept),
+                            "memory_mb": memory_mb, "jobs": jobs, "where": where_run,
+                            "resumed": len(kept),
                             "interrupted": interrupted, "sandbox_missing": missing,
                             "rubric": rubric}
                 _write(tmp, table, skipped, folder, settings, grades_markdown)

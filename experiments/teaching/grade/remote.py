@@ -57,13 +57,14 @@ def _lost(sub: Submission, cfg, sha: str) -> dict:
 
 
 def grade_on_dask(pending: list[tuple], settings: dict, workers: int, rows: dict,
-                  progress, total: int, scheduler: str | None = None) -> None:
+                  progress, total: int, scheduler: str | None = None) -> str:
     """Fill ``rows`` ((file, config) -> row) for ``pending`` (submission, config) pairs on a
     Dask cluster (``backends.dask_client``: ``scheduler``, $DASK_SCHEDULER_ADDRESS, else a
     local cluster of ``workers``). ``settings``: ``checks`` (the grade folder's checks/,
     here), ``several``, ``timeout``, ``memory_mb``, ``definitions_only``, ``rubric``,
     ``fmt``. A submission that cannot be read here (or a folder with none) is graded here
-    (``grade_one`` says why in its row, without starting a process)."""
+    (``grade_one`` says why in its row, without starting a process). Returns where the
+    cluster was (``backends.describe_client``)."""
     from experiments.teaching.boundary.learner import BadLearner
     from experiments.teaching.boundary.process import (
         FILE_LIMIT,
@@ -106,6 +107,7 @@ def grade_on_dask(pending: list[tuple], settings: dict, workers: int, rows: dict
         done(sub, cfg, row)
 
     with backends.dask_client(scheduler, workers) as client:
+        where_run = backends.describe_client(client)
         lost = backends.run_on_dask(client, grade_packed, tasks,
                                     [f"{s.slot}-{c.name}" if settings["several"]
                                      else s.slot for s, c, _ in pairs],
@@ -113,3 +115,4 @@ def grade_on_dask(pending: list[tuple], settings: dict, workers: int, rows: dict
     for i in lost:
         sub, cfg, _ = pairs[i]
         done(sub, cfg, _lost(sub, cfg, sha256(sub.path)))
+    return where_run

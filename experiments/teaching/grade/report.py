@@ -34,20 +34,16 @@ def settings_line(settings: dict) -> str:
                          f"{cfg.steps} training steps)")
     return (f"{'; '.join(described)}, "
             f"--timeout {settings['timeout']:g} s, --memory {settings['memory_mb']} MiB, "
-            f"--jobs {settings['jobs']} {where_run(settings)}, "
+            f"{where_run(settings)}, "
             f"{'definitions only' if settings.get('definitions_only') else 'whole files run'}"
             f", handgrad {version()}" + (f"; {settings['rubric'].describe()}"
                                          if settings.get("rubric") else ""))
 
 
 def where_run(settings: dict) -> str:
-    """Where the submissions were checked: this machine (loky), or a Dask cluster."""
-    if settings.get("backend", "loky") != "dask":
-        return "on this machine"
-    from experiments.core.backends import scheduler_address
-
-    address = scheduler_address(settings.get("scheduler"))
-    return f"on Dask (scheduler {address})" if address else "on Dask"
+    """Where the submissions were checked: ``--jobs N on this machine``, or the Dask
+    cluster (``backends.describe_client``), as the grading recorded it."""
+    return settings.get("where") or f"--jobs {settings['jobs']} on this machine"
 
 
 def reduction(loss: str) -> str:

@@ -134,8 +134,9 @@ def summary_lines(table, rubric) -> list[str]:
     else:
         lines += [markdown_table(counts.assign(mistake=counts["mistake"].map(md_text))), "",
                   "![the class's mistakes](mistakes.png)", ""]
-    lines += ["### Integrity flags", "",
-              "Hints for a closer look, never used to score (docs/check.md, 'Flags').", ""]
+    lines += ["### Flags", "",
+              "Hints for a closer look (integrity, and lateness where the LMS marks it), "
+              "never used to score (docs/check.md, 'Flags').", ""]
     lines += [f"- {md_text(f)}: {md_text(g)}" for f, g in zip(flagged["file"],
                                                                flagged["flags"],
                                                                strict=True)] or ["None."]

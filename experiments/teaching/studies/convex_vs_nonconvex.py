@@ -343,7 +343,7 @@ def _inits_figure(inits: pd.DataFrame, pairs: pd.DataFrame, path: Path) -> str:
     excess = inits["objective"] - inits.groupby("model")["objective"].transform("min")
     with style():
         fig, (ax_f, ax_d) = figure(2, 4.5, 3.6)
-        _strip_with_zeros(ax_f, inits.assign(excess=excess), "excess", "init",
+        _swarm_with_zeros(ax_f, inits.assign(excess=excess), "excess", "init",
                           palette="tab10", size=7)
         ax_f.set(ylabel="F − min F of the model (log)")
         ax_f.set_title("final objective per init", fontsize=9)
@@ -351,14 +351,14 @@ def _inits_figure(inits: pd.DataFrame, pairs: pd.DataFrame, path: Path) -> str:
         if tol.notna().any():
             ax_d.axhline(tol.max(), color="C3", linestyle="--", linewidth=1,
                          label="logistic tolerance ‖∇F‖/λ")
-        _strip_with_zeros(ax_d, dist, "value", "distance", dodge=True, size=6)
+        _swarm_with_zeros(ax_d, dist, "value", "distance", dodge=True, size=6)
         ax_d.set(ylabel="‖w_a − w_b‖, final weights (log)")
         ax_d.set_title("pairs of inits: raw and permutation-aligned", fontsize=9)
         title(fig, "convex-vs-nonconvex: where five inits end (one minimum or several)")
         return save(fig, path)
 
 
-def _strip_with_zeros(ax, data: pd.DataFrame, y: str, hue: str, **strip) -> None:
+def _swarm_with_zeros(ax, data: pd.DataFrame, y: str, hue: str, **swarm) -> None:
     """A log-axis swarm plot per model of ``y`` coloured by ``hue`` (a strip plot's
     jitter draws from numpy's global random state, so the committed figure changed from
     run to run; a swarm spreads equal values the same way each time). Exact zeros have no
@@ -367,7 +367,7 @@ def _strip_with_zeros(ax, data: pd.DataFrame, y: str, hue: str, **strip) -> None
     order, hue_order = list(dict.fromkeys(data["model"])), list(dict.fromkeys(data[hue]))
     zero = data[y] == 0
     floor = zero_floor(data[y])
-    kw = dict(x="model", hue=hue, order=order, hue_order=hue_order, ax=ax, **strip)
+    kw = dict(x="model", hue=hue, order=order, hue_order=hue_order, ax=ax, **swarm)
     if (~zero).any():
         sns.swarmplot(data=data[~zero], y=y, **kw)
     if zero.any():
