@@ -173,18 +173,18 @@ def test_the_deepest_allowed_net_draws_a_bounded_heatmap():
     most HEATMAP_PANELS of them (128 panels took 10 GB to draw), the largest differences."""
     import pandas as pd
 
-    from experiments.output import plots
+    from experiments.output import heatmap
 
     n = 2 * MAX_LAYERS
     final = pd.DataFrame([{"param": f"layers.{i}.weight", "row": r, "col": c,
                            "abs_diff": float(i + 1) * 1e-16}
                           for i in range(n) for r in range(2) for c in range(2)])
-    fig = plots._heatmap_figure(final)
+    fig = heatmap.heatmap_figure(final)
     panels = [ax for ax in fig.axes if ax.get_title().startswith("layers.")]
-    assert len(panels) == plots.HEATMAP_PANELS
+    assert len(panels) == heatmap.HEATMAP_PANELS
     assert {ax.get_title().split()[0] for ax in panels} == {
-        f"layers.{i}.weight" for i in range(n - plots.HEATMAP_PANELS, n)}
-    assert f"the {plots.HEATMAP_PANELS} of {n} parameters" in fig._suptitle.get_text()
+        f"layers.{i}.weight" for i in range(n - heatmap.HEATMAP_PANELS, n)}
+    assert f"the {heatmap.HEATMAP_PANELS} of {n} parameters" in fig._suptitle.get_text()
 
 
 @pytest.mark.parametrize("value, words", [

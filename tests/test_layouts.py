@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
+from learner_notebooks import notebook
 
 from experiments.cli import main
 from experiments.teaching.grade.discover import discover, marked_late, student_of, top_level_names
@@ -24,14 +24,6 @@ LOOP = ("X = np.random.rand(4, 3); Y = np.random.rand(4, 1)\n"
         "params = {'W1': np.random.rand(3, 4), 'W2': np.random.rand(4, 1)}\n"
         "for i in range(10 ** 8):\n"
         "    params = {k: params[k] - 0.1 * v for k, v in gradients(params, X, Y).items()}\n")
-
-
-def notebook(path: Path, *code: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# Backprop by hand")]
-    nb.cells += [nbformat.v4.new_code_cell(c) for c in code]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
 
 
 def write(path: Path, text: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pandas as pd
+from learner_notebooks import notebook
 
 from experiments.cli import main
 from experiments.teaching.boundary.notebook import definitions_only, notebook_cells
@@ -19,14 +20,6 @@ LOOP = ("X = np.random.rand(4, 3); Y = np.random.rand(4, 1)\n"
         "    g = gradients(params, X, Y)\n"
         "    params = {k: params[k] - 0.1 * g[k] for k in params}\n"
         "display(params)\n")
-
-
-def notebook(path: Path, *code: str) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# Backprop by hand")]
-    nb.cells += [nbformat.v4.new_code_cell(c) for c in code]
-    nbformat.write(nb, path)
-    return path
 
 
 def test_cells_keep_their_numbers_and_lines():

@@ -11,8 +11,8 @@ Files read (schemas in docs/csv-schema.md; extra columns are ignored):
 Exact zeros on a log axis. A difference of exactly 0 means the two sides were bit-identical;
 log axes cannot show it, and dropping those points would hide the best possible result. So
 zeros are drawn at a floor one decade below the smallest non-zero value (1e-18 when every
-value is 0), marked with an ``x`` on a dotted line, and the legend and title say so. In
-heatmaps zero cells are drawn light grey, below the colour scale, and annotated ``0``.
+value is 0), marked with an ``x`` on a dotted line, and the legend and title say so. The
+final-step heatmap (``experiments.output.heatmap``) draws zero cells light grey instead.
 
 Figures are made with ``matplotlib.figure.Figure`` (never pyplot), so nothing is displayed,
 no global figure state is touched, and nothing is left open; PNGs use the Agg renderer.
@@ -20,25 +20,21 @@ no global figure state is touched, and nothing is left open; PNGs use the Agg re
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib import colormaps
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from experiments.output.style import save, style
+from experiments.output.heatmap import heatmap_figure
+from experiments.output.style import save, style, zero_floor
 
-__all__ = ["plot_compare", "plot_reference_initial", "plot_reference_steps", "plot_run"]
+__all__ = ["plot_compare", "plot_run"]
 
 LINE_FIGSIZE = (9.0, 4.5)  # inches; the legend sits outside, to the right
 ALL_ZERO_FLOOR = 1e-18  # where exact zeros go when there is no non-zero value to sit under
-ANNOTATE_MAX = 8  # heatmaps with at most 8 x 8 cells get their values written in
 STEP_LABEL = "step (optimizer updates)"
 SIDE_DASHES = {"manual": "", "torch": (4, 2)}  # manual solid, torch dashed: overlap stays visible
 
@@ -77,11 +73,11 @@ def plot_run(run_dir: str | Path) -> list[Path]:
 
     written = []
     with style():
-        written.append(_save(_loss_figure(loss), run_dir / "loss.png"))
-        written.append(_save(_verdict_figure(grads), run_dir / "grad_diff.png"))
+        written.append(save_listed(_loss_figure(loss), run_dir / "loss.png"))
+        written.append(save_listed(_verdict_figure(grads), run_dir / "grad_diff.png"))
         if _has_values(grads, "weight_max_abs_diff"):
             written.append(
-                _save(
+                save_listed(
                     _log_line_figure(
                         grads,
                         y="weight_max_abs_diff",
@@ -94,12 +90,12 @@ def plot_run(run_dir: str | Path) -> list[Path]:
                 )
             )
         if final is not None and len(final):
-            written.append(_save(_heatmap_figure(final), run_dir / "grad_heatmap.png"))
+            written.append(save_listed(heatmap_figure(final), run_dir / "grad_heatmap.png"))
         if (run_dir / "grad_entries.csv").is_file():
             entries = _read_csv(run_dir, "grad_entries.csv", ENTRY_COLUMNS)
-            written.append(_save(_entry_figure(entries), run_dir / "grad_entry.png"))
+            written.append(save_listed(_entry_figure(entries), run_dir / "grad_entry.png"))
         if all(c in grads.columns for c in REF_COLUMNS) and _has_values(grads, REF_COLUMNS[0]):
-            written.append(_save(_reference_figure(grads), run_dir / "float64_reference.png"))
+            written.append(save_listed(_reference_figure(grads), run_dir / "float64_reference.png"))
     return written
 
 
@@ -147,8 +143,8 @@ def plot_compare(run_a: str | Path, run_b: str | Path, out: str | Path) -> list[
             ylabel="relative error (dimensionless)",
         )
         return [
-            _save(loss_fig, out / "compare_loss.png"),
-            _save(grads_fig, out / "compare_grads.png"),
+            save_listed(loss_fig, out / "compare_loss.png"),
+            save_listed(grads_fig, out / "compare_grads.png"),
         ]
 
 
@@ -189,69 +185,7 @@ def _run_labels(run_a: Path, run_b: Path) -> tuple[str, str]:
 # ---------------------------------------------------------------------------- figures
 
 
-def plot_reference_steps(steps: pd.DataFrame, path: str | Path) -> Path:
-    """A reference check's training (its steps.csv: step, name, rel_err, rel_tol, ...):
-    each parameter's rel_err against autograd (solid) and that step's measured tolerance
-    rel_tol (dotted, same colour) over steps, log y, in the learner's names; written to
-    ``path``."""
-    long = steps.rename(columns={"name": "param"}).melt(
-        id_vars=["step", "param"], value_vars=["rel_err", "rel_tol"], var_name="line",
-        value_name="value")
-    with style():
-        fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
-        ax = fig.add_subplot()
-        scale = _log_lineplot(
-            ax, long, y="value", hue="param", style="line", style_order=["rel_err", "rel_tol"],
-            dashes={"rel_err": "", "rel_tol": (1, 2)}, zeros_of="rel_err",
-            title="Your gradient's relative error per parameter (solid) against each step's "
-                  "measured tolerance (dotted)\n‖g_yours − g_autograd‖₂ / max(‖g_yours‖₂, "
-                  "‖g_autograd‖₂), at autograd's weights")
-        ax.set_xlabel(STEP_LABEL)
-        ax.set_ylabel("relative error (dimensionless)" + scale)
-        return _save(fig, Path(path))
-
-
-VERDICT_COLOURS = {"agree": "C2", "exact": "C2", "differ": "C3"}
-
-
-def plot_reference_initial(initial: pd.DataFrame, path: str | Path) -> Path:
-    """A reference check's initial point (its initial.csv: call, name, kind, rel_err,
-    rel_tol, verdict, ...), at the last call made (the one diagnosed when it differs): one
-    row per parameter, then per intermediate in forward order; your rel_err against
-    autograd (a dot: green agrees, red differs) and the tolerance (a bar), log x. An exact
-    0 is drawn at a floor a decade below the smallest value, as an x."""
-    call = initial["call"].iloc[-1]
-    rows = initial[initial["call"] == call]
-    err, tol = (rows[c].to_numpy(dtype=float) for c in ("rel_err", "rel_tol"))
-    values = np.concatenate([err, tol])
-    positive = values[np.isfinite(values) & (values > 0)]
-    floor = (10.0 ** (math.floor(math.log10(positive.min())) - 1) if positive.size
-             else ALL_ZERO_FLOOR)
-    y = np.arange(len(rows))
-    colours = [VERDICT_COLOURS.get(v, "0.5") for v in rows["verdict"]]
-    zero = err == 0
-    with style():
-        fig = Figure(figsize=(8.0, 0.32 * len(rows) + 2.0), layout="constrained")
-        ax = fig.add_subplot()
-        ax.scatter(tol, y, marker="|", s=260, color="0.35", label="tolerance rel_tol", zorder=2)
-        ax.scatter(err[~zero], y[~zero], c=[c for c, z in zip(colours, zero, strict=True)
-                                            if not z], s=36, label="your rel_err", zorder=3)
-        if zero.any():
-            ax.scatter(np.full(int(zero.sum()), floor), y[zero], marker="x", s=40,
-                       c=[c for c, z in zip(colours, zero, strict=True) if z],
-                       label=f"exact 0 (bit-identical), drawn at {floor:.0e}", zorder=3)
-        ax.set_xscale("log")
-        ax.set_yticks(y, [f"{n} ({'intermediate' if k == 'intermediate' else 'parameter'})"
-                          for n, k in zip(rows["name"], rows["kind"], strict=True)])
-        ax.set_ylim(len(rows) - 0.5, -0.5)
-        ax.set_xlabel("relative error against autograd (dimensionless, log scale)")
-        ax.set_title(f"The initial point, call \"{call}\": your gradients against autograd's"
-                     "\nparameters first, then the intermediates in forward order")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        return _save(fig, Path(path))
-
-
-def _save(fig: Figure, path: Path) -> Path:
+def save_listed(fig: Figure, path: Path) -> Path:
     """The one style's ``save``; run plots list the paths they wrote."""
     save(fig, path)
     return path
@@ -293,7 +227,7 @@ def _loss_figure(loss: pd.DataFrame) -> Figure:
     ax.set_ylabel("loss (the run's loss function" + scale + ")")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     gap = loss.assign(pair="|E_manual − E_torch|")
-    diff_scale = _log_lineplot(diff_ax, gap, y="abs_diff", hue="pair",
+    diff_scale = log_lineplot(diff_ax, gap, y="abs_diff", hue="pair",
                                title="Their difference |E_manual − E_torch| per step")
     diff_ax.set_xlabel(STEP_LABEL)
     diff_ax.set_ylabel("|ΔE| (absolute" + diff_scale + ")")
@@ -312,13 +246,13 @@ def _log_line_figure(
     """``y`` over steps on a log axis, one line per ``hue`` (and ``style``); zeros at a floor."""
     fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
-    scale = _log_lineplot(ax, data, y=y, hue=hue, style=style, title=title)
+    scale = log_lineplot(ax, data, y=y, hue=hue, style=style, title=title)
     ax.set_xlabel(STEP_LABEL)
     ax.set_ylabel(ylabel + scale)
     return fig
 
 
-def _log_lineplot(
+def log_lineplot(
     ax,
     data: pd.DataFrame,
     *,
@@ -347,9 +281,7 @@ def _log_lineplot(
     values = data[y].to_numpy(dtype=float)
     zero = values <= 0  # non-negative by definition; 0 means bit-identical
     positive = values[~zero & np.isfinite(values)]
-    floor = (
-        10.0 ** (math.floor(math.log10(positive.min())) - 1) if positive.size else ALL_ZERO_FLOOR
-    )
+    floor = zero_floor(values, ALL_ZERO_FLOOR)
     # zeros are marked on the floor line below, never drawn as tiny numbers in the curves:
     # a curve is broken where its value is exactly 0
     wide = positive.size and _too_wide(positive)
@@ -456,7 +388,7 @@ def _verdict_figure(grads: pd.DataFrame) -> Figure:
     long["line"] = long["line"].str.strip()
     fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
-    scale = _log_lineplot(
+    scale = log_lineplot(
         ax, long, y="value", hue="param", style="line",
         style_order=[v.strip() for v in lines.values()],
         dashes={"rel_err": "", "rel_tol": (1, 2)}, zeros_of="rel_err",
@@ -496,7 +428,7 @@ def _entry_figure(entries: pd.DataFrame) -> Figure:
         top.set_yscale("symlog", linthresh=float(size.max()) * 1e-4)
     top.set_ylabel("∂E/∂w" + (", symlog scale" if top.get_yscale() == "symlog" else ""))
     _legend_outside(top)
-    scale = _log_lineplot(bottom, one.assign(entry=name), y="abs_diff", hue="entry",
+    scale = log_lineplot(bottom, one.assign(entry=name), y="abs_diff", hue="entry",
                           title="|∂E/∂w_manual − ∂E/∂w_torch| at each logged step")
     bottom.set_xlabel(STEP_LABEL)
     bottom.set_ylabel("|difference|" + scale)
@@ -509,7 +441,7 @@ def _reference_figure(grads: pd.DataFrame) -> Figure:
     ratio = grads.assign(ratio=grads["ref_rel_err_manual"] / grads["ref_rel_err_torch"])
     fig = Figure(figsize=LINE_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
-    scale = _log_lineplot(
+    scale = log_lineplot(
         ax, ratio, y="ratio", hue="param",
         title="Which side is closer to a float64 gradient: ref_rel_err_manual / "
               "ref_rel_err_torch\nabove 1: torch closer; below 1: manual closer")
@@ -517,106 +449,3 @@ def _reference_figure(grads: pd.DataFrame) -> Figure:
     ax.set_xlabel(STEP_LABEL)
     ax.set_ylabel("manual's error / torch's error" + scale)
     return fig
-
-
-def _heatmap_norm(positive: np.ndarray):
-    """One log colour scale over every panel, and the value exact zeros are drawn at (below
-    it, in the colour map's "under" colour)."""
-    if not positive.size:
-        return Normalize(vmin=0.0, vmax=1.0), -1.0
-    vmax = positive.max()
-    vmin = min(positive.min(), vmax / 10)  # a one-value scale still spans a decade
-    return LogNorm(vmin=vmin, vmax=vmax), vmin / 10
-
-
-HEATMAP_PANELS = 16   # panels at most: 128 of them took 10 GB to draw
-
-
-def _heatmap_figure(final: pd.DataFrame) -> Figure:
-    """|g_manual − g_torch| per element at the final step: one (row x col) panel per param.
-
-    One shared log colour scale over all panels, so panels compare; exact zeros sit below
-    it (light grey). A bias vector of length n is drawn as an n x 1 column.
-    """
-    matrices = {
-        param: group.pivot(index="row", columns="col", values="abs_diff")  # (out, in)
-        for param, group in final.groupby("param", sort=False)
-    }
-    every = len(matrices)
-    if every > HEATMAP_PANELS:   # a deep net: its largest differences, in network order
-        worst = final.groupby("param", sort=False)["abs_diff"].max().fillna(np.inf)
-        keep = set(worst.nlargest(HEATMAP_PANELS).index)
-        matrices = {p: m for p, m in matrices.items() if p in keep}
-    values = final["abs_diff"].to_numpy(dtype=float)
-    positive = values[np.isfinite(values) & (values > 0)]
-    cmap = colormaps["viridis"].with_extremes(under="0.85")
-    norm, under = _heatmap_norm(positive)
-    n = len(matrices)
-    ncols = min(n, 4)
-    nrows = math.ceil(n / ncols)
-    sizes = [_panel_size(m.shape) for m in matrices.values()]  # (width, height) inches
-    widths = [max(sizes[i][0] for i in range(c, n, ncols)) for c in range(ncols)]
-    heights = [
-        max(sizes[i][1] for i in range(r * ncols, min(n, (r + 1) * ncols))) for r in range(nrows)
-    ]
-    fig = Figure(
-        figsize=(sum(widths) + 1.2, sum(heights) + 0.8),
-        layout="constrained",
-    )
-    axes = fig.subplots(
-        nrows, ncols, squeeze=False, gridspec_kw={"width_ratios": widths, "height_ratios": heights}
-    ).ravel()
-    for ax, (param, matrix) in zip(axes, matrices.items(), strict=False):
-        _heatmap_panel(ax, param, matrix, norm, cmap, under)
-    for ax in axes[n:]:
-        ax.remove()
-    label = "|g_manual − g_torch|, log scale"
-    if positive.size:
-        title = "Final-step gradient difference per element (grey = exactly 0)"
-    else:
-        title = "Final-step gradient difference per element: all exactly 0 (bit-identical)"
-    if every > n:
-        title += f"\nthe {n} of {every} parameters with the largest difference"
-    if positive.size:  # with no non-zero value there is no scale to show
-        fig.colorbar(
-            ScalarMappable(norm=norm, cmap=cmap),
-            ax=axes[:n].tolist(),
-            extend="min",
-            label=label,
-            shrink=0.9,
-        )
-    fig.suptitle(title)
-    return fig
-
-
-def _heatmap_panel(ax, param: str, matrix: pd.DataFrame, norm, cmap, under: float) -> None:
-    """One parameter's |g_manual − g_torch|, written into the cells when the panel is small."""
-    cells = matrix.to_numpy(dtype=float)  # (rows, cols)
-    small = max(cells.shape) <= ANNOTATE_MAX
-    annot = np.where(cells == 0, "0", np.char.mod("%.1e", cells)) if small else False
-    sns.heatmap(
-        np.where(cells == 0, under, cells),
-        ax=ax,
-        cmap=cmap,
-        norm=norm,
-        cbar=False,
-        annot=annot,
-        fmt="",
-        annot_kws={"fontsize": 7},
-        xticklabels=matrix.columns.tolist() if small else "auto",
-        yticklabels=matrix.index.tolist() if small else "auto",
-        linewidths=0.5 if small else 0,
-        linecolor="white",
-    )
-    ax.set_title(f"{param}  ({cells.shape[0]}×{cells.shape[1]})", fontsize=9)
-    ax.set_xlabel("col (input index)" if cells.shape[1] > 1 else "col")
-    ax.set_ylabel("row (output index)")
-    ax.tick_params(labelsize=7)
-
-
-def _panel_size(shape: tuple[int, int]) -> tuple[float, float]:
-    """Inches for one heatmap panel: room for written values when small, capped when large."""
-    rows, cols = shape
-    if max(rows, cols) <= ANNOTATE_MAX:
-        return 0.7 * cols + 0.9, 0.45 * rows + 0.9
-    return (1.8 if cols == 1 else 3.5), 3.2  # a long bias vector needs no width

@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
 
@@ -45,3 +47,11 @@ def save(fig: Figure, path: Path, tight: bool = True) -> str:
     path = Path(path)
     fig.savefig(path, dpi=DPI, format="png", bbox_inches="tight" if tight else None)
     return path.name
+
+
+def zero_floor(values, all_zero: float = 1e-18) -> float:
+    """Where exact zeros go on a log axis: a decade below the smallest finite positive value,
+    so a zero is never drawn above a real (if tiny) number; ``all_zero`` when there is none."""
+    values = np.asarray(values, dtype=float)
+    positive = values[np.isfinite(values) & (values > 0)]
+    return 10.0 ** (math.floor(math.log10(positive.min())) - 1) if positive.size else all_zero

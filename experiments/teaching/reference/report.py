@@ -227,7 +227,10 @@ def write_check(result, mc, out: Path, *, force: bool = False, plots: bool = Tru
             (tmp / "learner_output.txt").write_text(result.output, encoding="utf-8")
         figures = []
         if plots:
-            from experiments.output.plots import plot_reference_initial, plot_reference_steps
+            from experiments.output.reference_plots import (
+                plot_reference_initial,
+                plot_reference_steps,
+            )
             if not mc.table.empty:
                 figures.append(plot_reference_initial(mc.table, tmp / "initial.png").name)
             if not mc.steps.empty:

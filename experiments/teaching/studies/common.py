@@ -170,9 +170,9 @@ def hessian_eigenvalues(net: manual.MLP, X, Y, h: float = 1e-5) -> np.ndarray:
 def zero_floor(values) -> float:
     """Where exact zeros go on a log axis: a decade below the smallest non-zero value, so a
     zero is never drawn above a real (if tiny) number; ``ZERO_FLOOR`` if all are zero."""
-    values = np.asarray(values, dtype=float)
-    positive = values[np.isfinite(values) & (values > 0)]
-    return 10.0 ** (math.floor(math.log10(positive.min())) - 1) if positive.size else ZERO_FLOOR
+    from experiments.output.style import zero_floor as floor
+
+    return floor(values, ZERO_FLOOR)
 
 
 def fmt(x: float) -> str:
