@@ -221,7 +221,8 @@ def _print_verdict(result) -> None:
 
 def cmd_run(args) -> int:
     from experiments.core.config import ConfigError, load_config, named_experiments, replace
-    from experiments.core.runner import run_experiment, run_verdict
+    from experiments.core.runner import run_experiment
+    from experiments.core.verdict import run_verdict
     from experiments.output.rundir import check_out, default_out, write_run
     from experiments.teaching.studies import STUDIES, run_study
     if args.experiment in STUDIES:

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from experiments.core.diagnose import findings_markdown
-from experiments.core.runner import RunResult, run_verdict
+from experiments.core.runner import RunResult
+from experiments.core.verdict import run_verdict
 
 DEFINITIONS = """\
 - `max_abs_diff` = max |g_m − g_t| over the tensor's elements (g_m manual, g_t torch).

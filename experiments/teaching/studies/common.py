@@ -17,7 +17,8 @@ import pandas as pd
 import manual
 from experiments.core.config import RunConfig, replace
 from experiments.core.engine import Lockstep, ManualSide, Observer, batches
-from experiments.core.runner import RunResult, initial_state, summarize
+from experiments.core.runner import RunResult, initial_state
+from experiments.core.verdict import summarize
 from experiments.output.report import markdown_table
 
 Frames = dict[str, pd.DataFrame]
@@ -92,7 +93,7 @@ def log_400(cfg: RunConfig) -> RunConfig:
 def agreement(result: RunResult, replay_loss: np.ndarray | None = None) -> dict:
     """One arm's manual-vs-torch record (``AGREEMENT_COLUMNS``): the runner's mode, its
     status, the worst rel_err, worst rel_err / rel_tol and the verdict over the logged
-    steps with finite gradients (as ``runner.summarize``: the verdict is the ``all`` row's,
+    steps with finite gradients (as ``verdict.summarize``: the verdict is the ``all`` row's,
     ``differ`` when the loss or any parameter differs), the worst weight and loss
     differences, how far a replay's losses are from ``loss_manual``, and the loss row's
     worst_ratio."""
