@@ -121,3 +121,21 @@ def test_too_many_members_are_refused(tmp_path, monkeypatch, capsys):
     assert main(["grade", str(z), *FAST, "--out", str(tmp_path / "g")]) == 2
     assert "holds 4 members, more than a class's 3" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
+
+
+def test_a_member_with_corrupt_compressed_data_is_listed_not_fatal(tmp_path, private_tmp):
+    """A deflated member whose stream is corrupt (zlib.error, not an OSError) is one
+    member left out with its reason; the others are unpacked."""
+    z = tmp_path / "class.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("alice.py", CORRECT)
+        out.writestr("bob.py", MEAN)
+    data = bytearray(z.read_bytes())
+    start = 30 + len("alice.py")          # alice's data follows her 30-byte local header
+    data[start:start + 20] = bytes(b ^ 0xFF for b in data[start:start + 20])
+    z.write_bytes(bytes(data))
+    with archive.unpacked(z) as (root, skipped):
+        assert [p.name for p in root.iterdir()] == ["bob.py"]
+        assert [s.name for s in skipped] == ["alice.py"]
+        assert "unreadable in the archive" in skipped[0].why
+    assert left_behind(private_tmp) == []

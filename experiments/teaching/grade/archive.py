@@ -24,6 +24,7 @@ from __future__ import annotations
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -130,7 +131,7 @@ def _extract(archive: zipfile.ZipFile, path: Path, root: Path) -> list[NotGraded
                                           f"MiB; unpack it yourself and grade the folder")
                     dst.write(chunk)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError,
-                EOFError) as err:
+                EOFError, zlib.error) as err:   # zlib.error: a corrupt deflate stream
             target.unlink(missing_ok=True)
             skipped.append(NotGraded("/".join(parts), f"unreadable in the archive ({err})"))
     return skipped
